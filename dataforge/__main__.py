@@ -1,0 +1,5 @@
+import sys
+
+from dataforge.cli import main
+
+sys.exit(main())

@@ -1,0 +1,37 @@
+"""Dataset formats: each is a plugin in the ``dataforge.formats`` entry-point group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dataforge import plugins
+from dataforge.errors import PluginError, UsageError
+from dataforge.formats.base import DatasetFormat, ImportBatch
+
+
+def get_format(name: str) -> DatasetFormat:
+    obj = plugins.load(plugins.FORMATS, name)
+    fmt = obj() if isinstance(obj, type) else obj
+    if not isinstance(fmt, DatasetFormat):
+        raise PluginError(f"format plugin {name!r} ({type(fmt).__name__}) does not implement DatasetFormat")
+    return fmt
+
+
+def list_formats() -> list[DatasetFormat]:
+    return [get_format(name) for name in plugins.available(plugins.FORMATS)]
+
+
+def detect_format(path: Path) -> DatasetFormat:
+    """The one format whose ``detect`` accepts ``path``; refuses when none or several do."""
+    hits = [f for f in list_formats() if f.can_import and f.detect(path)]
+    if len(hits) == 1:
+        return hits[0]
+    if not hits:
+        names = ", ".join(f.name for f in list_formats() if f.can_import)
+        raise UsageError(f"{path}: could not detect the dataset format", hint=f"pass --format (one of: {names})")
+    raise UsageError(
+        f"{path}: several formats fit ({', '.join(f.name for f in hits)})", hint="pass --format to choose one"
+    )
+
+
+__all__ = ["DatasetFormat", "ImportBatch", "detect_format", "get_format", "list_formats"]

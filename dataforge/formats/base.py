@@ -1,0 +1,99 @@
+"""What a format plugin provides, and the batch an importer hands to the store.
+
+A reader only parses: it turns its files into an :class:`ImportBatch` (COCO-shaped dicts plus
+the directory that image file names resolve against). Every check that does not depend on the
+format (ids, references, boxes, paths, image files) happens once, in ``dataforge.ingest``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
+
+from dataforge.errors import DataError
+
+if TYPE_CHECKING:
+    from dataforge.store import Store
+
+OnError = Literal["fail", "skip"]
+
+
+@dataclass
+class ImportBatch:
+    """COCO-shaped records from one source.
+
+    ``images``: dicts with ``id`` and ``file_name`` (relative to ``images_root``) and any extra
+    fields; ``width``/``height`` if the source states them (they are checked, not trusted).
+    ``annotations``: dicts with ``id``, ``image_id``, ``category_id``, ``bbox`` (COCO xywh,
+    absolute pixels) and any extra fields. ``categories``: dicts with ``id`` and ``name``.
+    """
+
+    format: str
+    source: str
+    images_root: Path
+    images: list[dict[str, Any]]
+    annotations: list[dict[str, Any]]
+    categories: list[dict[str, Any]]
+    info: dict[str, Any] = field(default_factory=dict)
+    licenses: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Skipped:
+    kind: str  # "image" | "annotation" | "category"
+    id: Any
+    reason: str
+    message: str
+
+
+class ErrorPolicy:
+    """``fail``: the first problem raises (and the caller rolls back). ``skip``: record and go on."""
+
+    def __init__(self, mode: OnError, source: str) -> None:
+        if mode not in ("fail", "skip"):
+            raise ValueError(mode)
+        self.mode = mode
+        self.source = source
+        self.skipped: list[Skipped] = []
+
+    def problem(self, kind: str, item_id: Any, reason: str, message: str) -> None:
+        if self.mode == "fail":
+            raise DataError(
+                f"{self.source}: {message}",
+                source=self.source,
+                item=f"{kind} {item_id}",
+                reason=reason,
+                hint="fix the file, or re-run with --on-error skip to skip such items and get a report",
+            )
+        self.skipped.append(Skipped(kind, item_id, reason, message))
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    images: int
+    annotations: int
+    files: list[Path] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@runtime_checkable
+class DatasetFormat(Protocol):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    can_import: ClassVar[bool]
+    can_export: ClassVar[bool]
+
+    def detect(self, path: Path) -> bool:
+        """True if ``path`` looks like this format (cheap: names and first bytes only)."""
+        ...
+
+    def read(self, path: Path, *, images: Path | None = None, **options: Any) -> ImportBatch:
+        """Parse ``path`` into a batch. Raises ``DataError`` for files it cannot parse at all."""
+        ...
+
+    def export(self, store: Store, out: Path, *, image_ids: list[int], **options: Any) -> ExportResult:
+        """Write the given images of ``store`` to ``out``."""
+        ...

@@ -1,0 +1,179 @@
+"""COCO instances JSON: import (file + images folder) and export (standalone dataset).
+
+Import keeps segmentation (polygons, RLE), ``iscrowd``, ``attributes`` and any unknown fields.
+Export writes ``<out>/annotations.json`` and ``<out>/images/`` with an explicit category-id
+policy, recorded in the output's ``dataforge`` block:
+
+* ``keep``: the store's ids as they are;
+* ``contiguous-from-1``: 1..K in the order of the store's category ids (the COCO convention);
+* ``contiguous-from-0``: 0..K-1 in that order (what many training codebases expect).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from dataforge.errors import DataError, UsageError
+from dataforge.formats.base import ExportResult, ImportBatch
+from dataforge.jsonio import load_json, write_json
+from dataforge.store.store import utc_now
+
+if TYPE_CHECKING:
+    from dataforge.store import Store
+
+CATEGORY_ID_POLICIES = ("keep", "contiguous-from-1", "contiguous-from-0")
+
+
+def category_id_map(category_ids: list[int], policy: str) -> dict[int, int]:
+    """Store category id to exported id under ``policy`` (see module docs)."""
+    ordered = sorted(category_ids)
+    if policy == "keep":
+        return {c: c for c in ordered}
+    if policy == "contiguous-from-1":
+        return {c: i + 1 for i, c in enumerate(ordered)}
+    if policy == "contiguous-from-0":
+        return {c: i for i, c in enumerate(ordered)}
+    raise UsageError(f"unknown category-id policy {policy!r} (choose from {', '.join(CATEGORY_ID_POLICIES)})")
+
+
+def guess_images_root(ann_file: Path, first_file_name: str | None) -> Path:
+    """Where ``file_name`` values resolve: the first candidate that holds the first image."""
+    here = ann_file.parent
+    stem = ann_file.stem  # instances_train -> train
+    subset = stem.rsplit("_", 1)[-1]
+    candidates = [here, here / "images", here.parent / "images" / subset, here.parent / "images", here.parent]
+    if first_file_name:
+        for c in candidates:
+            if (c / first_file_name.replace("\\", "/")).is_file():
+                return c
+    for c in candidates[1:]:
+        if c.is_dir():
+            return c
+    return here
+
+
+class CocoFormat:
+    name: ClassVar[str] = "coco"
+    description: ClassVar[str] = "COCO instances JSON (file + images folder); export with a category-id policy"
+    can_import: ClassVar[bool] = True
+    can_export: ClassVar[bool] = True
+
+    def detect(self, path: Path) -> bool:
+        if path.is_file():
+            if path.suffix.lower() != ".json":
+                return False
+            with open(path, "rb") as f:
+                head = f.read(4096)
+            return head.lstrip()[:1] == b"{" and (b'"images"' in head or b'"annotations"' in head
+                                                  or b'"categories"' in head or b'"info"' in head)
+        return False
+
+    def read(self, path: Path, *, images: Path | None = None, **options: Any) -> ImportBatch:
+        if options:
+            raise UsageError(f"coco import: unknown options {sorted(options)}")
+        data = load_json(path, what="COCO annotation file")
+        if not isinstance(data, dict):
+            raise DataError(f"{path}: expected a JSON object with 'images', 'annotations' and 'categories', "
+                            f"found a {type(data).__name__}", source=str(path))
+        for key in ("images", "categories"):
+            if not isinstance(data.get(key), list):
+                raise DataError(f"{path}: '{key}' must be a list (found {type(data.get(key)).__name__})",
+                                source=str(path), hint="is this a COCO instances file?")
+        anns = data.get("annotations", [])
+        if not isinstance(anns, list):
+            raise DataError(f"{path}: 'annotations' must be a list (found {type(anns).__name__})", source=str(path))
+        if anns and isinstance(anns[0], dict) and "segments_info" in anns[0]:
+            anns = panoptic_to_instances(anns, path)
+        imgs = data["images"]
+        first = imgs[0].get("file_name") if imgs and isinstance(imgs[0], dict) else None
+        root = images if images is not None else guess_images_root(path, first if isinstance(first, str) else None)
+        info = data.get("info") if isinstance(data.get("info"), dict) else {}
+        licenses = data.get("licenses") if isinstance(data.get("licenses"), list) else []
+        return ImportBatch(format=self.name, source=str(path.resolve()), images_root=Path(root),
+                           images=imgs, annotations=anns, categories=data["categories"],
+                           info=info, licenses=licenses)
+
+    def export(self, store: Store, out: Path, *, image_ids: list[int], category_ids: str = "keep",
+               link: bool = False, **options: Any) -> ExportResult:
+        if options:
+            raise UsageError(f"coco export: unknown options {sorted(options)}")
+        cmap = category_id_map([c["id"] for c in store.data["categories"]], category_ids)
+        prepare_out_dir(out)
+        wanted = set(image_ids)
+        images = [copy.deepcopy(img) for img in store.images if img["id"] in wanted]
+        anns = []
+        for a in store.annotations:
+            if a["image_id"] in wanted:
+                a = copy.deepcopy(a)
+                a["category_id"] = cmap[a["category_id"]]
+                anns.append(a)
+        cats = [{**copy.deepcopy(c), "id": cmap[c["id"]]} for c in store.data["categories"]]
+        cats.sort(key=lambda c: c["id"])
+        copy_images(store, out / "images", [img["file_name"] for img in images], link=link)
+        doc = {
+            "info": {**store.data.get("info", {}), "date_created": utc_now()},
+            "licenses": store.data.get("licenses", []),
+            "images": images,
+            "annotations": anns,
+            "categories": cats,
+            "dataforge": {
+                "exported_from": str(store.root.resolve()),
+                "store_revision": store.revision,
+                "category_id_policy": category_ids,
+                "category_id_map": {str(k): v for k, v in cmap.items()},
+            },
+        }
+        ann_path = out / "annotations.json"
+        write_json(ann_path, doc, indent=False)
+        return ExportResult(out=out, images=len(images), annotations=len(anns), files=[ann_path],
+                            notes=[f"category ids: {category_ids}"])
+
+
+def panoptic_to_instances(anns: list[Any], path: Path) -> list[dict[str, Any]]:
+    """COCO panoptic: one annotation per segment (its bbox, category, area, iscrowd).
+
+    The PNG segment map is not imported; its file name and the segment id are kept in
+    ``attributes`` so the masks can be found again.
+    """
+    out: list[dict[str, Any]] = []
+    for i, ann in enumerate(anns):
+        if not isinstance(ann, dict) or not isinstance(ann.get("segments_info"), list):
+            raise DataError(f"{path}: panoptic annotation #{i} has no 'segments_info' list", source=str(path))
+        for seg in ann["segments_info"]:
+            if not isinstance(seg, dict):
+                raise DataError(f"{path}: panoptic annotation #{i}: a segment is not an object", source=str(path))
+            extra = {k: v for k, v in seg.items() if k not in ("id", "category_id", "bbox", "area", "iscrowd")}
+            out.append({"id": seg.get("id"), "image_id": ann.get("image_id"), "category_id": seg.get("category_id"),
+                        "bbox": seg.get("bbox"), "area": seg.get("area"), "iscrowd": seg.get("iscrowd", 0),
+                        "segmentation": [], **extra,
+                        "attributes": {"panoptic_segment_id": seg.get("id"), "panoptic_png": ann.get("file_name")}})
+    return out
+
+
+def prepare_out_dir(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{out}: the output directory exists and is not empty",
+                         hint="choose a new --out directory (dataforge never overwrites an export)")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def copy_images(store: Store, dest_root: Path, file_names: list[str], *, link: bool) -> None:
+    """Copy (or hard-link, falling back to copy across filesystems) store images to ``dest_root``."""
+    made: set[Path] = set()
+    for name in file_names:
+        src = store.images_dir / name
+        dst = dest_root / name
+        if dst.parent not in made:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            made.add(dst.parent)
+        if link:
+            try:
+                os.link(src, dst)
+                continue
+            except OSError:
+                pass
+        shutil.copyfile(src, dst)

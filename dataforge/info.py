@@ -1,0 +1,82 @@
+"""``dataforge info``: what a store holds, as numbers."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+import numpy as np
+
+from dataforge.store import Store
+
+# COCO's area ranges (pixels²); ``small`` < 32², ``medium`` < 96².
+SMALL, MEDIUM = 32**2, 96**2
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    arr = np.asarray(values, dtype=np.float64)
+    p = np.percentile(arr, [0, 5, 50, 95, 100])
+    return {"min": float(p[0]), "p5": float(p[1]), "median": float(p[2]), "p95": float(p[3]), "max": float(p[4]),
+            "mean": float(arr.mean())}
+
+
+def store_info(store: Store, *, where: str | None = None) -> dict[str, Any]:
+    images = store.select(where)
+    ids = {img["id"] for img in images}
+    names = store.index.category_names
+    split_of = {img["id"]: img.get("split") or "(none)" for img in images}
+
+    per_split_images = Counter(split_of.values())
+    per_split_boxes: Counter[str] = Counter()
+    cat_images: defaultdict[str, set[int]] = defaultdict(set)
+    cat_boxes: Counter[str] = Counter()
+    cat_split_boxes: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    widths: list[float] = []
+    heights: list[float] = []
+    buckets: Counter[str] = Counter()
+    crowd = 0
+    for a in store.annotations:
+        iid = a["image_id"]
+        if iid not in ids:
+            continue
+        name = names.get(a["category_id"], f"? ({a['category_id']})")
+        split = split_of[iid]
+        per_split_boxes[split] += 1
+        cat_images[name].add(iid)
+        cat_boxes[name] += 1
+        cat_split_boxes[name][split] += 1
+        w, h = a["bbox"][2], a["bbox"][3]
+        widths.append(w)
+        heights.append(h)
+        area = w * h
+        buckets["small" if area < SMALL else "medium" if area < MEDIUM else "large"] += 1
+        crowd += 1 if a.get("iscrowd") else 0
+
+    tags = Counter(t for img in images for t in img.get("tags", []))
+    empty = sum(1 for img in images if not store.index.anns_by_image.get(img["id"]))
+    sizes = Counter(f"{img['width']}x{img['height']}" for img in images)
+    augmented = sum(1 for img in images if isinstance(img.get("source"), dict) and img["source"].get("pipeline"))
+    hist = store.history()
+    return {
+        "store": str(store.root),
+        "where": where,
+        "revision": store.revision,
+        "images": len(images),
+        "annotations": sum(per_split_boxes.values()),
+        "images_without_annotations": empty,
+        "crowd_annotations": crowd,
+        "splits": {s: {"images": per_split_images[s], "boxes": per_split_boxes[s]} for s in sorted(per_split_images)},
+        "categories": [
+            {"id": c["id"], "name": c["name"], "images": len(cat_images[c["name"]]), "boxes": cat_boxes[c["name"]],
+             "boxes_by_split": dict(sorted(cat_split_boxes[c["name"]].items()))}
+            for c in store.data["categories"]
+        ],
+        "box_sizes": {"width": _percentiles(widths), "height": _percentiles(heights),
+                      "coco_area_buckets": {k: buckets[k] for k in ("small", "medium", "large")}},
+        "image_sizes": dict(sizes.most_common(10)),
+        "tags": dict(tags.most_common()),
+        "augmented_images": augmented,
+        "last_operation": hist[-1] if hist else None,
+    }

@@ -1,0 +1,113 @@
+"""Train/val/test splits: random, or stratified by category (iterative stratification).
+
+Both are pure functions of (image ids, labels, ratios, seed): the same inputs give the same
+split on any machine (numpy's PCG64 generator is platform independent, and images are ordered
+by id before any draw).
+
+Stratification follows Sechidis, Tsoumakas & Vlahavas (2011), "On the stratification of
+multi-label data": repeatedly take the label with the fewest images still unassigned, and give
+each of its images to the split that still wants that label most. Images without boxes carry a
+pseudo-label so that they, too, are spread by the ratios.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from dataforge.errors import UsageError
+
+EMPTY_LABEL = -(2**62)  # pseudo-label of images without annotations
+
+
+def parse_ratios(text: str) -> dict[str, float]:
+    """``"train=0.8,val=0.1,test=0.1"`` to a dict whose values sum to 1 (they are normalized)."""
+    ratios: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(f"--ratios {text!r}: expected NAME=FRACTION pairs, e.g. train=0.8,val=0.1,test=0.1")
+        if name in ratios:
+            raise UsageError(f"--ratios {text!r}: split {name!r} is named twice")
+        try:
+            ratios[name] = float(value)
+        except ValueError:
+            raise UsageError(f"--ratios {text!r}: {value!r} is not a number") from None
+        if not ratios[name] >= 0:
+            raise UsageError(f"--ratios {text!r}: ratio of {name!r} must be >= 0")
+    total = sum(ratios.values())
+    if total <= 0:
+        raise UsageError(f"--ratios {text!r}: ratios sum to 0")
+    return {k: v / total for k, v in ratios.items()}
+
+
+def _quotas(n: int, ratios: Mapping[str, float]) -> dict[str, int]:
+    """Split n items by ratio with the largest-remainder method (sums to exactly n)."""
+    raw = {k: n * r for k, r in ratios.items()}
+    base = {k: int(np.floor(v)) for k, v in raw.items()}
+    left = n - sum(base.values())
+    order = sorted(raw, key=lambda k: (-(raw[k] - base[k]), list(ratios).index(k)))
+    for k in order[:left]:
+        base[k] += 1
+    return base
+
+
+def random_split(image_ids: Sequence[int], ratios: Mapping[str, float], seed: int) -> dict[int, str]:
+    """Shuffle the ids with ``seed`` and cut them by ratio."""
+    ids = sorted(image_ids)
+    order = np.random.default_rng(seed).permutation(len(ids))
+    quotas = _quotas(len(ids), ratios)
+    out: dict[int, str] = {}
+    pos = 0
+    for name, q in quotas.items():
+        for i in order[pos : pos + q]:
+            out[ids[int(i)]] = name
+        pos += q
+    return out
+
+
+def stratified_split(
+    labels_by_image: Mapping[int, set[int]], ratios: Mapping[str, float], seed: int
+) -> dict[int, str]:
+    """Iterative stratification over multi-label images. ``labels_by_image``: id to category ids."""
+    rng = np.random.default_rng(seed)
+    names = list(ratios)
+    r = np.array([ratios[n] for n in names], dtype=np.float64)
+    ids = sorted(labels_by_image)
+    labels = {i: (labels_by_image[i] or {EMPTY_LABEL}) for i in ids}
+
+    images_of: dict[int, list[int]] = {}
+    for i in ids:
+        for lab in sorted(labels[i]):
+            images_of.setdefault(lab, []).append(i)
+    # How many images of each label each split still wants, and how many images in all.
+    want_label = {lab: r * len(imgs) for lab, imgs in images_of.items()}
+    want_total = r * len(ids)
+    remaining = {lab: set(imgs) for lab, imgs in images_of.items()}
+    out: dict[int, str] = {}
+
+    while remaining:
+        # The rarest label first: it has the least room for error.
+        lab = min(remaining, key=lambda k: (len(remaining[k]), k))
+        pending = sorted(remaining.pop(lab))
+        for idx in rng.permutation(len(pending)):
+            img = pending[int(idx)]
+            if img in out:
+                continue
+            wl = want_label[lab]
+            best = np.flatnonzero(wl == wl.max())
+            if len(best) > 1:
+                wt = want_total[best]
+                best = best[wt == wt.max()]
+            choice = int(best[0] if len(best) == 1 else best[rng.integers(len(best))])
+            out[img] = names[choice]
+            want_total[choice] -= 1
+            for other in labels[img]:
+                want_label[other][choice] -= 1
+                if other != lab and other in remaining:
+                    remaining[other].discard(img)
+                    if not remaining[other]:
+                        del remaining[other]
+    return out
