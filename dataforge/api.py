@@ -60,7 +60,12 @@ def tag_images(
     """Add and/or remove tags on the images matched by ``where`` and/or ``ids`` (all if neither)."""
     if not add and not remove:
         raise UsageError("nothing to do: give --add TAG and/or --remove TAG")
-    details: dict[str, Any] = {"add": list(add), "remove": list(remove), "where": where, "ids": list(ids or [])}
+    details: dict[str, Any] = {
+        "add": list(add),
+        "remove": list(remove),
+        "where": where,
+        "ids": list(ids or []),
+    }
     with Store.edit(store, "tag", details=details) as s:
         matched = s.select(where)
         if ids is not None:

@@ -33,8 +33,12 @@ def _json(obj: Any) -> None:
 def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     cells = [[str(c) for c in header], *[[str(c) for c in r] for r in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-             for r in cells]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join("  " + ln for ln in lines)
 
@@ -43,15 +47,25 @@ def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
 def cmd_import(a: argparse.Namespace) -> int:
     from dataforge.api import import_dataset
 
-    res = import_dataset(a.source, store=a.store, format=a.format, images=a.images, on_error=a.on_error,
-                         split=a.split, tags=a.tag or [], link=a.link)
+    res = import_dataset(
+        a.source,
+        store=a.store,
+        format=a.format,
+        images=a.images,
+        on_error=a.on_error,
+        split=a.split,
+        tags=a.tag or [],
+        link=a.link,
+    )
     _out(f"imported {res.images} images, {res.annotations} annotations into {res.store}")
     if res.new_categories:
         _out(f"new categories: {', '.join(res.new_categories)}")
     changed = {k: v for k, v in res.id_changes.items() if v}
     if changed:
-        _out("ids re-assigned (taken in the store, or annotation id 0): "
-             + ", ".join(f"{v} {k}" for k, v in changed.items()))
+        _out(
+            "ids re-assigned (taken in the store, or annotation id 0): "
+            + ", ".join(f"{v} {k}" for k, v in changed.items())
+        )
     for w in res.warnings[:5]:
         _err(f"warning: {w}")
     if len(res.warnings) > 5:
@@ -73,22 +87,30 @@ def cmd_info(a: argparse.Namespace) -> int:
         _json(d)
         return 0
     _out(f"store {d['store']} (revision {d['revision']})" + (f", where {d['where']}" if d["where"] else ""))
-    _out(f"  {d['images']} images ({d['images_without_annotations']} without annotations), "
-         f"{d['annotations']} boxes ({d['crowd_annotations']} crowd), {len(d['categories'])} categories")
+    _out(
+        f"  {d['images']} images ({d['images_without_annotations']} without annotations), "
+        f"{d['annotations']} boxes ({d['crowd_annotations']} crowd), {len(d['categories'])} categories"
+    )
     if d["augmented_images"]:
         _out(f"  {d['augmented_images']} augmented images (lineage in source.pipeline)")
     _out("\nsplits")
     _out(_table([(s, v["images"], v["boxes"]) for s, v in d["splits"].items()], ["split", "images", "boxes"]))
     _out("\ncategories")
     splits = list(d["splits"])
-    rows = [(c["name"], c["id"], c["images"], c["boxes"], *[c["boxes_by_split"].get(s, 0) for s in splits])
-            for c in d["categories"]]
+    rows = [
+        (c["name"], c["id"], c["images"], c["boxes"], *[c["boxes_by_split"].get(s, 0) for s in splits])
+        for c in d["categories"]
+    ]
     _out(_table(rows, ["category", "id", "images", "boxes", *[f"boxes:{s}" for s in splits]]))
     bw, bh = d["box_sizes"]["width"], d["box_sizes"]["height"]
     if bw:
         _out("\nbox sizes (pixels)")
-        _out(_table([(k, f"{bw[k]:.1f}", f"{bh[k]:.1f}") for k in ("min", "p5", "median", "p95", "max")],
-                    ["stat", "width", "height"]))
+        _out(
+            _table(
+                [(k, f"{bw[k]:.1f}", f"{bh[k]:.1f}") for k in ("min", "p5", "median", "p95", "max")],
+                ["stat", "width", "height"],
+            )
+        )
         b = d["box_sizes"]["coco_area_buckets"]
         _out(f"  COCO area buckets: small {b['small']}, medium {b['medium']}, large {b['large']}")
     if d["tags"]:
@@ -120,9 +142,13 @@ def cmd_split(a: argparse.Namespace) -> int:
     res = split_store(a.store, ratios=parse_ratios(a.ratios), seed=a.seed, stratify=a.stratify, where=a.where)
     names = list(res["images"])
     _out(f"{'stratified' if a.stratify else 'random'} split, seed {a.seed}")
-    _out(_table([("(images)", *[res["images"][n] for n in names])]
-                + [(c, *[v[n] for n in names]) for c, v in res["boxes_by_category"].items()],
-                ["", *names]))
+    _out(
+        _table(
+            [("(images)", *[res["images"][n] for n in names])]
+            + [(c, *[v[n] for n in names]) for c, v in res["boxes_by_category"].items()],
+            ["", *names],
+        )
+    )
     return 0
 
 
@@ -137,8 +163,10 @@ def cmd_validate(a: argparse.Namespace) -> int:
             _out(f"{f.severity}: [{f.code}] {f.message}")
         if len(rep.findings) > a.max:
             _out(f"... {len(rep.findings) - a.max} more findings (use --json for all)")
-        _out(f"{rep.images} images, {rep.annotations} annotations: {len(rep.errors)} errors, "
-             f"{len(rep.warnings)} warnings")
+        _out(
+            f"{rep.images} images, {rep.annotations} annotations: {len(rep.errors)} errors, "
+            f"{len(rep.warnings)} warnings"
+        )
     return 0 if rep.ok else 1
 
 
@@ -181,10 +209,23 @@ def cmd_formats(a: argparse.Namespace) -> int:
     from dataforge.formats import list_formats
 
     info = plugins.available(plugins.FORMATS)
-    rows = [(f.name, "yes" if f.can_import else "-", "yes" if f.can_export else "-", info[f.name].distribution,
-             f.description) for f in list_formats()]
+    rows = [
+        (
+            f.name,
+            "yes" if f.can_import else "-",
+            "yes" if f.can_export else "-",
+            info[f.name].distribution,
+            f.description,
+        )
+        for f in list_formats()
+    ]
     if a.json:
-        _json([dict(zip(["name", "import", "export", "distribution", "description"], r, strict=True)) for r in rows])
+        _json(
+            [
+                dict(zip(["name", "import", "export", "distribution", "description"], r, strict=True))
+                for r in rows
+            ]
+        )
     else:
         _out(_table(rows, ["format", "import", "export", "from", "description"]))
     return 0
@@ -198,8 +239,12 @@ def cmd_history(a: argparse.Namespace) -> int:
         _json(entries)
     else:
         for e in entries:
-            extra = {k: v for k, v in e.items() if k not in ("time", "op", "revision", "user", "host", "dataforge")}
-            _out(f"{e['time']}  r{e.get('revision', '?'):<4} {e['op']:8s} {e.get('user', '')}  {json.dumps(extra, default=str)}")
+            extra = {
+                k: v for k, v in e.items() if k not in ("time", "op", "revision", "user", "host", "dataforge")
+            }
+            _out(
+                f"{e['time']}  r{e.get('revision', '?'):<4} {e['op']:8s} {e.get('user', '')}  {json.dumps(extra, default=str)}"
+            )
     return 0
 
 
@@ -209,32 +254,56 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dataforge",
         description="Computer-vision datasets from import to evaluation. Run `dataforge COMMAND --help` for details.",
         epilog="exit codes: 0 ok, 1 check found problems, 2 usage error, 3 bad input data, 4 store error, "
-               "5 component missing, 130 interrupted",
+        "5 component missing, 130 interrupted",
     )
     p.add_argument("--version", action="version", version=f"dataforge {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    def add(name: str, handler: Handler, help: str, description: str | None = None) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help, description=description or help,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    def add(
+        name: str, handler: Handler, help: str, description: str | None = None
+    ) -> argparse.ArgumentParser:
+        sp = sub.add_parser(
+            name,
+            help=help,
+            description=description or help,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         sp.set_defaults(handler=handler)
         return sp
 
-    where_help = ("filter images, e.g. \"category == 'cat' and boxes > 3\"; fields: id, file, width, height, "
-                  "split, boxes, category, tag; functions: count(name), glob(pattern)")
+    where_help = (
+        "filter images, e.g. \"category == 'cat' and boxes > 3\"; fields: id, file, width, height, "
+        "split, boxes, category, tag; functions: count(name), glob(pattern)"
+    )
 
-    sp = add("import", cmd_import, "import a dataset into a store (new or existing)",
-             "Import a dataset into a store. All-or-nothing: on any problem the store is left exactly as it "
-             "was, unless --on-error skip, which skips bad items and writes a report of each.")
+    sp = add(
+        "import",
+        cmd_import,
+        "import a dataset into a store (new or existing)",
+        "Import a dataset into a store. All-or-nothing: on any problem the store is left exactly as it "
+        "was, unless --on-error skip, which skips bad items and writes a report of each.",
+    )
     sp.add_argument("source", help="annotation file or dataset directory")
-    sp.add_argument("--store", required=True, help="store directory (created if missing; merged into if it exists)")
-    sp.add_argument("--format", default="auto", help="format plugin name (see `dataforge formats`), default: auto")
-    sp.add_argument("--images", help="folder that the file names in SOURCE are relative to (default: guessed)")
-    sp.add_argument("--on-error", choices=["fail", "skip"], default="fail",
-                    help="fail: stop at the first bad item (default); skip: skip bad items and report them")
+    sp.add_argument(
+        "--store", required=True, help="store directory (created if missing; merged into if it exists)"
+    )
+    sp.add_argument(
+        "--format", default="auto", help="format plugin name (see `dataforge formats`), default: auto"
+    )
+    sp.add_argument(
+        "--images", help="folder that the file names in SOURCE are relative to (default: guessed)"
+    )
+    sp.add_argument(
+        "--on-error",
+        choices=["fail", "skip"],
+        default="fail",
+        help="fail: stop at the first bad item (default); skip: skip bad items and report them",
+    )
     sp.add_argument("--split", help="put every imported image in this split (e.g. train)")
-    sp.add_argument("--tag", action="append", metavar="TAG", help="add this tag to every imported image (repeatable)")
+    sp.add_argument(
+        "--tag", action="append", metavar="TAG", help="add this tag to every imported image (repeatable)"
+    )
     sp.add_argument("--link", action="store_true", help="hard-link images into the store instead of copying")
 
     sp = add("info", cmd_info, "counts per split and category, box sizes, tags")
@@ -242,21 +311,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--where", help=where_help)
     sp.add_argument("--json", action="store_true", help="print JSON")
 
-    sp = add("tag", cmd_tag, "add or remove tags on the images a filter matches",
-             "Add or remove tags on images. Without --where/--ids every image matches.\n\n"
-             "examples:\n  dataforge tag ./pets --add needs-review --where \"category == 'cat' and boxes > 3\"\n"
-             "  dataforge tag ./pets --remove needs-review --ids 4,8,15")
+    sp = add(
+        "tag",
+        cmd_tag,
+        "add or remove tags on the images a filter matches",
+        "Add or remove tags on images. Without --where/--ids every image matches.\n\n"
+        "examples:\n  dataforge tag ./pets --add needs-review --where \"category == 'cat' and boxes > 3\"\n"
+        "  dataforge tag ./pets --remove needs-review --ids 4,8,15",
+    )
     sp.add_argument("store")
     sp.add_argument("--add", action="append", metavar="TAG", help="tag to add (repeatable)")
     sp.add_argument("--remove", action="append", metavar="TAG", help="tag to remove (repeatable)")
     sp.add_argument("--where", help=where_help)
     sp.add_argument("--ids", help="comma-separated image ids")
 
-    sp = add("split", cmd_split, "assign train/val/test splits by ratio",
-             "Assign splits by ratio with a seed. --stratify keeps every category's share close to the ratios "
-             "in each split, also for multi-label detection images (iterative stratification).")
+    sp = add(
+        "split",
+        cmd_split,
+        "assign train/val/test splits by ratio",
+        "Assign splits by ratio with a seed. --stratify keeps every category's share close to the ratios "
+        "in each split, also for multi-label detection images (iterative stratification).",
+    )
     sp.add_argument("store")
-    sp.add_argument("--ratios", default="train=0.8,val=0.1,test=0.1", help="NAME=FRACTION,... (default %(default)s)")
+    sp.add_argument(
+        "--ratios", default="train=0.8,val=0.1,test=0.1", help="NAME=FRACTION,... (default %(default)s)"
+    )
     sp.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     sp.add_argument("--stratify", action="store_true", help="stratify by category")
     sp.add_argument("--where", help="only split the images this filter matches; " + where_help)
@@ -265,14 +344,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("store")
     sp.add_argument("--json", action="store_true", help="print JSON")
     sp.add_argument("--no-files", action="store_true", help="skip reading the image files")
-    sp.add_argument("--max", type=int, default=50, help="print at most this many findings (default %(default)s)")
+    sp.add_argument(
+        "--max", type=int, default=50, help="print at most this many findings (default %(default)s)"
+    )
 
     sp = add("export", cmd_export, "export a store (or part of it) to another format")
     sp.add_argument("store")
     sp.add_argument("--format", required=True, help="format plugin name (see `dataforge formats`)")
     sp.add_argument("--out", required=True, help="output directory (must be new or empty)")
-    sp.add_argument("--category-ids", choices=["keep", "contiguous-from-1", "contiguous-from-0"],
-                    help="COCO: how category ids are numbered in the output (default keep)")
+    sp.add_argument(
+        "--category-ids",
+        choices=["keep", "contiguous-from-1", "contiguous-from-0"],
+        help="COCO: how category ids are numbered in the output (default keep)",
+    )
     sp.add_argument("--where", help=where_help)
     sp.add_argument("--split", help="export only this split")
     sp.add_argument("--link", action="store_true", help="hard-link images instead of copying")

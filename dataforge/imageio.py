@@ -111,9 +111,15 @@ def read_image_file(path: Path, *, where: str | None = None) -> tuple[bytes, Ima
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise ImageError(f"{label}: image file not found at {path}", item=label, reason="missing file") from None
+        raise ImageError(
+            f"{label}: image file not found at {path}", item=label, reason="missing file"
+        ) from None
     except IsADirectoryError:
-        raise ImageError(f"{label}: {path} is a directory, not an image", item=label, reason="not a file") from None
+        raise ImageError(
+            f"{label}: {path} is a directory, not an image", item=label, reason="not a file"
+        ) from None
     except OSError as exc:
-        raise ImageError(f"{label}: cannot read {path} ({exc.strerror})", item=label, reason="unreadable file") from None
+        raise ImageError(
+            f"{label}: cannot read {path} ({exc.strerror})", item=label, reason="unreadable file"
+        ) from None
     return data, probe_bytes(data, where=label)

@@ -13,13 +13,29 @@ from dataforge.store import Store
 SMALL, MEDIUM = 32**2, 96**2
 
 
+_CANONICAL_SPLITS = ("train", "val", "valid", "validation", "test")
+
+
+def split_order(name: str) -> tuple[int, str]:
+    """train, val, test first (in that order), then other names alphabetically, "(none)" last."""
+    if name in _CANONICAL_SPLITS:
+        return (_CANONICAL_SPLITS.index(name), name)
+    return (len(_CANONICAL_SPLITS) + (1 if name == "(none)" else 0), name)
+
+
 def _percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
     arr = np.asarray(values, dtype=np.float64)
     p = np.percentile(arr, [0, 5, 50, 95, 100])
-    return {"min": float(p[0]), "p5": float(p[1]), "median": float(p[2]), "p95": float(p[3]), "max": float(p[4]),
-            "mean": float(arr.mean())}
+    return {
+        "min": float(p[0]),
+        "p5": float(p[1]),
+        "median": float(p[2]),
+        "p95": float(p[3]),
+        "max": float(p[4]),
+        "mean": float(arr.mean()),
+    }
 
 
 def store_info(store: Store, *, where: str | None = None) -> dict[str, Any]:
@@ -57,7 +73,9 @@ def store_info(store: Store, *, where: str | None = None) -> dict[str, Any]:
     tags = Counter(t for img in images for t in img.get("tags", []))
     empty = sum(1 for img in images if not store.index.anns_by_image.get(img["id"]))
     sizes = Counter(f"{img['width']}x{img['height']}" for img in images)
-    augmented = sum(1 for img in images if isinstance(img.get("source"), dict) and img["source"].get("pipeline"))
+    augmented = sum(
+        1 for img in images if isinstance(img.get("source"), dict) and img["source"].get("pipeline")
+    )
     hist = store.history()
     return {
         "store": str(store.root),
@@ -67,14 +85,27 @@ def store_info(store: Store, *, where: str | None = None) -> dict[str, Any]:
         "annotations": sum(per_split_boxes.values()),
         "images_without_annotations": empty,
         "crowd_annotations": crowd,
-        "splits": {s: {"images": per_split_images[s], "boxes": per_split_boxes[s]} for s in sorted(per_split_images)},
+        "splits": {
+            s: {"images": per_split_images[s], "boxes": per_split_boxes[s]}
+            for s in sorted(per_split_images, key=split_order)
+        },
         "categories": [
-            {"id": c["id"], "name": c["name"], "images": len(cat_images[c["name"]]), "boxes": cat_boxes[c["name"]],
-             "boxes_by_split": dict(sorted(cat_split_boxes[c["name"]].items()))}
+            {
+                "id": c["id"],
+                "name": c["name"],
+                "images": len(cat_images[c["name"]]),
+                "boxes": cat_boxes[c["name"]],
+                "boxes_by_split": dict(
+                    sorted(cat_split_boxes[c["name"]].items(), key=lambda kv: split_order(kv[0]))
+                ),
+            }
             for c in store.data["categories"]
         ],
-        "box_sizes": {"width": _percentiles(widths), "height": _percentiles(heights),
-                      "coco_area_buckets": {k: buckets[k] for k in ("small", "medium", "large")}},
+        "box_sizes": {
+            "width": _percentiles(widths),
+            "height": _percentiles(heights),
+            "coco_area_buckets": {k: buckets[k] for k in ("small", "medium", "large")},
+        },
         "image_sizes": dict(sizes.most_common(10)),
         "tags": dict(tags.most_common()),
         "augmented_images": augmented,

@@ -41,7 +41,14 @@ from dataforge.errors import UsageError
 Context = dict[str, Any]
 Predicate = Callable[[Context], bool]
 
-SCALAR_FIELDS = {"id": "id", "file": "file", "width": "width", "height": "height", "split": "split", "boxes": "boxes"}
+SCALAR_FIELDS = {
+    "id": "id",
+    "file": "file",
+    "width": "width",
+    "height": "height",
+    "split": "split",
+    "boxes": "boxes",
+}
 SET_FIELDS = {"category": "categories", "categories": "categories", "tag": "tags", "tags": "tags"}
 CONSTANTS = {"none": None, "None": None, "true": True, "True": True, "false": False, "False": False}
 _ORDER_OPS: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
@@ -113,17 +120,28 @@ def _call_name(node: ast.Call) -> str | None:
 
 
 def _glob_pattern(node: ast.Call) -> str:
-    if len(node.args) != 1 or node.keywords or not isinstance(node.args[0], ast.Constant) or not isinstance(node.args[0].value, str):
+    if (
+        len(node.args) != 1
+        or node.keywords
+        or not isinstance(node.args[0], ast.Constant)
+        or not isinstance(node.args[0].value, str)
+    ):
         raise _QueryError(node, "glob() takes one string pattern, e.g. glob('train/*.jpg')")
     return node.args[0].value
 
 
 def _literal(node: ast.expr) -> Any:
-    if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float)) or isinstance(node, ast.Constant) and node.value is None:
+    if isinstance(node, ast.Constant) and (node.value is None or isinstance(node.value, (str, int, float))):
         return node.value
     if isinstance(node, ast.Name) and node.id in CONSTANTS:
         return CONSTANTS[node.id]
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+    if (
+        isinstance(node, ast.UnaryOp)
+        and isinstance(node.op, ast.USub)
+        and isinstance(node.operand, ast.Constant)
+        and isinstance(node.operand.value, (int, float))
+        and not isinstance(node.operand.value, bool)
+    ):
         return -node.operand.value
     if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
         return [_literal(e) for e in node.elts]
@@ -142,7 +160,11 @@ def _operand(node: ast.expr) -> tuple[str, Any]:
             raise _QueryError(node, f"unknown field {node.id!r} (known fields: {known})")
     if isinstance(node, ast.Call):
         if _call_name(node) == "count":
-            if len(node.args) != 1 or not isinstance(node.args[0], ast.Constant) or not isinstance(node.args[0].value, str):
+            if (
+                len(node.args) != 1
+                or not isinstance(node.args[0], ast.Constant)
+                or not isinstance(node.args[0].value, str)
+            ):
                 raise _QueryError(node, "count() takes one category name, e.g. count('cat')")
             return "count", node.args[0].value
         raise _QueryError(node, f"unknown function {ast.unparse(node.func)!r} (known: count, glob)")
@@ -175,11 +197,14 @@ def _compare(left: ast.expr, op: ast.cmpop, right: ast.expr) -> Predicate:
             raise _QueryError(right, "compare category/tag with a name or a list of names")
         wanted = _as_set(value)
         if set_key == "categories":
+
             def members(c: Context) -> Any:
                 return c["counts"]
         else:
+
             def members(c: Context) -> Any:
                 return c["tags"]
+
         if isinstance(op, (ast.Eq, ast.In)):
             return lambda c: any(w in members(c) for w in wanted)
         if isinstance(op, (ast.NotEq, ast.NotIn)):

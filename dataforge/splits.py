@@ -28,7 +28,9 @@ def parse_ratios(text: str) -> dict[str, float]:
         name, sep, value = part.partition("=")
         name = name.strip()
         if not sep or not name:
-            raise UsageError(f"--ratios {text!r}: expected NAME=FRACTION pairs, e.g. train=0.8,val=0.1,test=0.1")
+            raise UsageError(
+                f"--ratios {text!r}: expected NAME=FRACTION pairs, e.g. train=0.8,val=0.1,test=0.1"
+            )
         if name in ratios:
             raise UsageError(f"--ratios {text!r}: split {name!r} is named twice")
         try:

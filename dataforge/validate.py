@@ -17,7 +17,7 @@ from typing import Any
 from dataforge.boxes import OUT_OF_BOUNDS_TOLERANCE_PX
 from dataforge.errors import ImageError
 from dataforge.imageio import probe_bytes, sha256_bytes
-from dataforge.ingest import safe_relative_name
+from dataforge.ingest.checks import safe_relative_name
 from dataforge.store import Store
 
 
@@ -51,8 +51,12 @@ class ValidationReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "store": self.store, "images": self.images, "annotations": self.annotations, "ok": self.ok,
-            "error_count": len(self.errors), "warning_count": len(self.warnings),
+            "store": self.store,
+            "images": self.images,
+            "annotations": self.annotations,
+            "ok": self.ok,
+            "error_count": len(self.errors),
+            "warning_count": len(self.warnings),
             "counts_by_code": dict(Counter(f.code for f in self.findings)),
             "findings": [asdict(f) for f in self.findings],
         }
@@ -84,30 +88,55 @@ def validate_store(store: Store, *, check_files: bool = True, workers: int | Non
         iid = a.get("image_id")
         img = images.get(iid)
         if img is None:
-            err("dangling-image-id", f"annotation {aid} refers to image_id {iid}, which is not in the store",
-                annotation_id=aid)
+            err(
+                "dangling-image-id",
+                f"annotation {aid} refers to image_id {iid}, which is not in the store",
+                annotation_id=aid,
+            )
             continue
         if a.get("category_id") not in cat_ids:
-            err("dangling-category-id", f"annotation {aid} (image {iid}) refers to category_id "
-                f"{a.get('category_id')}, which is not in the store", image_id=iid, annotation_id=aid)
+            err(
+                "dangling-category-id",
+                f"annotation {aid} (image {iid}) refers to category_id "
+                f"{a.get('category_id')}, which is not in the store",
+                image_id=iid,
+                annotation_id=aid,
+            )
         else:
             used_cats.add(a["category_id"])
         bbox = a.get("bbox")
         if not (isinstance(bbox, list) and len(bbox) == 4):
-            err("bad-bbox", f"annotation {aid} (image {iid}): bbox {bbox!r} is not [x, y, w, h]",
-                image_id=iid, annotation_id=aid)
+            err(
+                "bad-bbox",
+                f"annotation {aid} (image {iid}): bbox {bbox!r} is not [x, y, w, h]",
+                image_id=iid,
+                annotation_id=aid,
+            )
             continue
         x, y, w, h = bbox
         if w <= 0 or h <= 0:
-            err("degenerate-box", f"annotation {aid} (image {iid}): box {bbox} has zero or negative size",
-                image_id=iid, annotation_id=aid)
+            err(
+                "degenerate-box",
+                f"annotation {aid} (image {iid}): box {bbox} has zero or negative size",
+                image_id=iid,
+                annotation_id=aid,
+            )
         tol = OUT_OF_BOUNDS_TOLERANCE_PX
         if x < -tol or y < -tol or x + w > img["width"] + tol or y + h > img["height"] + tol:
-            err("box-out-of-bounds", f"annotation {aid} (image {iid}): box xywh {bbox} extends outside the "
-                f"{img['width']}x{img['height']} image", image_id=iid, annotation_id=aid)
+            err(
+                "box-out-of-bounds",
+                f"annotation {aid} (image {iid}): box xywh {bbox} extends outside the "
+                f"{img['width']}x{img['height']} image",
+                image_id=iid,
+                annotation_id=aid,
+            )
     for aid, n in ann_ids.items():
         if n > 1:
-            err("duplicate-annotation-id", f"annotation id {aid} is used by {n} annotations", annotation_id=aid)
+            err(
+                "duplicate-annotation-id",
+                f"annotation id {aid} is used by {n} annotations",
+                annotation_id=aid,
+            )
         if aid == 0:
             warn("annotation-id-zero", "an annotation has id 0, which COCOeval reads as 'no match'")
     for c in store.data["categories"]:
@@ -117,8 +146,12 @@ def validate_store(store: Store, *, check_files: bool = True, workers: int | Non
     by_hash: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
     for img in store.images:
         if safe_relative_name(img.get("file_name")) != img.get("file_name"):
-            err("unsafe-file-name", f"image {img['id']}: file_name {img.get('file_name')!r} is not a clean "
-                "relative path inside images/", image_id=img["id"])
+            err(
+                "unsafe-file-name",
+                f"image {img['id']}: file_name {img.get('file_name')!r} is not a clean "
+                "relative path inside images/",
+                image_id=img["id"],
+            )
         if img.get("sha256"):
             by_hash[img["sha256"]].append(img)
     for group in by_hash.values():
@@ -127,8 +160,11 @@ def validate_store(store: Store, *, check_files: bool = True, workers: int | Non
         ids = [g["id"] for g in group]
         splits = sorted({g.get("split") or "(none)" for g in group})
         if len(splits) > 1:
-            warn("split-leakage", f"images {ids} are the same file (sha256) but sit in different splits "
-                 f"({', '.join(splits)})", image_id=ids[0])
+            warn(
+                "split-leakage",
+                f"images {ids} are the same file (sha256) but sit in different splits ({', '.join(splits)})",
+                image_id=ids[0],
+            )
         else:
             warn("duplicate-image", f"images {ids} are exact duplicates (same sha256)", image_id=ids[0])
 
@@ -140,7 +176,7 @@ def validate_store(store: Store, *, check_files: bool = True, workers: int | Non
 def _check_files(store: Store, err: Any, warn: Any, workers: int | None) -> None:
     def check(img: dict[str, Any]) -> list[tuple[str, str, str]]:
         name = img.get("file_name")
-        if safe_relative_name(name) != name:
+        if not isinstance(name, str) or safe_relative_name(name) != name:
             return []
         path = store.images_dir / name
         try:
@@ -148,18 +184,36 @@ def _check_files(store: Store, err: Any, warn: Any, workers: int | None) -> None
         except FileNotFoundError:
             return [("error", "missing-image", f"image {img['id']}: file images/{name} is missing")]
         except OSError as exc:
-            return [("error", "unreadable-image", f"image {img['id']}: cannot read images/{name} ({exc.strerror})")]
+            return [
+                (
+                    "error",
+                    "unreadable-image",
+                    f"image {img['id']}: cannot read images/{name} ({exc.strerror})",
+                )
+            ]
         out = []
         try:
             info = probe_bytes(data, where=f"image {img['id']} (images/{name})")
         except ImageError as exc:
             return [("error", "corrupt-image", exc.message)]
         if (info.width, info.height) != (img.get("width"), img.get("height")):
-            out.append(("error", "size-mismatch", f"image {img['id']}: the store says {img.get('width')}x"
-                        f"{img.get('height')}, the file is {info.width}x{info.height}"))
+            out.append(
+                (
+                    "error",
+                    "size-mismatch",
+                    f"image {img['id']}: the store says {img.get('width')}x"
+                    f"{img.get('height')}, the file is {info.width}x{info.height}",
+                )
+            )
         if img.get("sha256") and sha256_bytes(data) != img["sha256"]:
-            out.append(("error", "image-changed", f"image {img['id']}: images/{name} changed since import "
-                        "(sha256 differs); store images are meant to be immutable"))
+            out.append(
+                (
+                    "error",
+                    "image-changed",
+                    f"image {img['id']}: images/{name} changed since import "
+                    "(sha256 differs); store images are meant to be immutable",
+                )
+            )
         return out
 
     n = workers or min(8, 2 * (os.cpu_count() or 1))
@@ -172,5 +226,7 @@ def _check_files(store: Store, err: Any, warn: Any, workers: int | None) -> None
         for f in files:
             rel = os.path.relpath(os.path.join(dirpath, f), store.images_dir).replace(os.sep, "/")
             if rel not in known:
-                kind = "stale temp file of an interrupted import" if ".tmp-" in f else "not in annotations.json"
+                kind = (
+                    "stale temp file of an interrupted import" if ".tmp-" in f else "not in annotations.json"
+                )
                 warn("stray-file", f"images/{rel} is {kind}")

@@ -28,7 +28,9 @@ def detect_format(path: Path) -> DatasetFormat:
         return hits[0]
     if not hits:
         names = ", ".join(f.name for f in list_formats() if f.can_import)
-        raise UsageError(f"{path}: could not detect the dataset format", hint=f"pass --format (one of: {names})")
+        raise UsageError(
+            f"{path}: could not detect the dataset format", hint=f"pass --format (one of: {names})"
+        )
     raise UsageError(
         f"{path}: several formats fit ({', '.join(f.name for f in hits)})", hint="pass --format to choose one"
     )

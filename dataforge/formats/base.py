@@ -57,9 +57,11 @@ class ErrorPolicy:
         self.source = source
         self.skipped: list[Skipped] = []
 
-    def problem(self, kind: str, item_id: Any, reason: str, message: str) -> None:
+    def problem(
+        self, kind: str, item_id: Any, reason: str, message: str, error: type[DataError] = DataError
+    ) -> None:
         if self.mode == "fail":
-            raise DataError(
+            raise error(
                 f"{self.source}: {message}",
                 source=self.source,
                 item=f"{kind} {item_id}",

@@ -58,7 +58,9 @@ def guess_images_root(ann_file: Path, first_file_name: str | None) -> Path:
 
 class CocoFormat:
     name: ClassVar[str] = "coco"
-    description: ClassVar[str] = "COCO instances JSON (file + images folder); export with a category-id policy"
+    description: ClassVar[str] = (
+        "COCO instances JSON (file + images folder); export with a category-id policy"
+    )
     can_import: ClassVar[bool] = True
     can_export: ClassVar[bool] = True
 
@@ -68,8 +70,12 @@ class CocoFormat:
                 return False
             with open(path, "rb") as f:
                 head = f.read(4096)
-            return head.lstrip()[:1] == b"{" and (b'"images"' in head or b'"annotations"' in head
-                                                  or b'"categories"' in head or b'"info"' in head)
+            return head.lstrip()[:1] == b"{" and (
+                b'"images"' in head
+                or b'"annotations"' in head
+                or b'"categories"' in head
+                or b'"info"' in head
+            )
         return False
 
     def read(self, path: Path, *, images: Path | None = None, **options: Any) -> ImportBatch:
@@ -77,28 +83,55 @@ class CocoFormat:
             raise UsageError(f"coco import: unknown options {sorted(options)}")
         data = load_json(path, what="COCO annotation file")
         if not isinstance(data, dict):
-            raise DataError(f"{path}: expected a JSON object with 'images', 'annotations' and 'categories', "
-                            f"found a {type(data).__name__}", source=str(path))
+            raise DataError(
+                f"{path}: expected a JSON object with 'images', 'annotations' and 'categories', "
+                f"found a {type(data).__name__}",
+                source=str(path),
+            )
         for key in ("images", "categories"):
             if not isinstance(data.get(key), list):
-                raise DataError(f"{path}: '{key}' must be a list (found {type(data.get(key)).__name__})",
-                                source=str(path), hint="is this a COCO instances file?")
+                raise DataError(
+                    f"{path}: '{key}' must be a list (found {type(data.get(key)).__name__})",
+                    source=str(path),
+                    hint="is this a COCO instances file?",
+                )
         anns = data.get("annotations", [])
         if not isinstance(anns, list):
-            raise DataError(f"{path}: 'annotations' must be a list (found {type(anns).__name__})", source=str(path))
+            raise DataError(
+                f"{path}: 'annotations' must be a list (found {type(anns).__name__})", source=str(path)
+            )
         if anns and isinstance(anns[0], dict) and "segments_info" in anns[0]:
             anns = panoptic_to_instances(anns, path)
         imgs = data["images"]
         first = imgs[0].get("file_name") if imgs and isinstance(imgs[0], dict) else None
-        root = images if images is not None else guess_images_root(path, first if isinstance(first, str) else None)
-        info = data.get("info") if isinstance(data.get("info"), dict) else {}
-        licenses = data.get("licenses") if isinstance(data.get("licenses"), list) else []
-        return ImportBatch(format=self.name, source=str(path.resolve()), images_root=Path(root),
-                           images=imgs, annotations=anns, categories=data["categories"],
-                           info=info, licenses=licenses)
+        root = (
+            images
+            if images is not None
+            else guess_images_root(path, first if isinstance(first, str) else None)
+        )
+        info: dict[str, Any] = data["info"] if isinstance(data.get("info"), dict) else {}
+        licenses: list[dict[str, Any]] = data["licenses"] if isinstance(data.get("licenses"), list) else []
+        return ImportBatch(
+            format=self.name,
+            source=str(path.resolve()),
+            images_root=Path(root),
+            images=imgs,
+            annotations=anns,
+            categories=data["categories"],
+            info=info,
+            licenses=licenses,
+        )
 
-    def export(self, store: Store, out: Path, *, image_ids: list[int], category_ids: str = "keep",
-               link: bool = False, **options: Any) -> ExportResult:
+    def export(
+        self,
+        store: Store,
+        out: Path,
+        *,
+        image_ids: list[int],
+        category_ids: str = "keep",
+        link: bool = False,
+        **options: Any,
+    ) -> ExportResult:
         if options:
             raise UsageError(f"coco export: unknown options {sorted(options)}")
         cmap = category_id_map([c["id"] for c in store.data["categories"]], category_ids)
@@ -129,8 +162,13 @@ class CocoFormat:
         }
         ann_path = out / "annotations.json"
         write_json(ann_path, doc, indent=False)
-        return ExportResult(out=out, images=len(images), annotations=len(anns), files=[ann_path],
-                            notes=[f"category ids: {category_ids}"])
+        return ExportResult(
+            out=out,
+            images=len(images),
+            annotations=len(anns),
+            files=[ann_path],
+            notes=[f"category ids: {category_ids}"],
+        )
 
 
 def panoptic_to_instances(anns: list[Any], path: Path) -> list[dict[str, Any]]:
@@ -145,19 +183,37 @@ def panoptic_to_instances(anns: list[Any], path: Path) -> list[dict[str, Any]]:
             raise DataError(f"{path}: panoptic annotation #{i} has no 'segments_info' list", source=str(path))
         for seg in ann["segments_info"]:
             if not isinstance(seg, dict):
-                raise DataError(f"{path}: panoptic annotation #{i}: a segment is not an object", source=str(path))
-            extra = {k: v for k, v in seg.items() if k not in ("id", "category_id", "bbox", "area", "iscrowd")}
-            out.append({"id": seg.get("id"), "image_id": ann.get("image_id"), "category_id": seg.get("category_id"),
-                        "bbox": seg.get("bbox"), "area": seg.get("area"), "iscrowd": seg.get("iscrowd", 0),
-                        "segmentation": [], **extra,
-                        "attributes": {"panoptic_segment_id": seg.get("id"), "panoptic_png": ann.get("file_name")}})
+                raise DataError(
+                    f"{path}: panoptic annotation #{i}: a segment is not an object", source=str(path)
+                )
+            extra = {
+                k: v for k, v in seg.items() if k not in ("id", "category_id", "bbox", "area", "iscrowd")
+            }
+            out.append(
+                {
+                    "id": seg.get("id"),
+                    "image_id": ann.get("image_id"),
+                    "category_id": seg.get("category_id"),
+                    "bbox": seg.get("bbox"),
+                    "area": seg.get("area"),
+                    "iscrowd": seg.get("iscrowd", 0),
+                    "segmentation": [],
+                    **extra,
+                    "attributes": {
+                        "panoptic_segment_id": seg.get("id"),
+                        "panoptic_png": ann.get("file_name"),
+                    },
+                }
+            )
     return out
 
 
 def prepare_out_dir(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UsageError(f"{out}: the output directory exists and is not empty",
-                         hint="choose a new --out directory (dataforge never overwrites an export)")
+        raise UsageError(
+            f"{out}: the output directory exists and is not empty",
+            hint="choose a new --out directory (dataforge never overwrites an export)",
+        )
     out.mkdir(parents=True, exist_ok=True)
 
 

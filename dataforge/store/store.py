@@ -63,6 +63,7 @@ class Store:
         self.root = root
         self.data = data
         self._index: _Index | None = None
+        self._after_write: list[Callable[[], None]] = []
 
     # -- opening -------------------------------------------------------------------------
     @staticmethod
@@ -74,8 +75,10 @@ class Store:
         """Load a store read-only (a snapshot). Call :meth:`save` to write changes back."""
         root = Path(path)
         if not root.exists():
-            raise StoreError(f"{root}: no such store (the directory does not exist)",
-                             hint="create one with `dataforge import ... --store " + str(root) + "`")
+            raise StoreError(
+                f"{root}: no such store (the directory does not exist)",
+                hint="create one with `dataforge import ... --store " + str(root) + "`",
+            )
         if not cls.is_store(root):
             raise StoreError(
                 f"{root}: not a dataforge store (expected {ANNOTATIONS_FILE} and {IMAGES_DIR}/ inside)",
@@ -98,7 +101,12 @@ class Store:
     @classmethod
     @contextmanager
     def edit(
-        cls, path: str | os.PathLike[str], op: str, *, create: bool = False, details: dict[str, Any] | None = None
+        cls,
+        path: str | os.PathLike[str],
+        op: str,
+        *,
+        create: bool = False,
+        details: dict[str, Any] | None = None,
     ) -> Iterator[Store]:
         """Lock, load, yield, then save and append to history if the block ends without error.
 
@@ -112,6 +120,7 @@ class Store:
         with StoreLock(root):
             if cls.is_store(root):
                 store = cls(root, _load(root))
+                store.recover()
             elif create:
                 if any(p.name != ".lock" for p in root.iterdir()):
                     raise StoreError(f"{root}: cannot create a store in a directory that is not empty")
@@ -121,7 +130,22 @@ class Store:
                 raise StoreError(f"{root}: not a store")
             yield store
             store._write()
+            for fn in store._after_write:
+                fn()
+            store._after_write.clear()
             store._append_history(op, details or {})
+
+    def after_write(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` (under the lock) once ``annotations.json`` has been replaced by ``Store.edit``."""
+        self._after_write.append(fn)
+
+    def recover(self) -> int:
+        """Remove what an interrupted import left behind (call only while holding the lock)."""
+        from dataforge.store.staging import recover
+
+        return recover(
+            str(self.root), str(self.images_dir), lambda: {img["file_name"] for img in self.images}
+        )
 
     def save(self, op: str = "save", details: dict[str, Any] | None = None) -> None:
         """Write this snapshot back. Fails if another process saved the store since it was opened."""
@@ -179,15 +203,17 @@ class Store:
 
     @property
     def images(self) -> list[dict[str, Any]]:
-        return self.data["images"]  # type: ignore[no-any-return]
+        return self.data["images"]  # type: ignore[no-any-return,unused-ignore]
 
     @property
     def annotations(self) -> list[dict[str, Any]]:
-        return self.data["annotations"]  # type: ignore[no-any-return]
+        return self.data["annotations"]  # type: ignore[no-any-return,unused-ignore]
 
     @property
     def categories(self) -> list[Category]:
-        return [Category(int(c["id"]), str(c["name"]), c.get("supercategory")) for c in self.data["categories"]]
+        return [
+            Category(int(c["id"]), str(c["name"]), c.get("supercategory")) for c in self.data["categories"]
+        ]
 
     def __len__(self) -> int:
         return len(self.images)
@@ -204,7 +230,10 @@ class Store:
 
     def record(self, img: dict[str, Any]) -> ImageRecord:
         names = self.index.category_names
-        anns = tuple(annotation_from_coco(a, names.get(a["category_id"], "?")) for a in self.index.anns_by_image[img["id"]])
+        anns = tuple(
+            annotation_from_coco(a, names.get(a["category_id"], "?"))
+            for a in self.index.anns_by_image[img["id"]]
+        )
         return image_from_coco(img, self.images_dir, anns)
 
     def get(self, image_id: int) -> ImageRecord:
@@ -251,7 +280,11 @@ class Store:
         for iid in image_ids:
             img = by_id[iid]
             current = list(img.get("tags", []))
-            new = current + [t for t in tags if t not in current] if add else [t for t in current if t not in tags]
+            new = (
+                current + [t for t in tags if t not in current]
+                if add
+                else [t for t in current if t not in tags]
+            )
             if new != current:
                 img["tags"] = new
                 changed += 1
@@ -269,7 +302,9 @@ class Store:
 
 def check_tag(tag: str) -> None:
     if not isinstance(tag, str) or not tag.strip() or tag != tag.strip() or "," in tag:
-        raise UsageError(f"invalid tag {tag!r}: tags are non-empty strings without commas or surrounding spaces")
+        raise UsageError(
+            f"invalid tag {tag!r}: tags are non-empty strings without commas or surrounding spaces"
+        )
 
 
 def _user() -> str:
@@ -283,9 +318,15 @@ def _load(root: Path) -> dict[str, Any]:
     try:
         data = load_json(root / ANNOTATIONS_FILE, what="store annotations file")
     except DataError as exc:
-        raise StoreError(f"store {root}: {exc.message}", hint="restore annotations.json from a backup") from None
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations", "categories")):
-        raise StoreError(f"{root / ANNOTATIONS_FILE}: not a COCO file (needs lists 'images', 'annotations', 'categories')")
+        raise StoreError(
+            f"store {root}: {exc.message}", hint="restore annotations.json from a backup"
+        ) from None
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(k), list) for k in ("images", "annotations", "categories")
+    ):
+        raise StoreError(
+            f"{root / ANNOTATIONS_FILE}: not a COCO file (needs lists 'images', 'annotations', 'categories')"
+        )
     meta = data.setdefault("dataforge", {"schema_version": SCHEMA_VERSION, "revision": 0})
     if int(meta.get("schema_version", SCHEMA_VERSION)) > SCHEMA_VERSION:
         raise StoreError(

@@ -1,0 +1,369 @@
+"""Bring an :class:`ImportBatch` into a store: check everything, copy images, merge, commit.
+
+The order of work makes an import all-or-nothing:
+
+1. Structural checks on categories, images and annotations (ids, references, boxes, paths).
+2. Under the store lock: every image is read once (hash, size, integrity) and written into a
+   hidden staging folder of the store; boxes are checked against the real image size.
+3. Commit (``dataforge.store.staging``): a journal names what moves, the staged files move into
+   ``images/`` (whole folders where possible), then ``annotations.json`` is replaced atomically.
+   Any error before that removes what was staged or moved; the store is as it was. A process
+   killed at any point leaves ``annotations.json`` untouched, and the next command that takes the
+   lock removes the leftovers.
+
+Ids are kept when they are free in the store; an image, annotation or category whose id is
+taken gets the next free id, and an image keeps its original id in ``source.image_id``.
+Annotation id 0 is always re-assigned (COCOeval treats 0 as "no match").
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dataforge.boxes import OUT_OF_BOUNDS_TOLERANCE_PX
+from dataforge.errors import DataError, ImageError
+from dataforge.formats.base import ErrorPolicy, ImportBatch, OnError, Skipped
+from dataforge.ingest.checks import (
+    assign_ids,
+    check_annotations,
+    check_categories,
+    check_images,
+    outside_image,
+    safe_relative_name,
+    without_images,
+)
+from dataforge.ingest.files import ImageStager, Staged
+from dataforge.jsonio import write_json
+from dataforge.store.staging import STAGING_PREFIX, commit_moves, recover
+from dataforge.store.store import REPORTS_DIR, Store, check_tag, utc_now
+
+
+@dataclass
+class ImportResult:
+    store: Path
+    images: int
+    annotations: int
+    new_categories: list[str]
+    skipped: list[Skipped]
+    warnings: list[str]
+    report: Path | None
+    id_changes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def skipped_by_reason(self) -> dict[str, int]:
+        return dict(Counter(f"{s.kind}: {s.reason}" for s in self.skipped))
+
+
+def _unique_name(name: str, taken: set[str]) -> str:
+    if name not in taken:
+        return name
+    stem, ext = os.path.splitext(name)
+    k = 2
+    while f"{stem}~{k}{ext}" in taken:
+        k += 1
+    return f"{stem}~{k}{ext}"
+
+
+def ingest(
+    store_path: Path,
+    batch: ImportBatch,
+    *,
+    on_error: OnError = "fail",
+    split: str | None = None,
+    tags: Iterable[str] = (),
+    link: bool = False,
+    workers: int | None = None,
+) -> ImportResult:
+    """Import ``batch`` into the store at ``store_path`` (created if missing). See module docs."""
+    tags = list(tags)
+    for t in tags:
+        check_tag(t)
+    policy = ErrorPolicy(on_error, batch.source)
+    cats = check_categories(batch, policy)
+    images = check_images(batch, policy)
+    details: dict[str, Any] = {"format": batch.format, "source": batch.source, "on_error": on_error}
+    with Store.edit(store_path, "import", create=True, details=details) as store:
+        if not os.path.isdir(batch.images_root):
+            raise DataError(
+                f"{batch.source}: images folder {batch.images_root} does not exist",
+                hint="pass --images DIR (the folder that file_name values are relative to)",
+            )
+        before = {img["file_name"] for img in store.images}
+        try:
+            result = _ingest_locked(store, batch, policy, cats, images, split, tags, link, workers)
+        except BaseException:
+            # Nothing was written to annotations.json: remove the staged and any moved files.
+            recover(str(store.root), str(store.images_dir), lambda: before)
+            raise
+        details.update(
+            images=result.images,
+            annotations=result.annotations,
+            skipped=len(policy.skipped),
+            new_categories=result.new_categories,
+        )
+        if result.report is not None:
+            details["report"] = str(result.report.relative_to(store.root))
+    return result
+
+
+def _ingest_locked(
+    store: Store,
+    batch: ImportBatch,
+    policy: ErrorPolicy,
+    cats: dict[int, dict[str, Any]],
+    images: dict[int, tuple[dict[str, Any], str]],
+    split: str | None,
+    tags: list[str],
+    link: bool,
+    workers: int | None,
+) -> ImportResult:
+    txid = uuid.uuid4().hex[:8]
+    warnings: list[str] = []
+    staging = str(store.root / f"{STAGING_PREFIX}{txid}")
+    os.mkdir(staging)
+    # Names in use: every record's, and every file on disk (never overwrite a stray file).
+    taken = {img["file_name"] for img in store.images}
+    images_dir = str(store.images_dir)
+    for dirpath, _dirs, files in os.walk(images_dir):
+        rel = os.path.relpath(dirpath, images_dir).replace(os.sep, "/")
+        taken.update(files if rel == "." else (f"{rel}/{f}" for f in files))
+    final_names: dict[int, str] = {}
+    jobs = []
+    for iid, (_img, name) in images.items():
+        final = _unique_name(name, taken)
+        taken.add(final)
+        final_names[iid] = final
+        jobs.append((name, iid, final))
+
+    stager = ImageStager(str(batch.images_root), staging, link=link)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataforge-stage") as pool:
+        staging_done = pool.submit(stager.stage_all, jobs, workers)
+        try:
+            # The annotation checks are CPU work; staging waits on the disk. Do both at once.
+            anns, boxes = check_annotations(batch, images, cats, policy)
+        except BaseException:
+            stager.cancel()
+            raise
+        staged = staging_done.result()
+
+    # -- image problems: missing, corrupt, outside the root, already in the store --------------
+    in_store = {
+        (img.get("sha256"), img.get("source", {}).get("file_name")): img["id"] for img in store.images
+    }
+    ok: dict[int, Staged] = {}
+    dropped: set[int] = set()
+    for res in staged:
+        if res.error is not None:
+            policy.problem(
+                "image", res.orig_id, res.error.reason or "bad image", res.error.message, ImageError
+            )
+            dropped.add(res.orig_id)
+            continue
+        img, name = images[res.orig_id]
+        dup = in_store.get((res.sha256, img.get("file_name"))) if in_store else None
+        if dup is not None:
+            policy.problem(
+                "image",
+                res.orig_id,
+                "already in the store",
+                f"image {res.orig_id} ({name}) is already in the store as image {dup} "
+                "(same file name and sha256)",
+            )
+            dropped.add(res.orig_id)
+            continue
+        ok[res.orig_id] = res
+    if dropped:
+        tmp_of = {r.orig_id: r.tmp for r in staged}
+        for iid in dropped:
+            images.pop(iid)
+            tmp = tmp_of.get(iid)
+            if tmp:
+                os.unlink(tmp)
+
+    # -- annotation problems -----------------------------------------------------------------
+    anns, boxes = without_images(anns, boxes, dropped, policy)
+    size_of = {iid: (r.width, r.height) for iid, r in ok.items()}
+    bad = outside_image(anns, size_of, OUT_OF_BOUNDS_TOLERANCE_PX, boxes)
+    if bad:
+        for i in bad:
+            a = anns[i]
+            w, h = size_of[a["image_id"]]
+            policy.problem(
+                "annotation",
+                a.get("id"),
+                "box outside the image",
+                f"annotation {a.get('id')} (image {a['image_id']}): box xywh {a['bbox']} "
+                f"extends outside the {w}x{h} image",
+            )
+        bad_set = set(bad)
+        anns = [a for i, a in enumerate(anns) if i not in bad_set]
+
+    # -- merge: categories by name, ids kept when free ------------------------------------------
+    store_cats = store.data["categories"]
+    by_name = {c["name"]: c["id"] for c in store_cats}
+    cat_map = {cid: by_name[cat["name"]] for cid, cat in cats.items() if cat["name"] in by_name}
+    fresh = [cid for cid in cats if cid not in cat_map]
+    fresh_ids, cats_changed = assign_ids(fresh, set(by_name.values()))
+    new_cats: list[str] = []
+    for cid, new_id in zip(fresh, fresh_ids, strict=True):
+        store_cats.append({**cats[cid], "id": new_id})
+        cat_map[cid] = new_id
+        new_cats.append(cats[cid]["name"])
+
+    new_img_ids, imgs_changed = assign_ids(list(images), {img["id"] for img in store.images})
+    img_map = dict(zip(images, new_img_ids, strict=True))
+    now = utc_now()
+    new_images = []
+    for iid, (img, name) in images.items():
+        r = ok[iid]
+        source: dict[str, Any] = {
+            "format": batch.format,
+            "file": batch.source,
+            "image_id": iid,
+            "file_name": img.get("file_name"),
+            "imported": now,
+        }
+        stated = (img.get("width"), img.get("height"))
+        if stated != (None, None) and stated != (r.width, r.height):
+            source["stated_size"] = list(stated)
+            warnings.append(
+                f"image {iid} ({name}): the file says {stated[0]}x{stated[1]}, the image is "
+                f"{r.width}x{r.height}; using the image's size"
+            )
+        record = {k: v for k, v in img.items() if k not in ("id", "file_name", "width", "height")}
+        old_tags = record.get("tags")
+        tag_list = [t for t in old_tags if isinstance(t, str)] if isinstance(old_tags, list) else []
+        record.update(
+            id=img_map[iid],
+            file_name=final_names[iid],
+            width=r.width,
+            height=r.height,
+            sha256=r.sha256,
+            tags=tag_list + [t for t in tags if t not in tag_list],
+        )
+        if split is not None:
+            record["split"] = split
+        elif not isinstance(record.get("split"), str):
+            record.pop("split", None)
+        old_source = record.get("source")
+        record["source"] = {**old_source, **source} if isinstance(old_source, dict) else source
+        new_images.append(record)
+
+    new_ann_ids, anns_changed = assign_ids(
+        [a.get("id") for a in anns], {a["id"] for a in store.annotations}, allow_zero=False
+    )
+    remap_images = any(k != v for k, v in img_map.items())
+    remap_cats = any(k != v for k, v in cat_map.items())
+    for ann, ann_id in zip(anns, new_ann_ids, strict=True):
+        if ann.get("id") != ann_id:
+            ann["id"] = ann_id
+        if remap_images:
+            ann["image_id"] = img_map[ann["image_id"]]
+        if remap_cats:
+            ann["category_id"] = cat_map[ann["category_id"]]
+        area = ann.get("area")
+        if type(area) not in (int, float) or not area >= 0:  # type: ignore[operator]
+            ann["area"] = float(ann["bbox"][2] * ann["bbox"][3])
+        crowd = ann.get("iscrowd", 0)
+        if type(crowd) is not int or crowd not in (0, 1):
+            ann["iscrowd"] = 1 if crowd in (1, True, "1") else 0
+        if "segmentation" not in ann:
+            ann["segmentation"] = []
+        elif ann.get("iscrowd") is None:
+            ann["iscrowd"] = 0
+
+    _merge_licenses(store.data, batch.licenses, new_images)
+
+    # -- commit: files into place, then (on leaving Store.edit) annotations.json ----------------
+    report = _write_report(store, batch, policy, warnings, len(new_images), len(anns), now)
+    journal = commit_moves(str(store.root), staging, images_dir, txid)
+
+    def cleanup() -> None:
+        os.unlink(journal)
+        shutil.rmtree(staging, ignore_errors=True)
+
+    store.after_write(cleanup)
+    store.images.extend(new_images)
+    store.annotations.extend(anns)
+    store.invalidate()
+    return ImportResult(
+        store=store.root,
+        images=len(new_images),
+        annotations=len(anns),
+        new_categories=new_cats,
+        skipped=policy.skipped,
+        warnings=warnings,
+        report=report,
+        id_changes={"images": imgs_changed, "annotations": anns_changed, "categories": cats_changed},
+    )
+
+
+def _merge_licenses(
+    data: dict[str, Any], licenses: list[dict[str, Any]], new_images: list[dict[str, Any]]
+) -> None:
+    if not licenses:
+        return
+    existing = {lic.get("id"): lic for lic in data.setdefault("licenses", []) if isinstance(lic, dict)}
+    remap: dict[Any, int] = {}
+    for lic in licenses:
+        if not isinstance(lic, dict):
+            continue
+        lid = lic.get("id")
+        same = next((k for k, v in existing.items() if {**v, "id": None} == {**lic, "id": None}), None)
+        if same is not None:
+            remap[lid] = same
+            continue
+        (new_id,), _ = assign_ids([lid], {k for k in existing if isinstance(k, int)})
+        data["licenses"].append({**lic, "id": new_id})
+        existing[new_id] = lic
+        remap[lid] = new_id
+    if any(k != v for k, v in remap.items()):
+        for img in new_images:
+            if "license" in img and img["license"] in remap:
+                img["license"] = remap[img["license"]]
+
+
+def _write_report(
+    store: Store,
+    batch: ImportBatch,
+    policy: ErrorPolicy,
+    warnings: list[str],
+    n_images: int,
+    n_anns: int,
+    now: str,
+) -> Path:
+    reports = store.root / REPORTS_DIR
+    reports.mkdir(exist_ok=True)
+    stamp = now.replace(":", "").replace("+00:00", "Z")
+    path = reports / f"import-{stamp}-{uuid.uuid4().hex[:6]}.json"
+    from dataforge.models import ImportReport
+
+    report = ImportReport.model_validate(
+        {
+            "source": batch.source,
+            "format": batch.format,
+            "on_error": policy.mode,
+            "time": now,
+            "imported": {"images": n_images, "annotations": n_anns},
+            "skipped_count": len(policy.skipped),
+            "skipped_by_reason": dict(Counter(f"{s.kind}: {s.reason}" for s in policy.skipped)),
+            "skipped": [
+                {**s.__dict__, "id": s.id if isinstance(s.id, (int, str)) else repr(s.id)}
+                for s in policy.skipped
+            ],
+            "warnings": warnings,
+        }
+    )
+    write_json(path, report.model_dump(mode="json"))
+    return path
+
+
+__all__ = ["ImportResult", "ingest", "safe_relative_name"]

@@ -1,0 +1,290 @@
+"""Format-independent checks on an import batch: ids, references, boxes, file names.
+
+Each check has a vectorized fast path for the common case (a clean file) and falls back to a
+per-item loop that names every problem when the fast path finds anything wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from dataforge.formats.base import ErrorPolicy, ImportBatch
+
+_NUMBER_TYPES = {int, float}
+
+
+def safe_relative_name(file_name: Any) -> str | None:
+    """Normalize an image ``file_name`` to a relative POSIX path, or None if it is unsafe.
+
+    Unsafe: not a string, empty, absolute (``/x``, ``C:\\x``), containing ``..``, or NUL.
+    Backslashes are treated as separators (files written on Windows).
+    """
+    if not isinstance(file_name, str) or not file_name or "\x00" in file_name:
+        return None
+    name = file_name.replace("\\", "/")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return None
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    return "/".join(parts)
+
+
+def is_number(v: Any) -> bool:
+    return type(v) in _NUMBER_TYPES and math.isfinite(v)
+
+
+def check_categories(batch: ImportBatch, policy: ErrorPolicy) -> dict[int, dict[str, Any]]:
+    cats: dict[int, dict[str, Any]] = {}
+    names: dict[str, int] = {}
+    for i, cat in enumerate(batch.categories):
+        cid = cat.get("id") if isinstance(cat, dict) else None
+        name = cat.get("name") if isinstance(cat, dict) else None
+        if type(cid) is not int:
+            policy.problem(
+                "category", f"#{i}", "bad id", f"category #{i} has no integer 'id' (found {cid!r})"
+            )
+            continue
+        if not isinstance(name, str) or not name.strip():
+            policy.problem("category", cid, "bad name", f"category {cid} has no name (found {name!r})")
+            continue
+        if cid in cats:
+            policy.problem(
+                "category",
+                cid,
+                "duplicate id",
+                f"category id {cid} appears twice ({cats[cid]['name']!r} and {name!r})",
+            )
+            continue
+        if name in names:
+            policy.problem(
+                "category",
+                cid,
+                "duplicate name",
+                f"category name {name!r} is used by ids {names[name]} and {cid}",
+            )
+            continue
+        cats[cid] = cat
+        names[name] = cid
+    return cats
+
+
+def check_images(batch: ImportBatch, policy: ErrorPolicy) -> dict[int, tuple[dict[str, Any], str]]:
+    """Images by id with their safe relative file name."""
+    images: dict[int, tuple[dict[str, Any], str]] = {}
+    seen_names: dict[str, int] = {}
+    for i, img in enumerate(batch.images):
+        iid = img.get("id") if isinstance(img, dict) else None
+        if type(iid) is not int:
+            policy.problem("image", f"#{i}", "bad id", f"image #{i} has no integer 'id' (found {iid!r})")
+            continue
+        if iid in images:
+            policy.problem(
+                "image",
+                iid,
+                "duplicate id",
+                f"image id {iid} appears twice "
+                f"({images[iid][0].get('file_name')!r} and {img.get('file_name')!r})",
+            )
+            continue
+        raw = img.get("file_name")
+        name = safe_relative_name(raw)
+        if name is None:
+            policy.problem(
+                "image",
+                iid,
+                "unsafe file_name",
+                f"image {iid}: file_name {raw!r} must be a relative path inside the images "
+                "folder (no absolute paths, no '..')",
+            )
+            continue
+        if name in seen_names:
+            policy.problem(
+                "image",
+                iid,
+                "duplicate file_name",
+                f"image {iid}: file_name {name!r} is also used by image {seen_names[name]}",
+            )
+            continue
+        seen_names[name] = iid
+        images[iid] = (img, name)
+    return images
+
+
+def _annotations_are_clean(anns: list[Any], image_ids: set[int], cat_ids: set[int]) -> np.ndarray | None:
+    """One vectorized pass: the (N, 4) xywh boxes when every annotation is well-formed, else None."""
+    try:
+        ids = [a["id"] for a in anns]
+        img = {a["image_id"] for a in anns}
+        cat = {a["category_id"] for a in anns}
+        bboxes = [a["bbox"] for a in anns]
+    except (KeyError, TypeError):
+        return None
+    if not (img <= image_ids and cat <= cat_ids):
+        return None
+    if {type(i) for i in ids} - {int} or len(set(ids)) != len(ids):
+        return None
+    if any(type(b) is not list or len(b) != 4 for b in bboxes):
+        return None
+    if {type(v) for b in bboxes for v in b} - _NUMBER_TYPES:
+        return None
+    arr = np.array(bboxes, dtype=np.float64).reshape(-1, 4)
+    ok = np.isfinite(arr).all() and (arr[:, 2] > 0).all() and (arr[:, 3] > 0).all()
+    return arr if ok else None
+
+
+def check_annotations(
+    batch: ImportBatch,
+    images: dict[int, Any],
+    cats: dict[int, dict[str, Any]],
+    policy: ErrorPolicy,
+) -> tuple[list[dict[str, Any]], np.ndarray | None]:
+    """The well-formed annotations, and their (N, 4) xywh boxes when the fast path computed them."""
+    anns = batch.annotations
+    boxes = _annotations_are_clean(anns, set(images), set(cats))
+    if boxes is not None:
+        return anns, boxes
+    out: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for i, ann in enumerate(anns):
+        if not isinstance(ann, dict):
+            policy.problem("annotation", f"#{i}", "not an object", f"annotation #{i} is not a JSON object")
+            continue
+        aid = ann.get("id")
+        label = aid if type(aid) is int else f"#{i}"
+        if type(aid) is int and aid != 0:
+            if aid in seen:
+                policy.problem("annotation", aid, "duplicate id", f"annotation id {aid} appears twice")
+                continue
+            seen.add(aid)
+        iid = ann.get("image_id")
+        if iid not in images:
+            known = f"ids {min(images)}..{max(images)}" if images else "no images"
+            policy.problem(
+                "annotation",
+                label,
+                "missing image",
+                f"annotation {label} refers to image_id {iid!r}, which is not in 'images' ({known})",
+            )
+            continue
+        cid = ann.get("category_id")
+        if cid not in cats:
+            policy.problem(
+                "annotation",
+                label,
+                "unknown category",
+                f"annotation {label} (image {iid}) refers to category_id {cid!r}, which is not in "
+                f"'categories' (ids {sorted(cats)})",
+            )
+            continue
+        bbox = ann.get("bbox")
+        if bbox is None and isinstance(ann.get("segmentation"), list) and ann["segmentation"]:
+            bbox = polygon_bbox(ann["segmentation"])
+            if bbox is not None:
+                ann["bbox"] = bbox
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_number(v) for v in bbox)):
+            policy.problem(
+                "annotation",
+                label,
+                "bad bbox",
+                f"annotation {label} (image {iid}): bbox must be [x, y, width, height] numbers, "
+                f"found {bbox!r}",
+            )
+            continue
+        if bbox[2] <= 0 or bbox[3] <= 0:
+            policy.problem(
+                "annotation",
+                label,
+                "zero or negative size box",
+                f"annotation {label} (image {iid}): box {bbox} has zero or negative width/height",
+            )
+            continue
+        out.append(ann)
+    return out, None
+
+
+def without_images(
+    anns: list[dict[str, Any]], boxes: np.ndarray | None, dropped: set[int], policy: ErrorPolicy
+) -> tuple[list[dict[str, Any]], np.ndarray | None]:
+    """Drop (and report) the annotations of images that were skipped."""
+    if not dropped:
+        return anns, boxes
+    keep = []
+    for i, a in enumerate(anns):
+        if a["image_id"] in dropped:
+            label = a.get("id", f"#{i}")
+            policy.problem(
+                "annotation",
+                label,
+                "its image was skipped",
+                f"annotation {label}: its image {a['image_id']} was skipped",
+            )
+        else:
+            keep.append(i)
+    return [anns[i] for i in keep], (boxes[keep] if boxes is not None else None)
+
+
+def outside_image(
+    anns: list[dict[str, Any]],
+    size_of: dict[int, tuple[int, int]],
+    tolerance: float,
+    boxes: np.ndarray | None = None,
+) -> list[int]:
+    """Indices of annotations whose xywh box leaves its image by more than ``tolerance`` px."""
+    if not anns:
+        return []
+    if boxes is None:
+        boxes = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
+    sizes = np.array([size_of[a["image_id"]] for a in anns], dtype=np.float64).reshape(-1, 2)
+    bad = (
+        (boxes[:, 0] < -tolerance)
+        | (boxes[:, 1] < -tolerance)
+        | (boxes[:, 0] + boxes[:, 2] > sizes[:, 0] + tolerance)
+        | (boxes[:, 1] + boxes[:, 3] > sizes[:, 1] + tolerance)
+    )
+    return [int(i) for i in np.flatnonzero(bad)]
+
+
+def polygon_bbox(segmentation: list[Any]) -> list[float] | None:
+    xs: list[float] = []
+    ys: list[float] = []
+    for poly in segmentation:
+        if not isinstance(poly, list) or len(poly) < 6 or not all(is_number(v) for v in poly):
+            return None
+        xs.extend(poly[0::2])
+        ys.extend(poly[1::2])
+    return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+
+
+def assign_ids(wanted: list[Any], used: set[int], *, allow_zero: bool = True) -> tuple[list[int], int]:
+    """Keep each wanted id that is free; give the rest max+1, max+2, ... Returns (ids, how many changed).
+
+    Two passes, so that one collision does not push later ids out of their place.
+    """
+    wanted_set = set(wanted)
+    if (
+        len(wanted_set) == len(wanted)
+        and not ({type(w) for w in wanted_set} - {int})
+        and (allow_zero or 0 not in wanted_set)
+        and wanted_set.isdisjoint(used)
+    ):
+        return list(wanted), 0  # the common case: nothing collides
+    taken = set(used)
+    out: list[int | None] = []
+    for w in wanted:
+        ok = type(w) is int and (allow_zero or w != 0) and w not in taken
+        out.append(w if ok else None)
+        if ok:
+            taken.add(w)
+    nxt = max(taken, default=0) + 1
+    changed = 0
+    for i, v in enumerate(out):
+        if v is None:
+            out[i] = nxt
+            taken.add(nxt)
+            nxt += 1
+            changed += 1
+    return [int(v) for v in out if v is not None], changed

@@ -1,0 +1,174 @@
+"""Reading source images and staging them into the store, fast and without leaving the images root.
+
+Every image is read once: the bytes are probed (size, integrity), hashed, and written to a hidden
+temp file next to its final place in the store. Plain ``os`` calls on string paths keep the
+per-image cost near the cost of the syscalls themselves; a few threads overlap the I/O.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+
+from dataforge.errors import ImageError
+from dataforge.imageio import probe_bytes, sha256_bytes
+
+_CHUNK = 64  # images per read task
+_WINDOW = 6  # read tasks in flight: bounds the image bytes held in memory
+
+
+@dataclass(slots=True)
+class Staged:
+    orig_id: int
+    width: int = 0
+    height: int = 0
+    sha256: str = ""
+    tmp: str | None = None
+    error: ImageError | None = None
+
+
+class ImageStager:
+    """Stages images from ``src_root`` (the import's images folder) into ``staging`` (a hidden folder
+    of the store that mirrors ``images/``)."""
+
+    def __init__(self, src_root: str, staging: str, *, link: bool = False) -> None:
+        self.src_root = os.path.abspath(src_root)
+        self.real_root = os.path.realpath(src_root)
+        self.staging = staging
+        self.link = link
+        self._dir_inside: dict[str, bool] = {self.src_root: True}
+        self._cancelled = False
+        self._made: set[str] = set()
+
+    def _inside(self, real: str) -> bool:
+        return real == self.real_root or real.startswith(self.real_root + os.sep)
+
+    def _outside_error(self, orig_id: int, name: str, real: str) -> ImageError:
+        return ImageError(
+            f"image {orig_id}: {name!r} resolves to {real}, outside the images folder {self.real_root}",
+            item=f"image {orig_id}",
+            reason="path outside the images folder",
+        )
+
+    def _open(self, src: str, name: str, orig_id: int) -> int:
+        """Open ``src`` for reading, refusing anything (symlinked dirs or files) that leaves the root."""
+        d = os.path.dirname(src)
+        inside = self._dir_inside.get(d)
+        if inside is None:
+            inside = self._dir_inside[d] = self._inside(os.path.realpath(d))
+        if not inside:
+            raise self._outside_error(orig_id, name, os.path.realpath(src))
+        try:
+            return os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise ImageError(
+                f"image {orig_id}: file {name!r} is listed but missing on disk (looked for {src})",
+                item=f"image {orig_id}",
+                reason="missing file",
+            ) from None
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:  # not a symlink: a real read problem
+                raise ImageError(
+                    f"image {orig_id}: cannot read {src} ({exc.strerror})",
+                    item=f"image {orig_id}",
+                    reason="unreadable file",
+                ) from None
+        real = os.path.realpath(src)  # a symlinked file: allowed while it stays inside the root
+        if not self._inside(real):
+            raise self._outside_error(orig_id, name, real)
+        return self._open(real, name, orig_id) if real != src else os.open(real, os.O_RDONLY)
+
+    def cancel(self) -> None:
+        """Make a running :meth:`stage_all` stop after the images in flight."""
+        self._cancelled = True
+
+    def read(self, name: str, orig_id: int) -> tuple[bytes, Staged]:
+        """Read, probe and hash one source image (runs on reader threads)."""
+        res = Staged(orig_id)
+        src = os.path.join(self.src_root, name)
+        try:
+            fd = self._open(src, name, orig_id)
+            try:
+                size = os.fstat(fd).st_size
+                data = os.read(fd, size + 1)  # one call for the usual case; +1 detects growth
+                if len(data) > size:
+                    data += _read_rest(fd)
+            except IsADirectoryError:
+                raise ImageError(
+                    f"image {orig_id}: {src} is a directory, not an image",
+                    item=f"image {orig_id}",
+                    reason="unreadable file",
+                ) from None
+            finally:
+                os.close(fd)
+            info = probe_bytes(data, where=f"image {orig_id} ({name})")
+            res.width, res.height, res.sha256 = info.width, info.height, sha256_bytes(data)
+            return data, res
+        except ImageError as exc:
+            res.error = exc
+            return b"", res
+
+    def write(self, name: str, final_name: str, data: bytes, res: Staged) -> Staged:
+        """Put one read image into the staging folder (runs on the calling thread)."""
+        tmp = os.path.join(self.staging, final_name)
+        parent = os.path.dirname(tmp)
+        if parent not in self._made:
+            os.makedirs(parent, exist_ok=True)
+            self._made.add(parent)
+        if not (self.link and _try_link(os.path.join(self.src_root, name), tmp)):
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                os.write(out, data)
+            finally:
+                os.close(out)
+        res.tmp = tmp
+        return res
+
+    def stage_all(self, jobs: list[tuple[str, int, str]], readers: int | None = None) -> list[Staged]:
+        """Stage ``(name, orig_id, final_name)`` jobs; results in job order.
+
+        Reader threads read, probe and hash a bounded window of images ahead (reads wait on the
+        disk and hashing releases the GIL), while this thread creates the staged files: file
+        creation contends on directory locks, so it stays on one thread.
+        """
+        n = readers or min(4, 2 * (os.cpu_count() or 1))
+        chunks = [jobs[i : i + _CHUNK] for i in range(0, len(jobs), _CHUNK)]
+
+        def read_chunk(chunk: list[tuple[str, int, str]]) -> list[tuple[bytes, Staged]]:
+            return [self.read(name, orig_id) for name, orig_id, _final in chunk]
+
+        out: list[Staged] = []
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="dataforge-read") as pool:
+            window: deque[tuple[list[tuple[str, int, str]], Future[list[tuple[bytes, Staged]]]]] = deque()
+            pending = iter(chunks)
+            for chunk in islice(pending, _WINDOW):
+                window.append((chunk, pool.submit(read_chunk, chunk)))
+            while window and not self._cancelled:
+                chunk, fut = window.popleft()
+                nxt = next(pending, None)
+                if nxt is not None:
+                    window.append((nxt, pool.submit(read_chunk, nxt)))
+                for (name, _orig_id, final), (data, res) in zip(chunk, fut.result(), strict=True):
+                    out.append(res if res.error is not None else self.write(name, final, data, res))
+        return out
+
+
+def _read_rest(fd: int) -> bytes:
+    parts: list[bytes] = []
+    while True:
+        part = os.read(fd, 1 << 20)
+        if not part:
+            return b"".join(parts)
+        parts.append(part)
+
+
+def _try_link(src: str, dst: str) -> bool:
+    try:
+        os.link(src, dst)
+        return True
+    except OSError:
+        return False

@@ -1,0 +1,92 @@
+"""Pydantic models of the files dataforge writes for others to read.
+
+``schemas/*.schema.json`` are generated from these (``python -m dataforge.schemas``); a test fails
+when a schema file is stale.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Lineage(BaseModel):
+    """``images[].source``: where an image came from. Importers add format-specific keys."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: str | None = Field(None, description="format plugin that imported the image")
+    file: str | None = Field(None, description="annotation file or dataset directory it came from")
+    image_id: int | None = Field(None, description="the image's id in that source")
+    file_name: str | None = Field(None, description="the image's file name in that source")
+    imported: str | None = Field(None, description="UTC time of the import (ISO 8601)")
+    stated_size: list[int] | None = Field(
+        None, description="width, height the source stated, when they differ from the real image size"
+    )
+
+
+class StoreImage(BaseModel):
+    """One entry of ``annotations.json``'s ``images``: COCO's fields plus dataforge's."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    file_name: str = Field(description="path relative to the store's images/ folder")
+    width: int = Field(gt=0, description="read from the image file")
+    height: int = Field(gt=0, description="read from the image file")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hash of the image file's bytes")
+    tags: list[str] = Field(default_factory=list)
+    split: str | None = None
+    source: Lineage = Field(default_factory=Lineage)
+
+
+class StoreMeta(BaseModel):
+    """``annotations.json``'s top-level ``dataforge`` block."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: int
+    revision: int = Field(description="bumped by every write")
+    category_id_policy: str = "keep"
+    dataforge_version: str | None = None
+
+
+class SkippedItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["image", "annotation", "category"]
+    id: int | str
+    reason: str
+    message: str
+
+
+class ImportCounts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    images: int
+    annotations: int
+
+
+class ImportReport(BaseModel):
+    """``reports/import-*.json``: what one import brought in, and every item it skipped and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    format: str
+    on_error: Literal["fail", "skip"]
+    time: str
+    imported: ImportCounts
+    skipped_count: int
+    skipped_by_reason: dict[str, int]
+    skipped: list[SkippedItem]
+    warnings: list[str]
+
+
+#: schema file name -> model
+SCHEMAS: dict[str, type[BaseModel]] = {
+    "store-image.schema.json": StoreImage,
+    "store-meta.schema.json": StoreMeta,
+    "import-report.schema.json": ImportReport,
+}

@@ -1,0 +1,30 @@
+"""schemas/ is generated from the pydantic models, and what dataforge writes validates against it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+
+from dataforge.api import import_dataset
+from dataforge.schemas import DEFAULT_DIR, render_all
+
+
+def test_schema_files_are_up_to_date() -> None:
+    for name, text in render_all().items():
+        path = DEFAULT_DIR / name
+        assert path.is_file(), f"{path} is missing: run `python -m dataforge.schemas`"
+        assert path.read_text() == text, f"{path} is stale: run `python -m dataforge.schemas`"
+
+
+def test_store_and_report_validate_against_the_schemas(coco_factory, tmp_path: Path) -> None:
+    src = coco_factory([(1, "a.jpg", (40, 40)), (2, "b.jpg", (40, 40))], [(1, 1, "cat", [1, 1, 10, 10])])
+    (src.parent / "images" / "b.jpg").unlink()
+    res = import_dataset(src, store=tmp_path / "s", on_error="skip")
+    load = lambda n: json.loads((DEFAULT_DIR / n).read_text())  # noqa: E731
+    doc = json.loads((tmp_path / "s" / "annotations.json").read_text())
+    for img in doc["images"]:
+        jsonschema.validate(img, load("store-image.schema.json"))
+    jsonschema.validate(doc["dataforge"], load("store-meta.schema.json"))
+    jsonschema.validate(json.loads(res.report.read_text()), load("import-report.schema.json"))
