@@ -129,7 +129,7 @@ CODE = {
 }
 
 
-SETTLE_S = 5.0
+SETTLE_S = 10.0
 
 
 PEAK = (
@@ -171,7 +171,9 @@ def main() -> None:
     p.add_argument("--subset", type=int, default=10_000, help="images for the FiftyOne comparison")
     p.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "dataforge-bench-import"))
     p.add_argument("--skip-fiftyone", action="store_true")
-    p.add_argument("--settle", type=float, default=5.0, help="seconds to let the disk settle before each run")
+    p.add_argument(
+        "--settle", type=float, default=10.0, help="seconds to let the disk settle before each run"
+    )
     a = p.parse_args()
     global SETTLE_S
     SETTLE_S = a.settle
@@ -181,7 +183,9 @@ def main() -> None:
     ann = make_dataset(work / "data", a.images, a.boxes_per_image)
     print(f"annotation file: {ann.stat().st_size / 2**20:.0f} MiB")
     stores = work / "stores"
-    shutil.rmtree(stores, ignore_errors=True)
+    if stores.exists():  # left by an interrupted run; deleting many files slows the disk for a while
+        shutil.rmtree(stores)
+        time.sleep(4 * SETTLE_S)
     stores.mkdir()
 
     rows = []
@@ -189,9 +193,11 @@ def main() -> None:
     rows.append(("A pycocotools COCO(file)", t_coco, n1, b1, m_coco))
     t_df, n2, b2, m_df = run("dataforge", str(ann), str(stores / "full"))
     rows.append(("B dataforge import (full)", t_df, n2, b2, m_df))
+    shutil.rmtree(stores / "full")
     assert (n1, b1) == (n2, b2), "dataforge and pycocotools disagree on counts"
     t_dfl, _, _, m_dfl = run("dataforge", str(ann), str(stores / "full-link"), "link")
     rows.append(("B' dataforge import --link (full)", t_dfl, n2, b2, m_dfl))
+    shutil.rmtree(stores / "full-link")
 
     sub = subset_file(ann, min(a.subset, a.images))
     if not a.skip_fiftyone:
@@ -200,6 +206,7 @@ def main() -> None:
         rows.append((f"C FiftyOne from_dir ({n3} images)", t_fo, n3, b3, m_fo))
     t_dfs, n4, b4, m_dfs = run("dataforge", str(sub), str(stores / "subset"))
     rows.append((f"D dataforge import ({n4} images)", t_dfs, n4, b4, m_dfs))
+    shutil.rmtree(stores)
 
     print()
     print(f"{'run':40s} {'seconds':>9s} {'images':>8s} {'boxes':>9s} {'us/image':>9s} {'peak MiB':>9s}")

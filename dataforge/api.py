@@ -13,7 +13,7 @@ from dataforge.errors import UsageError
 from dataforge.formats import detect_format, get_format
 from dataforge.formats.base import ExportResult, OnError
 from dataforge.ingest import ImportResult, ingest
-from dataforge.splits import random_split, stratified_split
+from dataforge.splits import normalize_ratios, random_split, stratified_split
 from dataforge.store import Store
 from dataforge.validate import ValidationReport, validate_store
 
@@ -90,6 +90,7 @@ def split_store(
     where: str | None = None,
 ) -> dict[str, Any]:
     """Assign splits to the matched images (all by default). Returns counts and per-category shares."""
+    ratios = normalize_ratios(ratios)
     details: dict[str, Any] = {"ratios": ratios, "seed": seed, "stratify": stratify, "where": where}
     with Store.edit(store, "split", details=details) as s:
         images = s.select(where)

@@ -13,7 +13,6 @@ import hashlib
 import io
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 
 from dataforge.errors import ImageError
 
@@ -103,23 +102,3 @@ def probe_bytes(data: bytes, *, where: str = "image") -> ImageInfo:
     if w <= 0 or h <= 0:
         raise ImageError(f"{where}: image has no pixels ({w}x{h})", item=where, reason="empty image")
     return ImageInfo(w, h, fmt)
-
-
-def read_image_file(path: Path, *, where: str | None = None) -> tuple[bytes, ImageInfo]:
-    """Read a whole image file and probe it. Raises ``ImageError`` for missing or bad files."""
-    label = where or str(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ImageError(
-            f"{label}: image file not found at {path}", item=label, reason="missing file"
-        ) from None
-    except IsADirectoryError:
-        raise ImageError(
-            f"{label}: {path} is a directory, not an image", item=label, reason="not a file"
-        ) from None
-    except OSError as exc:
-        raise ImageError(
-            f"{label}: cannot read {path} ({exc.strerror})", item=label, reason="unreadable file"
-        ) from None
-    return data, probe_bytes(data, where=label)

@@ -37,11 +37,21 @@ def parse_ratios(text: str) -> dict[str, float]:
             ratios[name] = float(value)
         except ValueError:
             raise UsageError(f"--ratios {text!r}: {value!r} is not a number") from None
-        if not ratios[name] >= 0:
-            raise UsageError(f"--ratios {text!r}: ratio of {name!r} must be >= 0")
+    return normalize_ratios(ratios, where=f"--ratios {text!r}")
+
+
+def normalize_ratios(ratios: Mapping[str, float], *, where: str = "ratios") -> dict[str, float]:
+    """Check split ratios (named, >= 0, not all 0) and scale them to sum to 1."""
+    if not ratios:
+        raise UsageError(f"{where}: no splits given, e.g. train=0.8,val=0.1,test=0.1")
+    for name, r in ratios.items():
+        if not isinstance(name, str) or not name:
+            raise UsageError(f"{where}: split names must be non-empty strings (found {name!r})")
+        if not r >= 0:
+            raise UsageError(f"{where}: ratio of {name!r} must be >= 0 (found {r})")
     total = sum(ratios.values())
     if total <= 0:
-        raise UsageError(f"--ratios {text!r}: ratios sum to 0")
+        raise UsageError(f"{where}: ratios sum to 0")
     return {k: v / total for k, v in ratios.items()}
 
 

@@ -364,5 +364,6 @@ class _Index:
             "counts": counts,
         }
 
-    def labels_of(self, img_id: int, key: Callable[[dict[str, Any]], Any] | None = None) -> set[int]:
+    def labels_of(self, img_id: int) -> set[int]:
+        """The category ids present on an image."""
         return {a["category_id"] for a in self.anns_by_image.get(img_id, [])}
