@@ -30,12 +30,22 @@ def _json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
+def _is_num(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
 def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     cells = [[str(c) for c in header], *[[str(c) for c in r] for r in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    numeric = [all(_is_num(r[i]) for r in cells[1:]) for i in range(len(header))]
     lines = [
         "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            c.rjust(w) if numeric[i] and i else c.ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
         )
         for r in cells
     ]

@@ -16,7 +16,7 @@ import numpy as np
 from dataforge.boxes import FloatArray
 
 #: COCO keys that the typed records expose as attributes; everything else lands in ``extra``.
-IMAGE_KEYS = frozenset({"id", "file_name", "width", "height", "split", "tags", "sha256", "source"})
+IMAGE_KEYS = frozenset({"id", "file_name", "width", "height", "split", "tags", "sha256", "source", "labels"})
 ANNOTATION_KEYS = frozenset({"id", "image_id", "category_id", "bbox", "area", "iscrowd", "segmentation"})
 
 
@@ -57,6 +57,8 @@ class ImageRecord:
     source: Mapping[str, Any]
     annotations: tuple[Annotation, ...]
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: image-level labels (classification): category ids
+    labels: tuple[int, ...] = ()
 
     @property
     def size_wh(self) -> tuple[int, int]:
@@ -105,4 +107,5 @@ def image_from_coco(
         source=img.get("source", {}),
         annotations=annotations,
         extra={k: v for k, v in img.items() if k not in IMAGE_KEYS},
+        labels=tuple(img.get("labels", ())),
     )

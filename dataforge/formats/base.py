@@ -27,6 +27,17 @@ class ImportBatch:
     fields; ``width``/``height`` if the source states them (they are checked, not trusted).
     ``annotations``: dicts with ``id``, ``image_id``, ``category_id``, ``bbox`` (COCO xywh,
     absolute pixels) and any extra fields. ``categories``: dicts with ``id`` and ``name``.
+
+    Optional image keys a reader may set (never stored): ``_src``, the path to read relative to
+    ``images_root`` when it differs from ``file_name`` (the name in the store); ``_bytes``, the
+    encoded image when the source embeds it (TFRecord). ``labels`` (stored) lists image-level
+    category ids, for classification.
+
+    Optional annotation keys: ``_bbox_norm``, ``["cxcywh" | "xyxy", [4 numbers]]`` normalized to
+    the image size, converted to ``bbox`` once the real size is known (YOLO, TFRecord);
+    ``_where``, the place to name in messages (``"labels/a.txt:3"``). Any record may carry
+    ``_problem``, ``[reason, message]``: the reader found it bad, and the error policy decides.
+    Set ``private_keys`` when records carry ``_`` keys.
     """
 
     format: str
@@ -37,6 +48,10 @@ class ImportBatch:
     categories: list[dict[str, Any]]
     info: dict[str, Any] = field(default_factory=dict)
     licenses: list[dict[str, Any]] = field(default_factory=list)
+    #: things the reader noticed that are not errors (a split folder that does not exist, ...)
+    warnings: list[str] = field(default_factory=list)
+    #: True when records carry the private ``_`` keys below (they are stripped before storing)
+    private_keys: bool = False
 
 
 @dataclass

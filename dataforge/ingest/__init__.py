@@ -18,6 +18,7 @@ Annotation id 0 is always re-assigned (COCOeval treats 0 as "no match").
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import uuid
@@ -35,12 +36,14 @@ from dataforge.ingest.checks import (
     assign_ids,
     check_annotations,
     check_categories,
+    check_image_labels,
     check_images,
+    normalized_to_absolute,
     outside_image,
     safe_relative_name,
     without_images,
 )
-from dataforge.ingest.files import ImageStager, Staged
+from dataforge.ingest.files import ImageStager, Job, Staged
 from dataforge.jsonio import write_json
 from dataforge.store.staging import STAGING_PREFIX, commit_moves, recover
 from dataforge.store.store import REPORTS_DIR, Store, check_tag, utc_now
@@ -89,9 +92,10 @@ def ingest(
     policy = ErrorPolicy(on_error, batch.source)
     cats = check_categories(batch, policy)
     images = check_images(batch, policy)
+    check_image_labels(images, cats, policy)
     details: dict[str, Any] = {"format": batch.format, "source": batch.source, "on_error": on_error}
     with Store.edit(store_path, "import", create=True, details=details) as store:
-        if not os.path.isdir(batch.images_root):
+        if not os.path.isdir(batch.images_root) and not all("_bytes" in img for img, _ in images.values()):
             raise DataError(
                 f"{batch.source}: images folder {batch.images_root} does not exist",
                 hint="pass --images DIR (the folder that file_name values are relative to)",
@@ -126,7 +130,7 @@ def _ingest_locked(
     workers: int | None,
 ) -> ImportResult:
     txid = uuid.uuid4().hex[:8]
-    warnings: list[str] = []
+    warnings: list[str] = list(batch.warnings)
     staging = str(store.root / f"{STAGING_PREFIX}{txid}")
     os.mkdir(staging)
     # Names in use: every record's, and every file on disk (never overwrite a stray file).
@@ -136,19 +140,24 @@ def _ingest_locked(
         rel = os.path.relpath(dirpath, images_dir).replace(os.sep, "/")
         taken.update(files if rel == "." else (f"{rel}/{f}" for f in files))
     final_names: dict[int, str] = {}
-    jobs = []
-    for iid, (_img, name) in images.items():
+    jobs: list[Job] = []
+    for iid, (img, name) in images.items():
         final = _unique_name(name, taken)
         taken.add(final)
         final_names[iid] = final
-        jobs.append((name, iid, final))
+        embedded = img.get("_bytes")
+        jobs.append(("" if embedded is not None else str(img.get("_src", name)), iid, final, embedded))
 
     stager = ImageStager(str(batch.images_root), staging, link=link)
+    # Normalized boxes (YOLO, TFRecord) need the real image sizes before they can be checked.
+    deferred = batch.private_keys and any("_bbox_norm" in a for a in batch.annotations if isinstance(a, dict))
+    all_image_ids = dict(images)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataforge-stage") as pool:
         staging_done = pool.submit(stager.stage_all, jobs, workers)
         try:
             # The annotation checks are CPU work; staging waits on the disk. Do both at once.
-            anns, boxes = check_annotations(batch, images, cats, policy)
+            if not deferred:
+                anns, boxes = check_annotations(batch, all_image_ids, cats, policy)
         except BaseException:
             stager.cancel()
             raise
@@ -189,8 +198,21 @@ def _ingest_locked(
                 os.unlink(tmp)
 
     # -- annotation problems -----------------------------------------------------------------
-    anns, boxes = without_images(anns, boxes, dropped, policy)
     size_of = {iid: (r.width, r.height) for iid, r in ok.items()}
+    if deferred:
+        pending = [a for a in batch.annotations if not (isinstance(a, dict) and a.get("image_id") in dropped)]
+        without_images(
+            [a for a in batch.annotations if isinstance(a, dict) and a.get("image_id") in dropped],
+            None,
+            dropped,
+            policy,
+        )
+        normalized_to_absolute(pending, size_of)
+        anns, boxes = check_annotations(
+            dataclasses.replace(batch, annotations=pending), all_image_ids, cats, policy
+        )
+    else:
+        anns, boxes = without_images(anns, boxes, dropped, policy)
     bad = outside_image(anns, size_of, OUT_OF_BOUNDS_TOLERANCE_PX, boxes)
     if bad:
         for i in bad:
@@ -231,6 +253,8 @@ def _ingest_locked(
             "file_name": img.get("file_name"),
             "imported": now,
         }
+        if "_src" in img:
+            source["path"] = os.path.join(str(batch.images_root), img["_src"])
         stated = (img.get("width"), img.get("height"))
         if stated != (None, None) and stated != (r.width, r.height):
             source["stated_size"] = list(stated)
@@ -238,7 +262,13 @@ def _ingest_locked(
                 f"image {iid} ({name}): the file says {stated[0]}x{stated[1]}, the image is "
                 f"{r.width}x{r.height}; using the image's size"
             )
-        record = {k: v for k, v in img.items() if k not in ("id", "file_name", "width", "height")}
+        record = {
+            k: v
+            for k, v in img.items()
+            if k not in ("id", "file_name", "width", "height") and not k.startswith("_")
+        }
+        if "labels" in record:
+            record["labels"] = [cat_map[c] for c in record["labels"]]
         old_tags = record.get("tags")
         tag_list = [t for t in old_tags if isinstance(t, str)] if isinstance(old_tags, list) else []
         record.update(
@@ -263,6 +293,9 @@ def _ingest_locked(
     remap_images = any(k != v for k, v in img_map.items())
     remap_cats = any(k != v for k, v in cat_map.items())
     for ann, ann_id in zip(anns, new_ann_ids, strict=True):
+        if batch.private_keys:
+            for key in [k for k in ann if k.startswith("_")]:
+                del ann[key]
         if ann.get("id") != ann_id:
             ann["id"] = ann_id
         if remap_images:

@@ -78,6 +78,10 @@ def check_images(batch: ImportBatch, policy: ErrorPolicy) -> dict[int, tuple[dic
     seen_names: dict[str, int] = {}
     for i, img in enumerate(batch.images):
         iid = img.get("id") if isinstance(img, dict) else None
+        if isinstance(img, dict) and "_problem" in img:
+            reason, message = img["_problem"]
+            policy.problem("image", iid if iid is not None else f"#{i}", reason, message)
+            continue
         if type(iid) is not int:
             policy.problem("image", f"#{i}", "bad id", f"image #{i} has no integer 'id' (found {iid!r})")
             continue
@@ -109,9 +113,44 @@ def check_images(batch: ImportBatch, policy: ErrorPolicy) -> dict[int, tuple[dic
                 f"image {iid}: file_name {name!r} is also used by image {seen_names[name]}",
             )
             continue
+        src = img.get("_src", name)
+        if src is not name and safe_relative_name(src) is None:
+            policy.problem(
+                "image",
+                iid,
+                "unsafe file_name",
+                f"image {iid}: source path {src!r} must be a relative path inside the images folder",
+            )
+            continue
         seen_names[name] = iid
         images[iid] = (img, name)
     return images
+
+
+def check_image_labels(
+    images: dict[int, tuple[dict[str, Any], str]], cats: dict[int, dict[str, Any]], policy: ErrorPolicy
+) -> None:
+    """Image-level labels (``labels``: category ids) must name known categories; unknown ones are dropped."""
+    for iid, (img, _name) in images.items():
+        labels = img.get("labels")
+        if labels is None:
+            continue
+        if not isinstance(labels, list):
+            policy.problem(
+                "image", iid, "bad labels", f"image {iid}: 'labels' must be a list of category ids"
+            )
+            img["labels"] = []
+            continue
+        known = [c for c in labels if c in cats]
+        for c in labels:
+            if c not in cats:
+                policy.problem(
+                    "image",
+                    iid,
+                    "unknown category",
+                    f"image {iid}: label {c!r} is not in 'categories' (ids {sorted(cats)})",
+                )
+        img["labels"] = list(dict.fromkeys(known))
 
 
 def _annotations_are_clean(anns: list[Any], image_ids: set[int], cat_ids: set[int]) -> np.ndarray | None:
@@ -154,7 +193,11 @@ def check_annotations(
             policy.problem("annotation", f"#{i}", "not an object", f"annotation #{i} is not a JSON object")
             continue
         aid = ann.get("id")
-        label = aid if type(aid) is int else f"#{i}"
+        label = ann.get("_where") or (aid if type(aid) is int else f"#{i}")
+        if "_problem" in ann:
+            reason, message = ann["_problem"]
+            policy.problem("annotation", label, reason, message)
+            continue
         if type(aid) is int and aid != 0:
             if aid in seen:
                 policy.problem("annotation", aid, "duplicate id", f"annotation id {aid} appears twice")
@@ -204,6 +247,26 @@ def check_annotations(
             continue
         out.append(ann)
     return out, None
+
+
+def normalized_to_absolute(anns: list[dict[str, Any]], size_of: dict[int, tuple[int, int]]) -> None:
+    """Fill ``bbox`` (absolute xywh) from ``_bbox_norm`` now that the real image sizes are known.
+
+    Boxes whose numbers are unusable keep no ``bbox``, so :func:`check_annotations` reports them.
+    """
+    for a in anns:
+        norm = a.get("_bbox_norm")
+        if norm is None or a.get("image_id") not in size_of:
+            continue
+        kind, v = norm
+        if not (isinstance(v, list) and len(v) == 4 and all(is_number(x) for x in v)):
+            a["bbox"] = v
+            continue
+        w, h = size_of[a["image_id"]]
+        if kind == "cxcywh":
+            a["bbox"] = [(v[0] - v[2] / 2) * w, (v[1] - v[3] / 2) * h, v[2] * w, v[3] * h]
+        else:  # normalized xyxy
+            a["bbox"] = [v[0] * w, v[1] * h, (v[2] - v[0]) * w, (v[3] - v[1]) * h]
 
 
 def without_images(

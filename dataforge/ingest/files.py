@@ -21,6 +21,9 @@ _CHUNK = 64  # images per read task
 _WINDOW = 6  # read tasks in flight: bounds the image bytes held in memory
 
 
+Job = tuple[str, int, str, "bytes | None"]
+
+
 @dataclass(slots=True)
 class Staged:
     orig_id: int
@@ -86,9 +89,20 @@ class ImageStager:
         """Make a running :meth:`stage_all` stop after the images in flight."""
         self._cancelled = True
 
-    def read(self, name: str, orig_id: int) -> tuple[bytes, Staged]:
-        """Read, probe and hash one source image (runs on reader threads)."""
+    def read(self, name: str, orig_id: int, embedded: bytes | None = None) -> tuple[bytes, Staged]:
+        """Read, probe and hash one source image (runs on reader threads).
+
+        ``embedded``: the image's bytes when the source carries them (TFRecord); no file is read.
+        """
         res = Staged(orig_id)
+        if embedded is not None:
+            try:
+                info = probe_bytes(embedded, where=f"image {orig_id} ({name})")
+            except ImageError as exc:
+                res.error = exc
+                return b"", res
+            res.width, res.height, res.sha256 = info.width, info.height, sha256_bytes(embedded)
+            return embedded, res
         src = os.path.join(self.src_root, name)
         try:
             fd = self._open(src, name, orig_id)
@@ -119,7 +133,7 @@ class ImageStager:
         if parent not in self._made:
             os.makedirs(parent, exist_ok=True)
             self._made.add(parent)
-        if not (self.link and _try_link(os.path.join(self.src_root, name), tmp)):
+        if not (self.link and name and _try_link(os.path.join(self.src_root, name), tmp)):
             out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 os.write(out, data)
@@ -128,8 +142,8 @@ class ImageStager:
         res.tmp = tmp
         return res
 
-    def stage_all(self, jobs: list[tuple[str, int, str]], readers: int | None = None) -> list[Staged]:
-        """Stage ``(name, orig_id, final_name)`` jobs; results in job order.
+    def stage_all(self, jobs: list[Job], readers: int | None = None) -> list[Staged]:
+        """Stage ``(source name, orig_id, final_name, embedded bytes or None)`` jobs; results in job order.
 
         Reader threads read, probe and hash a bounded window of images ahead (reads wait on the
         disk and hashing releases the GIL), while this thread creates the staged files: file
@@ -138,12 +152,12 @@ class ImageStager:
         n = readers or min(4, 2 * (os.cpu_count() or 1))
         chunks = [jobs[i : i + _CHUNK] for i in range(0, len(jobs), _CHUNK)]
 
-        def read_chunk(chunk: list[tuple[str, int, str]]) -> list[tuple[bytes, Staged]]:
-            return [self.read(name, orig_id) for name, orig_id, _final in chunk]
+        def read_chunk(chunk: list[Job]) -> list[tuple[bytes, Staged]]:
+            return [self.read(name, orig_id, embedded) for name, orig_id, _final, embedded in chunk]
 
         out: list[Staged] = []
         with ThreadPoolExecutor(max_workers=n, thread_name_prefix="dataforge-read") as pool:
-            window: deque[tuple[list[tuple[str, int, str]], Future[list[tuple[bytes, Staged]]]]] = deque()
+            window: deque[tuple[list[Job], Future[list[tuple[bytes, Staged]]]]] = deque()
             pending = iter(chunks)
             for chunk in islice(pending, _WINDOW):
                 window.append((chunk, pool.submit(read_chunk, chunk)))
@@ -152,7 +166,7 @@ class ImageStager:
                 nxt = next(pending, None)
                 if nxt is not None:
                     window.append((nxt, pool.submit(read_chunk, nxt)))
-                for (name, _orig_id, final), (data, res) in zip(chunk, fut.result(), strict=True):
+                for (name, _orig_id, final, _emb), (data, res) in zip(chunk, fut.result(), strict=True):
                     out.append(res if res.error is not None else self.write(name, final, data, res))
         return out
 

@@ -1,0 +1,419 @@
+"""YOLO: normalized ``class cx cy w h`` label files, one per image.
+
+Import understands three layouts:
+
+* Ultralytics: a ``data.yaml`` with ``names`` (list or ``{id: name}``) and ``train``/``val``/``test``
+  entries (image folders, list files, or lists of those) resolved against ``path`` or the yaml's
+  folder; labels are found by replacing the last ``images`` folder of an image's path with
+  ``labels``. Paths that do not resolve (Roboflow writes ``../valid/images``) fall back to the
+  usual ``<split>/images`` and ``images/<split>`` folders, with a warning.
+* Darknet: ``obj.data`` naming ``names`` and ``train``/``valid`` list files; list entries such as
+  ``data/obj_train_data/1.jpg`` are resolved relative to the ``obj.data`` folder (dropping the
+  ``data/`` prefix Darknet itself adds); labels sit next to images.
+* A folder with ``obj.names`` (or ``classes.txt``) and ``images/<split>/`` + ``labels/<split>/`` (or
+  ``Images/`` + ``Annotations/``).
+
+Class ids are 0-based indices into the names list: category id = class id. An image without a
+label file has no objects. Export writes the Ultralytics layout: ``images/<split>/``,
+``labels/<split>/``, and a ``data.yaml`` whose names list is the store's categories in id order
+(YOLO ids 0..K-1, written out in ``data.yaml``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import yaml
+
+from dataforge.errors import DataError, UsageError
+from dataforge.formats.base import ExportResult, ImportBatch
+from dataforge.formats.coco import copy_images, prepare_out_dir
+from dataforge.formats.common import is_image, list_images, problem, rel
+
+if TYPE_CHECKING:
+    from dataforge.store import Store
+
+SPLIT_KEYS = ("train", "val", "valid", "test")
+
+
+def _names_from_yaml(doc: Any, path: Path) -> list[str]:
+    names = doc.get("names") if isinstance(doc, dict) else None
+    if isinstance(names, dict):
+        try:
+            ids = sorted(int(k) for k in names)
+        except ValueError:
+            raise DataError(
+                f"{path}: 'names' keys must be class ids, found {list(names)[:5]}", source=str(path)
+            ) from None
+        if ids != list(range(len(ids))):
+            raise DataError(f"{path}: 'names' ids must be 0..{len(ids) - 1}, found {ids}", source=str(path))
+        return [str(names[k] if k in names else names[str(k)]) for k in ids]
+    if isinstance(names, list):
+        return [str(n) for n in names]
+    raise DataError(
+        f"{path}: no 'names' list in the YOLO yaml",
+        source=str(path),
+        hint="data.yaml needs names: [cat, dog, ...]",
+    )
+
+
+def _read_names_file(path: Path) -> list[str]:
+    return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+
+
+def _label_path_for(image: Path) -> Path:
+    """Ultralytics' rule: the last ``images`` folder in the path becomes ``labels``; .txt suffix."""
+    parts = list(image.parts)
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            return Path(*parts).with_suffix(".txt")
+    return image.with_suffix(".txt")
+
+
+class YoloFormat:
+    name: ClassVar[str] = "yolo"
+    description: ClassVar[str] = "YOLO txt labels (Ultralytics data.yaml, or Darknet obj.data/obj.names)"
+    can_import: ClassVar[bool] = True
+    can_export: ClassVar[bool] = True
+
+    def detect(self, path: Path) -> bool:
+        if path.is_file():
+            return (
+                path.suffix in (".yaml", ".yml") and "names" in path.read_text(errors="replace")[:65536]
+            ) or path.name == "obj.data"
+        if not path.is_dir():
+            return False
+        if (path / "obj.data").is_file() or (path / "obj.names").is_file():
+            return True
+        return any(self.detect(p) for p in path.glob("*.yaml"))
+
+    # -- import ----------------------------------------------------------------------------
+    def read(self, path: Path, *, images: Path | None = None, **options: Any) -> ImportBatch:
+        if options:
+            raise UsageError(f"yolo import: unknown options {sorted(options)}")
+        warnings: list[str] = []
+        if path.is_dir():
+            yamls = sorted(path.glob("data.yaml")) or sorted(p for p in path.glob("*.y*ml") if self.detect(p))
+            if (path / "obj.data").is_file():
+                root, names, entries = self._darknet(path / "obj.data", warnings)
+            elif yamls:
+                root, names, entries = self._ultralytics(yamls[0], warnings)
+            elif (path / "obj.names").is_file() or (path / "classes.txt").is_file():
+                root, names, entries = self._names_layout(path, warnings)
+            else:
+                raise DataError(
+                    f"{path}: no data.yaml, obj.data or obj.names: not a YOLO dataset", source=str(path)
+                )
+        elif path.name == "obj.data":
+            root, names, entries = self._darknet(path, warnings)
+        else:
+            root, names, entries = self._ultralytics(path, warnings)
+        return self._batch(path, root, names, entries, warnings)
+
+    def _ultralytics(
+        self, yml: Path, warnings: list[str]
+    ) -> tuple[Path, list[str], list[tuple[str | None, Path]]]:
+        try:
+            doc = yaml.safe_load(yml.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise DataError(f"{yml}: malformed YAML: {exc}".replace("\n", " "), source=str(yml)) from None
+        names = _names_from_yaml(doc, yml)
+        base = yml.parent
+        if isinstance(doc.get("path"), str):
+            p = Path(doc["path"])
+            base = p if p.is_absolute() else (yml.parent / p)
+            if not base.is_dir():
+                warnings.append(f"{yml}: path {doc['path']!r} does not exist; using the yaml's folder")
+                base = yml.parent
+        entries: list[tuple[str | None, Path]] = []
+        for key in SPLIT_KEYS:
+            value = doc.get(key)
+            if value is None:
+                continue
+            split = "val" if key == "valid" else key
+            for item in value if isinstance(value, list) else [value]:
+                found = self._resolve_split(base, str(item), split)
+                if found is None:
+                    warnings.append(
+                        f"{yml}: {key}: {item!r} does not exist (also tried {split}/images and "
+                        f"images/{split}); no {split} images imported"
+                    )
+                    continue
+                if str(found) != str(base / item):
+                    warnings.append(f"{yml}: {key}: {item!r} does not exist; using {rel(found, base)}")
+                entries.extend((split, p) for p in self._images_of(found, base))
+        return base, names, entries
+
+    @staticmethod
+    def _resolve_split(base: Path, item: str, split: str) -> Path | None:
+        stripped = item
+        while stripped.startswith("../"):
+            stripped = stripped[3:]
+        for cand in (base / item, base / stripped, base / split / "images", base / "images" / split):
+            if cand.exists():
+                return cand
+        return None
+
+    @staticmethod
+    def _images_of(found: Path, base: Path) -> list[Path]:
+        if found.is_dir():
+            return list_images(found)
+        out = []
+        for line in found.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                p = Path(line)
+                out.append(
+                    p if p.is_absolute() else (found.parent / p if (found.parent / p).exists() else base / p)
+                )
+        return out
+
+    def _darknet(
+        self, obj_data: Path, warnings: list[str]
+    ) -> tuple[Path, list[str], list[tuple[str | None, Path]]]:
+        root = obj_data.parent
+        conf: dict[str, str] = {}
+        for line in obj_data.read_text(encoding="utf-8").splitlines():
+            key, sep, value = line.partition("=")
+            if sep:
+                conf[key.strip()] = value.strip()
+
+        def local(p: str) -> Path:
+            cand = root / p
+            if not cand.exists() and p.startswith("data/"):
+                cand = root / p[len("data/") :]
+            return cand
+
+        names_file = local(conf.get("names", "obj.names"))
+        if not names_file.is_file():
+            raise DataError(f"{obj_data}: names file {conf.get('names')!r} not found", source=str(obj_data))
+        names = _read_names_file(names_file)
+        entries: list[tuple[str | None, Path]] = []
+        for key, split in (("train", "train"), ("valid", "val"), ("test", "test")):
+            if key not in conf:
+                continue
+            lst = local(conf[key])
+            if not lst.is_file():
+                warnings.append(f"{obj_data}: {key} list {conf[key]!r} not found; no {split} images imported")
+                continue
+            for line in lst.read_text(encoding="utf-8").splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    entries.append((split, local(line)))
+        return root, names, entries
+
+    def _names_layout(
+        self, root: Path, warnings: list[str]
+    ) -> tuple[Path, list[str], list[tuple[str | None, Path]]]:
+        names_file = root / "obj.names" if (root / "obj.names").is_file() else root / "classes.txt"
+        names = _read_names_file(names_file)
+        entries: list[tuple[str | None, Path]] = []
+        if (root / "images").is_dir():
+            splits = [d for d in sorted((root / "images").iterdir()) if d.is_dir()]
+            if splits:
+                for d in splits:
+                    entries.extend((d.name, p) for p in list_images(d))
+            else:
+                entries.extend((None, p) for p in list_images(root / "images"))
+        elif (root / "Images").is_dir():
+            entries.extend((None, p) for p in list_images(root / "Images"))
+        return root, names, entries
+
+    def _label_file(self, image: Path) -> Path | None:
+        for cand in (_label_path_for(image), image.with_suffix(".txt")):
+            if cand.is_file():
+                return cand
+        if "Images" in image.parts:  # Images/ + Annotations/
+            parts = list(image.parts)
+            parts[len(parts) - 1 - parts[::-1].index("Images")] = "Annotations"
+            cand = Path(*parts).with_suffix(".txt")
+            if cand.is_file():
+                return cand
+        return None
+
+    def _batch(
+        self,
+        source: Path,
+        root: Path,
+        names: list[str],
+        entries: list[tuple[str | None, Path]],
+        warnings: list[str],
+    ) -> ImportBatch:
+        images: list[dict[str, Any]] = []
+        anns: list[dict[str, Any]] = []
+        for i, (split, img_path) in enumerate(entries, start=1):
+            src = rel(img_path, root)
+            name = f"{split}/{img_path.name}" if split else src
+            record: dict[str, Any] = {"id": i, "file_name": name, "_src": src}
+            if split:
+                record["split"] = split
+            if not is_image(img_path):
+                record["_problem"] = problem("not an image", f"{src}: not an image file name")
+            images.append(record)
+            label = self._label_file(img_path)
+            if label is not None:
+                anns.extend(self._parse_label_file(label, root, i, names, len(anns)))
+        return ImportBatch(
+            format=self.name,
+            source=str(source.resolve()),
+            images_root=root,
+            images=_dedupe_names(images),
+            annotations=anns,
+            categories=[{"id": k, "name": n} for k, n in enumerate(names)],
+            warnings=warnings,
+            private_keys=True,
+        )
+
+    @staticmethod
+    def _parse_label_file(
+        label: Path, root: Path, image_id: int, names: list[str], first: int
+    ) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        where_file = rel(label, root)
+        try:
+            text = label.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return [
+                {
+                    "id": first + 1,
+                    "image_id": image_id,
+                    "category_id": None,
+                    "_where": where_file,
+                    "_problem": problem("unreadable label file", f"{where_file}: cannot read ({exc})"),
+                }
+            ]
+        for n, line in enumerate(text.splitlines(), start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            where = f"{where_file}:{n}"
+            ann: dict[str, Any] = {"id": first + len(out) + 1, "image_id": image_id, "_where": where}
+            out.append(ann)
+            if len(parts) != 5:
+                ann["_problem"] = problem(
+                    "malformed label line",
+                    f"{where}: expected 5 values 'class cx cy w h', found {len(parts)}: {line.strip()!r}",
+                )
+                continue
+            try:
+                cls = int(parts[0])
+                values = [float(v) for v in parts[1:]]
+            except ValueError:
+                ann["_problem"] = problem("malformed label line", f"{where}: not numbers: {line.strip()!r}")
+                continue
+            if not 0 <= cls < len(names):
+                ann["_problem"] = problem(
+                    "unknown category", f"{where}: class id {cls} is past the names list ({len(names)} names)"
+                )
+                continue
+            ann["category_id"] = cls
+            ann["_bbox_norm"] = ["cxcywh", values]
+        return out
+
+    # -- export ----------------------------------------------------------------------------
+    def export(self, store: Store, out: Path, *, image_ids: list[int], **options: Any) -> ExportResult:
+        link = bool(options.pop("link", False))
+        if options:
+            raise UsageError(f"yolo export: unknown options {sorted(options)}")
+        prepare_out_dir(out)
+        cats = sorted(store.data["categories"], key=lambda c: c["id"])
+        yolo_id = {c["id"]: i for i, c in enumerate(cats)}
+        wanted = set(image_ids)
+        images = [img for img in store.images if img["id"] in wanted]
+        splits: dict[str, int] = {}
+        n_boxes = 0
+        dropped = 0
+        copies: list[tuple[str, str]] = []
+        used: set[str] = set()
+        for img in images:
+            split = img.get("split") or "train"
+            splits[split] = splits.get(split, 0) + 1
+            flat = _flat_name(img["file_name"], used)
+            copies.append((img["file_name"], f"images/{split}/{flat}"))
+            lines = []
+            w, h = img["width"], img["height"]
+            for a in store.index.anns_by_image.get(img["id"], []):
+                x, y, bw, bh = a["bbox"]
+                if bw <= 0 or bh <= 0:
+                    dropped += 1
+                    continue
+                lines.append(
+                    f"{yolo_id[a['category_id']]} {(x + bw / 2) / w:.6f} {(y + bh / 2) / h:.6f} "
+                    f"{bw / w:.6f} {bh / h:.6f}"
+                )
+                n_boxes += 1
+            label = out / "labels" / split / (os.path.splitext(flat)[0] + ".txt")
+            label.parent.mkdir(parents=True, exist_ok=True)
+            label.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
+        _copy_as(store, out, copies, link)
+        doc: dict[str, Any] = {
+            "path": ".",
+            **{s: f"images/{s}" for s in sorted(splits)},
+            "nc": len(cats),
+            "names": [c["name"] for c in cats],
+        }
+        (out / "data.yaml").write_text(
+            "# written by dataforge: YOLO class id = index in names (store category ids "
+            + ", ".join(f"{c['id']}->{yolo_id[c['id']]}" for c in cats)
+            + ")\n"
+            + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True),
+            encoding="utf-8",
+        )
+        return ExportResult(
+            out=out,
+            images=len(images),
+            annotations=n_boxes,
+            files=[out / "data.yaml"],
+            dropped={"degenerate boxes": dropped} if dropped else {},
+            notes=["class ids 0..K-1 in store category-id order, listed in data.yaml"],
+        )
+
+
+def _flat_name(file_name: str, used: set[str]) -> str:
+    """YOLO pairs images and labels by file name: flatten subfolders, keeping names unique."""
+    flat = file_name.replace("/", "__")
+    stem, ext = os.path.splitext(flat)
+    k = 2
+    while flat in used:
+        flat = f"{stem}~{k}{ext}"
+        k += 1
+    used.add(flat)
+    return flat
+
+
+def _copy_as(store: Store, out: Path, pairs: list[tuple[str, str]], link: bool) -> None:
+    import shutil
+
+    made: set[Path] = set()
+    for src_name, dst_rel in pairs:
+        dst = out / dst_rel
+        if dst.parent not in made:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            made.add(dst.parent)
+        src = store.images_dir / src_name
+        if link:
+            try:
+                os.link(src, dst)
+                continue
+            except OSError:
+                pass
+        shutil.copyfile(src, dst)
+
+
+def _dedupe_names(images: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: dict[str, int] = {}
+    for img in images:
+        name = img["file_name"]
+        if name in seen:
+            seen[name] += 1
+            stem, ext = os.path.splitext(name)
+            img["file_name"] = f"{stem}~{seen[name]}{ext}"
+        else:
+            seen[name] = 1
+    return images
+
+
+__all__ = ["YoloFormat", "copy_images"]

@@ -1,0 +1,58 @@
+"""Malformed input in each format: a one-line error naming the file and line/record, store unchanged;
+with --on-error skip, the item is skipped and reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dataforge.api import import_dataset
+from dataforge.errors import DataError
+from tests.conftest import file_bytes, jpeg_bytes
+
+
+def yolo_dataset(root: Path, label_text: str) -> Path:
+    (root / "images" / "train").mkdir(parents=True)
+    (root / "labels" / "train").mkdir(parents=True)
+    (root / "images" / "train" / "a.jpg").write_bytes(jpeg_bytes((40, 20)))
+    (root / "images" / "train" / "b.jpg").write_bytes(jpeg_bytes((40, 20), (1, 2, 3)))
+    (root / "labels" / "train" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (root / "labels" / "train" / "b.txt").write_text(label_text)
+    (root / "data.yaml").write_text("path: .\ntrain: images/train\nnames: [cat, dog]\n")
+    return root
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("1 0.5 0.5 0.2\n", r"labels/train/b.txt:1: expected 5 values 'class cx cy w h', found 4"),
+        (
+            "0 0.5 0.5 0.1 0.1\n7 0.5 0.5 0.2 0.2\n",
+            r"labels/train/b.txt:2: class id 7 is past the names list \(2 names\)",
+        ),
+        ("0 a b c d\n", r"labels/train/b.txt:1: not numbers"),
+        ("0 0.5 0.5 0 0.2\n", r"labels/train/b.txt:1 \(image 2\): box \[.*\] has zero or negative"),
+        ("0 0.9 0.5 0.4 0.2\n", r"annotation .* \(image 2\): box xywh .* extends outside the 40x20 image"),
+    ],
+)
+def test_yolo_bad_lines(text: str, message: str, tmp_path: Path, simple_coco: Path) -> None:
+    import_dataset(simple_coco, store=tmp_path / "s")
+    before = file_bytes(tmp_path / "s")
+    src = yolo_dataset(tmp_path / "y", text)
+    with pytest.raises(DataError, match=message) as info:
+        import_dataset(src, store=tmp_path / "s")
+    assert "\n" not in str(info.value)
+    assert file_bytes(tmp_path / "s") == before
+    res = import_dataset(src, store=tmp_path / "s2", on_error="skip")
+    assert res.images == 2 and len(res.skipped) == 1
+
+
+def test_yolo_malformed_yaml(tmp_path: Path) -> None:
+    root = yolo_dataset(tmp_path / "y", "")
+    (root / "data.yaml").write_text("names: [cat, dog\ntrain: [")
+    with pytest.raises(DataError, match=r"data.yaml: malformed YAML"):
+        import_dataset(root, store=tmp_path / "s", format="yolo")
+    (root / "data.yaml").write_text("train: images/train\n")
+    with pytest.raises(DataError, match=r"data.yaml: no 'names' list"):
+        import_dataset(root / "data.yaml", store=tmp_path / "s", format="yolo")

@@ -1,0 +1,76 @@
+"""Every non-COCO sample under ../shared/interop/ imports and matches facts.json (±0.01 px).
+
+Each format's facts have their own shape; ``CASES`` maps a facts entry to (what to import, which
+format, which split of the result to compare) and ``expected_*`` turns the facts into
+(source path, size, sorted [(label, xyxy)]) per image.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dataforge.api import import_dataset
+from dataforge.store import Store
+from tests.conftest import INTEROP
+
+if not (INTEROP / "facts.json").is_file():
+    pytest.skip(
+        f"interop corpus not found at {INTEROP} (it ships beside the repository in ../shared; "
+        "CI always has it)",
+        allow_module_level=True,
+    )
+
+FACTS = json.loads((INTEROP / "facts.json").read_text())
+
+
+def yolo_cases() -> list[tuple[str, str, Path, str | None]]:
+    out = []
+    for key in ("yolo/datumaro-roboflow_yolo", "yolo/datumaro-yolo_dataset"):
+        for sub in FACTS[key]:
+            if key.endswith("roboflow_yolo"):
+                out.append((key, sub, INTEROP / key, sub))
+            else:
+                layout, _, split = sub.partition("/")
+                out.append((key, sub, INTEROP / key / layout, split or None))
+    return out
+
+
+def store_images(store: Store, split: str | None) -> dict[str, Any]:
+    """Records by resolved source path."""
+    recs = {}
+    for r in store:
+        if split is not None and r.split != split:
+            continue
+        path = r.source.get("path") or r.file_name
+        recs[str(Path(path).resolve())] = r
+    return recs
+
+
+def boxes_of(rec: Any) -> list[tuple[str, list[float]]]:
+    return sorted((a.category, [round(v, 2) for v in a.bbox_xyxy]) for a in rec.annotations)
+
+
+def assert_boxes_equal(got: list[tuple[str, list[float]]], want: list[tuple[str, list[float]]]) -> None:
+    assert [g[0] for g in got] == [w[0] for w in want]
+    for (_, g), (_, w) in zip(got, want, strict=True):
+        assert g == pytest.approx(w, abs=0.01)
+
+
+@pytest.mark.parametrize("key, sub, path, split", yolo_cases(), ids=lambda v: str(v).split("/")[-1])
+def test_yolo_sample_matches_facts(key: str, sub: str, path: Path, split: str | None, tmp_path: Path) -> None:
+    facts = FACTS[key][sub]
+    res = import_dataset(path, store=tmp_path / "s", format="auto")
+    assert res.skipped == []
+    store = Store.open(tmp_path / "s")
+    assert [[c.id, c.name] for c in store.categories] == facts["names"]
+    recs = store_images(store, split)
+    assert len(recs) == len(facts["images"])
+    for img in facts["images"]:
+        rec = recs[str((INTEROP / img["image"]).resolve())]
+        assert list(rec.size_wh) == img["image_size"]
+        want = sorted((b["label"], b["xyxy"]) for b in img["boxes"])
+        assert_boxes_equal(boxes_of(rec), want)
