@@ -58,7 +58,8 @@ def cmd_import(a: argparse.Namespace) -> int:
     from dataforge.api import import_dataset
 
     res = import_dataset(
-        a.source,
+        **_options(a.option),
+        source=a.source,
         store=a.store,
         format=a.format,
         images=a.images,
@@ -138,6 +139,17 @@ def cmd_tag(a: argparse.Namespace) -> int:
     return 0
 
 
+def _options(pairs: list[str] | None) -> dict[str, str]:
+    """--option KEY=VALUE pairs for a format plugin."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--option {pair!r}: expected KEY=VALUE, e.g. --option coordinates=devkit")
+        out[key.strip().replace("-", "_")] = value.strip()
+    return out
+
+
 def _parse_ids(text: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
@@ -188,6 +200,7 @@ def cmd_export(a: argparse.Namespace) -> int:
         opts["category_ids"] = a.category_ids
     if a.link:
         opts["link"] = True
+    opts.update(_options(a.option))
     res = export_dataset(a.store, format=a.format, out=a.out, where=a.where, split=a.split, **opts)
     _out(f"exported {res.images} images, {res.annotations} annotations to {res.out} ({a.format})")
     for note in res.notes:
@@ -315,6 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--tag", action="append", metavar="TAG", help="add this tag to every imported image (repeatable)"
     )
     sp.add_argument("--link", action="store_true", help="hard-link images into the store instead of copying")
+    sp.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="format option, e.g. --option coordinates=devkit (VOC); see the format's docs",
+    )
 
     sp = add("info", cmd_info, "counts per split and category, box sizes, tags")
     sp.add_argument("store")
@@ -370,6 +389,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--where", help=where_help)
     sp.add_argument("--split", help="export only this split")
     sp.add_argument("--link", action="store_true", help="hard-link images instead of copying")
+    sp.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="format option, e.g. --option coordinates=devkit (VOC)",
+    )
 
     sp = add("doctor", cmd_doctor, "check which components work here, with a fix for each that does not")
     sp.add_argument("--json", action="store_true", help="print JSON")

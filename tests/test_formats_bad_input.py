@@ -56,3 +56,64 @@ def test_yolo_malformed_yaml(tmp_path: Path) -> None:
     (root / "data.yaml").write_text("train: images/train\n")
     with pytest.raises(DataError, match=r"data.yaml: no 'names' list"):
         import_dataset(root / "data.yaml", store=tmp_path / "s", format="yolo")
+
+
+def voc_dataset(root: Path, xml_b: str) -> Path:
+    (root / "Annotations").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    for stem, colour in (("a", (1, 1, 1)), ("b", (2, 2, 2))):
+        (root / "JPEGImages" / f"{stem}.jpg").write_bytes(jpeg_bytes((40, 20), colour))
+    ok = (
+        "<annotation><filename>a.jpg</filename><object><name>cat</name><bndbox><xmin>1</xmin>"
+        "<ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object></annotation>"
+    )
+    (root / "Annotations" / "a.xml").write_text(ok)
+    (root / "Annotations" / "b.xml").write_text(xml_b)
+    return root
+
+
+@pytest.mark.parametrize(
+    "xml, message, lost_images",
+    [
+        ("<annotation><filename>b.jpg</filename><object>", r"Annotations/b.xml:1: malformed XML", 1),
+        ("<root/>", r"Annotations/b.xml: root element is <root>, not <annotation>", 1),
+        (
+            "<annotation><filename>b.jpg</filename><object><name>dog</name></object></annotation>",
+            r"Annotations/b.xml object 1: <bndbox> is missing or not numbers",
+            0,
+        ),
+        (
+            "<annotation><filename>b.jpg</filename><object><name>dog</name><bndbox><xmin>1</xmin><ymin>x</ymin>"
+            "<xmax>3</xmax><ymax>3</ymax></bndbox></object></annotation>",
+            r"<bndbox> is missing or not numbers",
+            0,
+        ),
+        (
+            "<annotation><filename>b.jpg</filename><object><bndbox/></object></annotation>",
+            r"Annotations/b.xml object 1: <name> is missing or empty",
+            0,
+        ),
+    ],
+)
+def test_voc_bad_files(xml: str, message: str, lost_images: int, tmp_path: Path, simple_coco: Path) -> None:
+    import_dataset(simple_coco, store=tmp_path / "s")
+    before = file_bytes(tmp_path / "s")
+    src = voc_dataset(tmp_path / "v", xml)
+    with pytest.raises(DataError, match=message):
+        import_dataset(src, store=tmp_path / "s")
+    assert file_bytes(tmp_path / "s") == before
+    res = import_dataset(src, store=tmp_path / "s2", on_error="skip")
+    assert res.images == 2 - lost_images and len(res.skipped) == 1
+
+
+def test_voc_devkit_coordinates(tmp_path: Path) -> None:
+    from dataforge.store import Store
+
+    src = voc_dataset(tmp_path / "v", "<annotation><filename>b.jpg</filename></annotation>")
+    import_dataset(src, store=tmp_path / "s1", format="voc")
+    import_dataset(src, store=tmp_path / "s2", format="voc", coordinates="devkit")
+    box1 = Store.open(tmp_path / "s1").get(1).annotations[0].bbox_xyxy
+    box2 = Store.open(tmp_path / "s2").get(1).annotations[0].bbox_xyxy
+    assert box1 == (1, 1, 5, 5) and box2 == (0, 0, 5, 5)
+    with pytest.raises(Exception, match="coordinates must be one of as-written, devkit"):
+        import_dataset(src, store=tmp_path / "s3", format="voc", coordinates="zero")

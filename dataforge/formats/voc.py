@@ -1,0 +1,272 @@
+"""Pascal VOC XML: ``Annotations/*.xml`` + ``JPEGImages/`` + ``ImageSets/Main/<split>.txt``.
+
+Import reads one image per XML file (an image listed in ``ImageSets`` without an XML is reported
+and not imported: its annotations are unknown, not empty). It also reads the flat layout Roboflow
+writes (XML next to each image, one folder per split). ``difficult``, ``truncated``, ``occluded``,
+``pose``, parts and actions are kept in the annotation's ``attributes``. Splits come from
+``ImageSets/Main/<split>.txt`` (blank and ``#`` lines ignored; ``default.txt`` means no split) or
+from the folder name.
+
+Coordinates: by default as written, which is what CVAT, Datumaro and Roboflow write and read, so
+round trips with them are exact. ``--option coordinates=devkit`` applies the VOC devkit's 1-based
+convention instead (``x_min = xmin - 1`` on import, ``xmin = x_min + 1`` on export).
+
+Export writes ``Annotations/``, ``JPEGImages/`` (subfolders flattened to ``a__b.jpg``),
+``ImageSets/Main/<split>.txt`` and ``labels.txt`` (the category table). VOC has no crowd flag:
+``iscrowd`` is not written.
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+from xml.sax.saxutils import escape
+
+from dataforge.errors import DataError, UsageError
+from dataforge.formats.base import ExportResult, ImportBatch
+from dataforge.formats.coco import prepare_out_dir
+from dataforge.formats.common import problem, rel
+from dataforge.formats.yolo import _copy_as, _flat_name
+
+if TYPE_CHECKING:
+    from dataforge.store import Store
+
+FLAGS = ("difficult", "truncated", "occluded")
+COORDINATES = ("as-written", "devkit")
+
+
+def _text(el: ET.Element | None, tag: str) -> str | None:
+    if el is None:
+        return None
+    child = el.find(tag)
+    return child.text.strip() if child is not None and child.text is not None else None
+
+
+def _box(el: ET.Element | None) -> list[float] | None:
+    if el is None:
+        return None
+    try:
+        return [float(_text(el, k) or "nan") for k in ("xmin", "ymin", "xmax", "ymax")]
+    except ValueError:
+        return None
+
+
+def _read_split_lists(root: Path) -> dict[str, str | None]:
+    """Image stem -> split, from ImageSets/Main/<split>.txt (not the <class>_<split>.txt files)."""
+    main = root / "ImageSets" / "Main"
+    out: dict[str, str] = {}
+    if not main.is_dir():
+        return out
+    for f in sorted(main.glob("*.txt")):
+        split = f.stem
+        if "_" in split:  # aeroplane_train.txt: per-class flags, not a split list
+            continue
+        for line in f.read_text(encoding="utf-8", errors="replace").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                # The whole line is the image's stem (stems may contain spaces).
+                out.setdefault(line, None if split == "default" else split)  # type: ignore[arg-type]
+    return out
+
+
+class VocFormat:
+    name: ClassVar[str] = "voc"
+    description: ClassVar[str] = (
+        "Pascal VOC XML (Annotations/, JPEGImages/, ImageSets/Main/), or XML beside images"
+    )
+    can_import: ClassVar[bool] = True
+    can_export: ClassVar[bool] = True
+
+    def detect(self, path: Path) -> bool:
+        if path.is_file():
+            return path.suffix.lower() == ".xml" and b"<annotation" in path.read_bytes()[:512]
+        if not path.is_dir():
+            return False
+        if (path / "Annotations").is_dir():
+            return any((path / "Annotations").glob("*.xml"))
+        xmls = sorted(path.glob("*.xml"))[:1] or sorted(path.glob("*/*.xml"))[:1]
+        return bool(xmls) and b"<annotation" in xmls[0].read_bytes()[:512]
+
+    def read(
+        self, path: Path, *, images: Path | None = None, coordinates: str = "as-written", **options: Any
+    ) -> ImportBatch:
+        if options:
+            raise UsageError(f"voc import: unknown options {sorted(options)} (known: coordinates)")
+        if coordinates not in COORDINATES:
+            raise UsageError(
+                f"voc import: coordinates must be one of {', '.join(COORDINATES)}, not {coordinates!r}"
+            )
+        root = path if path.is_dir() else path.parent
+        warnings: list[str] = []
+        if (root / "Annotations").is_dir():
+            xmls = sorted((root / "Annotations").rglob("*.xml"))
+            image_dir = images or root / "JPEGImages"
+            splits = _read_split_lists(root)
+            listed = set(splits)
+            stems = {rel(x, root / "Annotations")[:-4] for x in xmls}
+            for stem in sorted(listed - stems):
+                warnings.append(
+                    f"{stem}: listed in ImageSets/Main but has no Annotations/{stem}.xml; not imported "
+                    "(its objects are unknown)"
+                )
+        else:
+            xmls = sorted(root.rglob("*.xml")) if path.is_dir() else [path]
+            image_dir = images or root
+            splits: dict[str, str | None] = {}
+        cats: dict[str, int] = {}
+        imgs: list[dict[str, Any]] = []
+        anns: list[dict[str, Any]] = []
+        shift = 1.0 if coordinates == "devkit" else 0.0
+        for i, xml in enumerate(xmls, start=1):
+            where = rel(xml, root)
+            record: dict[str, Any] = {"id": i}
+            imgs.append(record)
+            try:
+                doc = ET.parse(xml).getroot()
+            except ET.ParseError as exc:
+                line, col = exc.position
+                record["file_name"] = where
+                record["_problem"] = problem(
+                    "malformed XML", f"{where}:{line}: malformed XML (column {col}): {str(exc).split(':')[0]}"
+                )
+                continue
+            if doc.tag != "annotation":
+                record["file_name"] = where
+                record["_problem"] = problem(
+                    "malformed XML", f"{where}: root element is <{doc.tag}>, not <annotation>"
+                )
+                continue
+            filename = _text(doc, "filename") or xml.stem + ".jpg"
+            if (root / "Annotations").is_dir():
+                sub = os.path.dirname(rel(xml, root / "Annotations"))
+                src_dir = image_dir / sub if sub else image_dir
+                stem = rel(xml, root / "Annotations")[:-4]
+            else:
+                src_dir = xml.parent
+                stem = xml.stem
+            src = src_dir / filename
+            record["file_name"] = rel(src, image_dir) if str(src).startswith(str(image_dir)) else filename
+            record["_src"] = rel(src, image_dir) if str(src).startswith(str(image_dir)) else filename
+            size = doc.find("size")
+            w, h = _text(size, "width"), _text(size, "height")
+            if w and h and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0:
+                record["width"], record["height"] = int(w), int(h)
+            split = splits.get(stem)
+            if stem not in splits and not (root / "Annotations").is_dir() and xml.parent != root:
+                split = xml.parent.name
+            if split:
+                record["split"] = "val" if split == "valid" else split
+            for k, obj in enumerate(doc.findall("object"), start=1):
+                label = _text(obj, "name")
+                ann_where = f"{where} object {k}"
+                ann: dict[str, Any] = {"id": len(anns) + 1, "image_id": i, "_where": ann_where}
+                anns.append(ann)
+                if not label:
+                    ann["_problem"] = problem("no label", f"{ann_where}: <name> is missing or empty")
+                    continue
+                box = _box(obj.find("bndbox"))
+                if box is None:
+                    ann["_problem"] = problem("bad bbox", f"{ann_where}: <bndbox> is missing or not numbers")
+                    continue
+                x1, y1, x2, y2 = box[0] - shift, box[1] - shift, box[2], box[3]
+                ann["bbox"] = [x1, y1, x2 - x1, y2 - y1]
+                ann["category_id"] = cats.setdefault(label, len(cats) + 1)
+                attrs: dict[str, Any] = {}
+                for flag in FLAGS:
+                    v = _text(obj, flag)
+                    if v is not None:
+                        attrs[flag] = v in ("1", "true", "True")
+                pose = _text(obj, "pose")
+                if pose:
+                    attrs["pose"] = pose
+                parts = [
+                    {"name": _text(p, "name"), "bbox_xyxy": _box(p.find("bndbox"))}
+                    for p in obj.findall("part")
+                ]
+                if parts:
+                    attrs["parts"] = parts
+                actions = obj.find("actions")
+                if actions is not None:
+                    attrs["actions"] = {a.tag: (a.text or "").strip() in ("1", "true") for a in actions}
+                if attrs:
+                    ann["attributes"] = attrs
+        return ImportBatch(
+            format=self.name,
+            source=str(path.resolve()),
+            images_root=image_dir,
+            images=imgs,
+            annotations=anns,
+            categories=[{"id": c, "name": n} for n, c in cats.items()],
+            warnings=warnings,
+            private_keys=True,
+        )
+
+    def export(
+        self,
+        store: Store,
+        out: Path,
+        *,
+        image_ids: list[int],
+        coordinates: str = "as-written",
+        link: bool = False,
+        **options: Any,
+    ) -> ExportResult:
+        if options:
+            raise UsageError(f"voc export: unknown options {sorted(options)} (known: coordinates)")
+        if coordinates not in COORDINATES:
+            raise UsageError(
+                f"voc export: coordinates must be one of {', '.join(COORDINATES)}, not {coordinates!r}"
+            )
+        shift = 1.0 if coordinates == "devkit" else 0.0
+        prepare_out_dir(out)
+        (out / "Annotations").mkdir()
+        names = store.index.category_names
+        wanted = set(image_ids)
+        used: set[str] = set()
+        copies = []
+        splits: dict[str, list[str]] = {}
+        n = 0
+        for img in store.images:
+            if img["id"] not in wanted:
+                continue
+            flat = _flat_name(img["file_name"], used)
+            stem = os.path.splitext(flat)[0]
+            copies.append((img["file_name"], f"JPEGImages/{flat}"))
+            splits.setdefault(img.get("split") or "default", []).append(stem)
+            objs = []
+            for a in store.index.anns_by_image.get(img["id"], []):
+                x, y, w, h = a["bbox"]
+                attrs = a.get("attributes") if isinstance(a.get("attributes"), dict) else {}
+                flags = "".join(f"<{f}>{int(bool(attrs.get(f, False)))}</{f}>" for f in FLAGS)
+                pose = f"<pose>{escape(str(attrs['pose']))}</pose>" if attrs.get("pose") else ""
+                objs.append(
+                    f"  <object><name>{escape(names[a['category_id']])}</name>{pose}{flags}"
+                    f"<bndbox><xmin>{x + shift:g}</xmin><ymin>{y + shift:g}</ymin>"
+                    f"<xmax>{x + w:g}</xmax><ymax>{y + h:g}</ymax></bndbox></object>\n"
+                )
+                n += 1
+            (out / "Annotations" / f"{stem}.xml").write_text(
+                f"<annotation>\n  <folder>JPEGImages</folder>\n  <filename>{escape(flat)}</filename>\n"
+                f"  <size><width>{img['width']}</width><height>{img['height']}</height><depth>3</depth></size>\n"
+                f"  <segmented>0</segmented>\n{''.join(objs)}</annotation>\n",
+                encoding="utf-8",
+            )
+        _copy_as(store, out, copies, link)
+        main = out / "ImageSets" / "Main"
+        main.mkdir(parents=True)
+        for split, stems in splits.items():
+            (main / f"{split}.txt").write_text("".join(s + "\n" for s in stems), encoding="utf-8")
+        cats = sorted(store.data["categories"], key=lambda c: c["id"])
+        (out / "labels.txt").write_text("".join(c["name"] + "\n" for c in cats), encoding="utf-8")
+        return ExportResult(
+            out=out,
+            images=len(copies),
+            annotations=n,
+            files=[out / "labels.txt"],
+            notes=[f"coordinates: {coordinates}", "labels.txt lists the categories in store id order"],
+        )
+
+
+__all__ = ["DataError", "VocFormat"]
