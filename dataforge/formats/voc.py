@@ -56,7 +56,7 @@ def _box(el: ET.Element | None) -> list[float] | None:
 def _read_split_lists(root: Path) -> dict[str, str | None]:
     """Image stem -> split, from ImageSets/Main/<split>.txt (not the <class>_<split>.txt files)."""
     main = root / "ImageSets" / "Main"
-    out: dict[str, str] = {}
+    out: dict[str, str | None] = {}
     if not main.is_dir():
         return out
     for f in sorted(main.glob("*.txt")):
@@ -67,7 +67,7 @@ def _read_split_lists(root: Path) -> dict[str, str | None]:
             line = line.strip()
             if line and not line.startswith("#"):
                 # The whole line is the image's stem (stems may contain spaces).
-                out.setdefault(line, None if split == "default" else split)  # type: ignore[arg-type]
+                out.setdefault(line, None if split == "default" else split)
     return out
 
 
@@ -103,7 +103,7 @@ class VocFormat:
         if (root / "Annotations").is_dir():
             xmls = sorted((root / "Annotations").rglob("*.xml"))
             image_dir = images or root / "JPEGImages"
-            splits = _read_split_lists(root)
+            splits: dict[str, str | None] = _read_split_lists(root)
             listed = set(splits)
             stems = {rel(x, root / "Annotations")[:-4] for x in xmls}
             for stem in sorted(listed - stems):
@@ -114,7 +114,7 @@ class VocFormat:
         else:
             xmls = sorted(root.rglob("*.xml")) if path.is_dir() else [path]
             image_dir = images or root
-            splits: dict[str, str | None] = {}
+            splits = {}
         cats: dict[str, int] = {}
         imgs: list[dict[str, Any]] = []
         anns: list[dict[str, Any]] = []
@@ -238,7 +238,7 @@ class VocFormat:
             objs = []
             for a in store.index.anns_by_image.get(img["id"], []):
                 x, y, w, h = a["bbox"]
-                attrs = a.get("attributes") if isinstance(a.get("attributes"), dict) else {}
+                attrs: dict[str, Any] = a["attributes"] if isinstance(a.get("attributes"), dict) else {}
                 flags = "".join(f"<{f}>{int(bool(attrs.get(f, False)))}</{f}>" for f in FLAGS)
                 pose = f"<pose>{escape(str(attrs['pose']))}</pose>" if attrs.get("pose") else ""
                 objs.append(
