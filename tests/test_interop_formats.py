@@ -134,3 +134,44 @@ def test_voc_sample_without_images(tmp_path: Path) -> None:
     want = sorted((b["label"], b["xyxy"]) for img in FACTS[key]["images"] for b in img["boxes"])
     assert_boxes_equal(got, want)
     assert len(batch.images) == FACTS[key]["n_xml"]
+
+
+def test_tfrecord_od_api_sample_matches_facts(tmp_path: Path) -> None:
+    """The train record has an object with class/label 0 and empty text ("unlabelled": 0 is not in
+    the 1-based label map). dataforge reports it; everything else must match the facts."""
+    key = "tfrecord/datumaro-tf_detection_api_dataset"
+    res = import_dataset(INTEROP / key, store=tmp_path / "s", on_error="skip")
+    assert [(s.kind, s.reason) for s in res.skipped] == [("annotation", "unknown category")]
+    assert "class/label 0 ('') is not in the label map" in res.skipped[0].message
+    store = Store.open(tmp_path / "s")
+    assert [[c.id, c.name] for c in store.categories] == FACTS[key]["train"]["label_map"]
+    by_split = {r.split: r for r in store}
+    for split, facts in FACTS[key].items():
+        (rec_facts,) = facts["records"]
+        rec = by_split[split]
+        assert rec.file_name == f"{split}/{rec_facts['filename']}"
+        assert list(rec.size_wh) == rec_facts["encoded_actual_size"]
+        want = sorted((b["text"], b["xyxy"]) for b in rec_facts["boxes"] if b["label_id"] != 0)
+        assert_boxes_equal(boxes_of(rec), want)
+
+
+def test_tfrecord_roboflow_sample_without_embedded_images(tmp_path: Path) -> None:
+    """Roboflow's records carry an empty image/encoded and no image files beside them: nothing can
+    be imported; each image is reported, and the parsed boxes are checked against the facts."""
+    from dataforge.formats.tfrecord import TfrecordFormat
+
+    key = "tfrecord/datumaro-roboflow_tfrecord"
+    res = import_dataset(INTEROP / key, store=tmp_path / "s", on_error="skip")
+    assert res.images == 0
+    assert res.skipped_by_reason["image: no embedded image"] == sum(
+        len(f["records"]) for f in FACTS[key].values()
+    )
+    batch = TfrecordFormat().read(INTEROP / key)
+    names = {c["id"]: c["name"] for c in batch.categories}
+    got = sorted((names[a["category_id"]], a["_bbox_norm"][1]) for a in batch.annotations)
+    want = sorted(
+        (b["text"], b["norm_xyxy"]) for f in FACTS[key].values() for r in f["records"] for b in r["boxes"]
+    )
+    assert [g[0] for g in got] == [w[0] for w in want]
+    for (_, g), (_, w) in zip(got, want, strict=True):
+        assert g == pytest.approx(w, abs=1e-6)

@@ -18,9 +18,10 @@ LOSSES = {
     "coco": set(),
     "yolo": {"iscrowd"},  # YOLO label lines have no crowd flag
     "voc": {"iscrowd"},  # VOC has no crowd flag
+    "tfrecord": {"iscrowd"},  # the TF OD API schema has no crowd flag
 }
 #: box tolerance: normalized formats round to 6 decimals of the image size
-TOLERANCE = {"coco": 1e-9, "yolo": 1e-3, "voc": 1e-9}
+TOLERANCE = {"coco": 1e-9, "yolo": 1e-3, "voc": 1e-9, "tfrecord": 1e-3}
 
 
 @pytest.fixture

@@ -71,6 +71,8 @@ class ErrorPolicy:
         self.mode = mode
         self.source = source
         self.skipped: list[Skipped] = []
+        #: ids of images skipped so far, so their annotations can say why they are skipped too
+        self.skipped_image_ids: set[Any] = set()
 
     def problem(
         self, kind: str, item_id: Any, reason: str, message: str, error: type[DataError] = DataError
@@ -84,6 +86,8 @@ class ErrorPolicy:
                 hint="fix the file, or re-run with --on-error skip to skip such items and get a report",
             )
         self.skipped.append(Skipped(kind, item_id, reason, message))
+        if kind == "image" and reason not in ("unknown category", "bad labels"):
+            self.skipped_image_ids.add(item_id)
 
 
 @dataclass

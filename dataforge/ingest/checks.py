@@ -204,6 +204,14 @@ def check_annotations(
                 continue
             seen.add(aid)
         iid = ann.get("image_id")
+        if iid not in images and iid in policy.skipped_image_ids:
+            policy.problem(
+                "annotation",
+                label,
+                "its image was skipped",
+                f"annotation {label}: its image {iid} was skipped",
+            )
+            continue
         if iid not in images:
             known = f"ids {min(images)}..{max(images)}" if images else "no images"
             policy.problem(

@@ -1,0 +1,306 @@
+"""TFRecord with the TF Object Detection API schema, plus ``label_map.pbtxt``. No TensorFlow needed.
+
+Features read and written: ``image/encoded`` (the image itself), ``image/format``,
+``image/filename``, ``image/source_id``, ``image/width``, ``image/height``, ``image/key/sha256``,
+``image/object/bbox/{xmin,ymin,xmax,ymax}`` (normalized to the image size),
+``image/object/class/label`` (label-map id) and ``image/object/class/text``.
+
+Import takes a ``.tfrecord`` file, a shard pattern's files, or a folder of them; the split comes
+from the file name (``train.tfrecord``, ``val.tfrecord-00001-of-00004``) or the folder. Every
+record's two CRCs are checked; a damaged record is an error naming the file and record. Category
+ids are the label map's ids (``class/text`` names them when there is no label map); an object
+whose id is not in the label map (the TF OD API's 0, "unlabelled") is reported.
+
+Export writes ``<split>.tfrecord-0000i-of-0000N`` shards (``--option shards=N``, default 1:
+``<split>.tfrecord``) and ``label_map.pbtxt`` with ids 1..K in store category-id order. Boxes are
+stored as float32 like every TF OD API writer. Degenerate boxes are not written; they are counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from dataforge.errors import UsageError
+from dataforge.formats.base import ExportResult, ImportBatch
+from dataforge.formats.coco import prepare_out_dir
+from dataforge.formats.common import problem, rel
+from dataforge.formats.tfrecord_io import (
+    RecordError,
+    build_example,
+    bytes_feature,
+    float_feature,
+    int64_feature,
+    parse_example,
+    read_records,
+    write_record,
+)
+
+if TYPE_CHECKING:
+    from dataforge.store import Store
+
+_SHARD = re.compile(r"^(?P<split>.+?)\.(tfrecords?|record)(-\d+-of-\d+)?$")
+_ITEM = re.compile(r"item\s*\{(.*?)\}", re.S)
+_FORMATS = {"jpeg": "jpg", "jpg": "jpg", "png": "png", "bmp": "bmp", "gif": "gif", "webp": "webp"}
+
+
+def is_tfrecord(path: Path) -> bool:
+    return path.is_file() and _SHARD.match(path.name) is not None
+
+
+def parse_label_map(text: str) -> dict[int, str]:
+    """``item { id: 1 name: 'cat' }`` blocks (any order, either quotes) to {id: name}."""
+    out: dict[int, str] = {}
+    for block in _ITEM.findall(text):
+        m_id = re.search(r"\bid\s*:\s*(-?\d+)", block)
+        m_name = re.search(r"\bname\s*:\s*(['\"])(.*?)\1", block)
+        m_display = re.search(r"\bdisplay_name\s*:\s*(['\"])(.*?)\1", block)
+        if m_id and (m_name or m_display):
+            out[int(m_id.group(1))] = (m_name or m_display).group(2)  # type: ignore[union-attr]
+    return out
+
+
+def _first(ex: dict[str, Any], key: str, default: Any = None) -> Any:
+    v = ex.get(key)
+    return v[0] if v else default
+
+
+def _text(v: Any) -> str:
+    return v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v or "")
+
+
+class TfrecordFormat:
+    name: ClassVar[str] = "tfrecord"
+    description: ClassVar[str] = "TFRecord, TF Object Detection API schema + label_map.pbtxt (sharded export)"
+    can_import: ClassVar[bool] = True
+    can_export: ClassVar[bool] = True
+
+    def detect(self, path: Path) -> bool:
+        if path.is_file():
+            return is_tfrecord(path)
+        return path.is_dir() and any(is_tfrecord(p) for p in list(path.iterdir()) + list(path.glob("*/*")))
+
+    def read(self, path: Path, *, images: Path | None = None, **options: Any) -> ImportBatch:
+        if options:
+            raise UsageError(f"tfrecord import: unknown options {sorted(options)}")
+        root = path if path.is_dir() else path.parent
+        files = [path] if path.is_file() else sorted(p for p in root.rglob("*") if is_tfrecord(p))
+        label_map: dict[int, str] = {}
+        for lm in sorted({f.parent / "label_map.pbtxt" for f in files} | {root / "label_map.pbtxt"}):
+            if lm.is_file():
+                label_map.update(parse_label_map(lm.read_text(encoding="utf-8")))
+        text_ids: dict[str, int] = {}
+        imgs: list[dict[str, Any]] = []
+        anns: list[dict[str, Any]] = []
+        for f in files:
+            m = _SHARD.match(f.name)
+            split = m.group("split") if m else None
+            if split in (None, "", "default") or (
+                split not in ("train", "val", "valid", "test") and f.parent != root
+            ):
+                split = f.parent.name if f.parent != root else split
+            split = {"valid": "val", "default": None}.get(split or "", split) or None
+            where_file = rel(f, root) if f != path else f.name
+            with open(f, "rb") as fh:
+                index = 0
+                try:
+                    for data in read_records(fh):
+                        self._record(
+                            data, f"{where_file} record {index}", split, imgs, anns, label_map, text_ids
+                        )
+                        index += 1
+                except RecordError as exc:
+                    imgs.append(
+                        {
+                            "id": len(imgs) + 1,
+                            "file_name": f"{where_file}#{exc.index}",
+                            "_problem": problem(
+                                "damaged record",
+                                f"{where_file}: {exc} (records after it in this file cannot be read)",
+                            ),
+                        }
+                    )
+        cats = dict(label_map)
+        for name, cid in text_ids.items():
+            cats.setdefault(cid, name)
+        return ImportBatch(
+            format=self.name,
+            source=str(path.resolve()),
+            images_root=root,
+            images=imgs,
+            annotations=anns,
+            categories=[{"id": k, "name": v} for k, v in sorted(cats.items())],
+            private_keys=True,
+        )
+
+    def _record(
+        self,
+        data: bytes,
+        where: str,
+        split: str | None,
+        imgs: list[dict[str, Any]],
+        anns: list[dict[str, Any]],
+        label_map: dict[int, str],
+        text_ids: dict[str, int],
+    ) -> None:
+        image_id = len(imgs) + 1
+        record: dict[str, Any] = {"id": image_id}
+        imgs.append(record)
+        try:
+            ex = parse_example(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            record["file_name"] = where
+            record["_problem"] = problem("malformed record", f"{where}: not a tf.train.Example ({exc})")
+            return
+        fmt = _text(_first(ex, "image/format", b"")).lower()
+        filename = (
+            _text(_first(ex, "image/filename", b""))
+            or f"{_text(_first(ex, 'image/source_id', b'')) or image_id}.{_FORMATS.get(fmt, 'jpg')}"
+        )
+        record["file_name"] = f"{split}/{filename}" if split else filename
+        encoded = _first(ex, "image/encoded", b"")
+        if encoded:
+            record["_bytes"] = encoded
+        else:
+            record["_problem"] = problem("no embedded image", f"{where}: image/encoded is empty ({filename})")
+        w, h = _first(ex, "image/width"), _first(ex, "image/height")
+        if isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0:
+            record["width"], record["height"] = w, h
+        if split:
+            record["split"] = split
+        source_id = _text(_first(ex, "image/source_id", b""))
+        if source_id:
+            record["tf_source_id"] = source_id
+        cols = [ex.get(f"image/object/bbox/{k}", []) for k in ("xmin", "ymin", "xmax", "ymax")]
+        labels = ex.get("image/object/class/label", [])
+        texts = [_text(t) for t in ex.get("image/object/class/text", [])]
+        n = max((len(c) for c in cols), default=0)
+        for k in range(n):
+            ann_where = f"{where} object {k}"
+            ann: dict[str, Any] = {"id": len(anns) + 1, "image_id": image_id, "_where": ann_where}
+            anns.append(ann)
+            if any(len(c) != n for c in cols):
+                ann["_problem"] = problem("bad bbox", f"{ann_where}: bbox lists have different lengths")
+                continue
+            label = labels[k] if k < len(labels) else None
+            text = texts[k] if k < len(texts) else ""
+            if isinstance(label, int) and label in label_map:
+                ann["category_id"] = label
+            elif not label_map and text:
+                ann["category_id"] = text_ids.setdefault(
+                    text, label if isinstance(label, int) and label > 0 else len(text_ids) + 1
+                )
+            else:
+                ann["_problem"] = problem(
+                    "unknown category",
+                    f"{ann_where}: class/label {label!r} ({text!r}) is not in the label map",
+                )
+                continue
+            ann["_bbox_norm"] = ["xyxy", [float(c[k]) for c in cols]]
+
+    # -- export ----------------------------------------------------------------------------
+    def export(
+        self,
+        store: Store,
+        out: Path,
+        *,
+        image_ids: list[int],
+        shards: int | str = 1,
+        link: bool = False,
+        **options: Any,
+    ) -> ExportResult:
+        if options:
+            raise UsageError(f"tfrecord export: unknown options {sorted(options)} (known: shards)")
+        try:
+            n_shards = int(shards)
+        except ValueError:
+            raise UsageError(f"tfrecord export: shards must be a whole number, not {shards!r}") from None
+        if n_shards < 1:
+            raise UsageError(f"tfrecord export: shards must be at least 1, not {n_shards}")
+        prepare_out_dir(out)
+        cats = sorted(store.data["categories"], key=lambda c: c["id"])
+        tf_id = {c["id"]: i + 1 for i, c in enumerate(cats)}
+        names = {c["id"]: c["name"] for c in cats}
+        (out / "label_map.pbtxt").write_text(
+            "".join(f"item {{\n  id: {tf_id[c['id']]}\n  name: {_quote(c['name'])}\n}}\n" for c in cats),
+            encoding="utf-8",
+        )
+        wanted = set(image_ids)
+        by_split: dict[str, list[dict[str, Any]]] = {}
+        for img in store.images:
+            if img["id"] in wanted:
+                by_split.setdefault(img.get("split") or "default", []).append(img)
+        files = [out / "label_map.pbtxt"]
+        n_boxes = dropped = n_images = 0
+        for split, imgs in sorted(by_split.items()):
+            k = min(n_shards, len(imgs))
+            paths = [
+                out / (f"{split}.tfrecord" if k == 1 else f"{split}.tfrecord-{i:05d}-of-{k:05d}")
+                for i in range(k)
+            ]
+            handles = [open(p, "wb") for p in paths]  # noqa: SIM115 - closed below
+            try:
+                for i, img in enumerate(imgs):
+                    data = (store.images_dir / img["file_name"]).read_bytes()
+                    feats, kept, lost = self._example(img, data, store, tf_id, names)
+                    write_record(handles[i % k], build_example(feats))
+                    n_boxes += kept
+                    dropped += lost
+                    n_images += 1
+            finally:
+                for h in handles:
+                    h.close()
+            files.extend(paths)
+        return ExportResult(
+            out=out,
+            images=n_images,
+            annotations=n_boxes,
+            files=files,
+            dropped={"degenerate boxes": dropped} if dropped else {},
+            notes=["label map ids 1..K in store category-id order (label_map.pbtxt)"],
+        )
+
+    @staticmethod
+    def _example(
+        img: dict[str, Any], data: bytes, store: Store, tf_id: dict[int, int], names: dict[int, str]
+    ) -> tuple[dict[str, bytes], int, int]:
+        w, h = img["width"], img["height"]
+        cols: list[list[float]] = [[], [], [], []]
+        labels: list[int] = []
+        texts: list[bytes] = []
+        lost = 0
+        for a in store.index.anns_by_image.get(img["id"], []):
+            x, y, bw, bh = a["bbox"]
+            if bw <= 0 or bh <= 0:
+                lost += 1
+                continue
+            for col, v in zip(cols, (x / w, y / h, (x + bw) / w, (y + bh) / h), strict=True):
+                col.append(v)
+            labels.append(tf_id[a["category_id"]])
+            texts.append(names[a["category_id"]].encode("utf-8"))
+        ext = os.path.splitext(img["file_name"])[1].lower().lstrip(".")
+        feats = {
+            "image/encoded": bytes_feature([data]),
+            "image/format": bytes_feature([("jpeg" if ext in ("jpg", "jpeg") else ext).encode()]),
+            "image/filename": bytes_feature([img["file_name"].encode("utf-8")]),
+            "image/source_id": bytes_feature([str(img["id"]).encode()]),
+            "image/key/sha256": bytes_feature(
+                [(img.get("sha256") or hashlib.sha256(data).hexdigest()).encode()]
+            ),
+            "image/width": int64_feature([w]),
+            "image/height": int64_feature([h]),
+            "image/object/bbox/xmin": float_feature(cols[0]),
+            "image/object/bbox/ymin": float_feature(cols[1]),
+            "image/object/bbox/xmax": float_feature(cols[2]),
+            "image/object/bbox/ymax": float_feature(cols[3]),
+            "image/object/class/label": int64_feature(labels),
+            "image/object/class/text": bytes_feature(texts),
+        }
+        return feats, len(labels), lost
+
+
+def _quote(name: str) -> str:
+    return "'" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -1,0 +1,198 @@
+"""TFRecord framing and the ``tf.train.Example`` protobuf, without TensorFlow.
+
+A TFRecord file is a sequence of records::
+
+    uint64 length (little endian) | uint32 masked_crc32c(length) | data | uint32 masked_crc32c(data)
+
+``data`` is a serialized ``tf.train.Example``::
+
+    Example   { Features features = 1; }
+    Features  { map<string, Feature> feature = 1; }        # entries: {string key = 1; Feature value = 2}
+    Feature   { oneof { BytesList bytes_list = 1; FloatList float_list = 2; Int64List int64_list = 3; } }
+    BytesList { repeated bytes value = 1; }
+    FloatList { repeated float value = 1 [packed]; }        # parsers must accept packed and unpacked
+    Int64List { repeated int64 value = 1 [packed]; }
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from crc32c import crc32c as _crc32c
+
+Value = list[bytes] | list[float] | list[int]
+
+
+class RecordError(Exception):
+    """A record that cannot be read: ``index`` is its 0-based position in the file."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+def masked_crc(data: bytes) -> int:
+    crc = _crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def read_records(f: BinaryIO) -> Iterator[bytes]:
+    """Yield each record's data, checking both CRCs. Raises ``RecordError`` on damage."""
+    index = 0
+    while True:
+        header = f.read(12)
+        if not header:
+            return
+        if len(header) < 12:
+            raise RecordError(index, f"record {index}: truncated header ({len(header)} of 12 bytes)")
+        length, length_crc = struct.unpack("<QI", header)
+        if masked_crc(header[:8]) != length_crc:
+            raise RecordError(index, f"record {index}: length CRC mismatch (corrupt file)")
+        data = f.read(length)
+        footer = f.read(4)
+        if len(data) < length or len(footer) < 4:
+            raise RecordError(index, f"record {index}: truncated (expected {length} bytes of data)")
+        if masked_crc(data) != struct.unpack("<I", footer)[0]:
+            raise RecordError(index, f"record {index}: data CRC mismatch (corrupt record)")
+        yield data
+        index += 1
+
+
+def write_record(f: BinaryIO, data: bytes) -> None:
+    header = struct.pack("<Q", len(data))
+    f.write(header + struct.pack("<I", masked_crc(header)) + data + struct.pack("<I", masked_crc(data)))
+
+
+# -- protobuf wire format ----------------------------------------------------------------------
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise ValueError("truncated varint")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 70:
+            raise ValueError("varint too long")
+
+
+def _fields(buf: bytes) -> Iterator[tuple[int, int, bytes | int]]:
+    """(field number, wire type, value) for each field of a message."""
+    pos, end = 0, len(buf)
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            v, pos = _varint(buf, pos)
+            yield num, wt, v
+        elif wt == 2:
+            n, pos = _varint(buf, pos)
+            if pos + n > end:
+                raise ValueError("truncated length-delimited field")
+            yield num, wt, buf[pos : pos + n]
+            pos += n
+        elif wt == 5:
+            if pos + 4 > end:
+                raise ValueError("truncated fixed32")
+            yield num, wt, buf[pos : pos + 4]
+            pos += 4
+        elif wt == 1:
+            if pos + 8 > end:
+                raise ValueError("truncated fixed64")
+            yield num, wt, buf[pos : pos + 8]
+            pos += 8
+        else:
+            raise ValueError(f"unsupported wire type {wt}")
+
+
+def _feature(buf: bytes) -> Value:
+    for num, wt, v in _fields(buf):
+        if wt != 2 or not isinstance(v, bytes):
+            continue
+        if num == 1:
+            return [x for n, w, x in _fields(v) if n == 1 and w == 2 and isinstance(x, bytes)]
+        if num == 2:
+            floats: list[float] = []
+            for n, w, x in _fields(v):
+                if n == 1 and w == 2 and isinstance(x, bytes):  # packed
+                    floats.extend(struct.unpack(f"<{len(x) // 4}f", x[: len(x) // 4 * 4]))
+                elif n == 1 and w == 5 and isinstance(x, bytes):
+                    floats.append(struct.unpack("<f", x)[0])
+            return floats
+        if num == 3:
+            ints: list[int] = []
+            for n, w, x in _fields(v):
+                if n == 1 and w == 2 and isinstance(x, bytes):  # packed
+                    p = 0
+                    while p < len(x):
+                        val, p = _varint(x, p)
+                        ints.append(val - (1 << 64) if val >= 1 << 63 else val)
+                elif n == 1 and w == 0 and isinstance(x, int):
+                    ints.append(x - (1 << 64) if x >= 1 << 63 else x)
+            return ints
+    return []
+
+
+def parse_example(data: bytes) -> dict[str, Value]:
+    """A serialized ``tf.train.Example`` as {feature name: list of values}. Raises ValueError."""
+    out: dict[str, Value] = {}
+    for num, wt, features in _fields(data):
+        if num != 1 or wt != 2 or not isinstance(features, bytes):
+            continue
+        for n, w, entry in _fields(features):
+            if n != 1 or w != 2 or not isinstance(entry, bytes):
+                continue
+            key: str | None = None
+            value: Value = []
+            for en, ew, ev in _fields(entry):
+                if en == 1 and ew == 2 and isinstance(ev, bytes):
+                    key = ev.decode("utf-8")
+                elif en == 2 and ew == 2 and isinstance(ev, bytes):
+                    value = _feature(ev)
+            if key is not None:
+                out[key] = value
+    return out
+
+
+def _enc_varint(n: int) -> bytes:
+    if n < 0:
+        n += 1 << 64
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _len_field(num: int, payload: bytes) -> bytes:
+    return _enc_varint(num << 3 | 2) + _enc_varint(len(payload)) + payload
+
+
+def bytes_feature(values: list[bytes]) -> bytes:
+    return _len_field(1, b"".join(_len_field(1, v) for v in values))
+
+
+def float_feature(values: list[float]) -> bytes:
+    return _len_field(2, _len_field(1, struct.pack(f"<{len(values)}f", *values)) if values else b"")
+
+
+def int64_feature(values: list[int]) -> bytes:
+    return _len_field(3, _len_field(1, b"".join(_enc_varint(v) for v in values)) if values else b"")
+
+
+def build_example(features: dict[str, bytes]) -> bytes:
+    """``features``: name -> an encoded Feature (from ``*_feature``). Keys are written sorted."""
+    entries = b"".join(
+        _len_field(1, _len_field(1, k.encode("utf-8")) + _len_field(2, v))
+        for k, v in sorted(features.items())
+    )
+    return _len_field(1, entries)

@@ -1,0 +1,144 @@
+"""TFRecord: our records read with independent implementations, shards, and damaged files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dataforge.api import export_dataset, import_dataset
+from dataforge.errors import DataError
+from dataforge.formats.tfrecord import parse_label_map
+from dataforge.formats.tfrecord_io import (
+    build_example,
+    bytes_feature,
+    float_feature,
+    int64_feature,
+    parse_example,
+)
+from tests.conftest import file_bytes
+
+
+def _example_class():  # type: ignore[no-untyped-def]
+    """tf.train.Example, declared for Google's protobuf runtime (an implementation independent of ours)."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    fd = descriptor_pb2.FileDescriptorProto(name="example_test.proto", package="tfx", syntax="proto3")
+    lab, rep = (
+        descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+        descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
+    )
+    T = descriptor_pb2.FieldDescriptorProto
+
+    def msg(name, fields):  # type: ignore[no-untyped-def]
+        m = fd.message_type.add(name=name)
+        for num, fname, ftype, label, tname in fields:
+            f = m.field.add(name=fname, number=num, type=ftype, label=label)
+            if tname:
+                f.type_name = tname
+        return m
+
+    msg("BytesList", [(1, "value", T.TYPE_BYTES, rep, None)])
+    msg("FloatList", [(1, "value", T.TYPE_FLOAT, rep, None)])
+    msg("Int64List", [(1, "value", T.TYPE_INT64, rep, None)])
+    feat = msg(
+        "Feature",
+        [
+            (1, "bytes_list", T.TYPE_MESSAGE, lab, ".tfx.BytesList"),
+            (2, "float_list", T.TYPE_MESSAGE, lab, ".tfx.FloatList"),
+            (3, "int64_list", T.TYPE_MESSAGE, lab, ".tfx.Int64List"),
+        ],
+    )
+    feat.oneof_decl.add(name="kind")
+    for f in feat.field:
+        f.oneof_index = 0
+    entry_fields = [(1, "key", T.TYPE_STRING, lab, None), (2, "value", T.TYPE_MESSAGE, lab, ".tfx.Feature")]
+    features = msg("Features", [(1, "feature", T.TYPE_MESSAGE, rep, ".tfx.Features.FeatureEntry")])
+    entry = features.nested_type.add(name="FeatureEntry")
+    entry.options.map_entry = True
+    for num, fname, ftype, label, tname in entry_fields:
+        f = entry.field.add(name=fname, number=num, type=ftype, label=label)
+        if tname:
+            f.type_name = tname
+    msg("Example", [(1, "features", T.TYPE_MESSAGE, lab, ".tfx.Features")])
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fd)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tfx.Example"))
+
+
+def test_our_codec_and_googles_protobuf_agree() -> None:
+    Example = _example_class()
+    ours = build_example(
+        {
+            "a": bytes_feature([b"x", b""]),
+            "f": float_feature([0.25, 1e-3]),
+            "i": int64_feature([0, 5, -7, 2**40]),
+        }
+    )
+    theirs = Example.FromString(ours)
+    assert list(theirs.features.feature["a"].bytes_list.value) == [b"x", b""]
+    assert list(theirs.features.feature["i"].int64_list.value) == [0, 5, -7, 2**40]
+    assert list(theirs.features.feature["f"].float_list.value) == pytest.approx([0.25, 1e-3])
+    # and we read what Google's runtime writes (it may order and pack fields differently)
+    msg = Example()
+    msg.features.feature["x"].float_list.value.extend([0.5, 0.75])
+    msg.features.feature["y"].int64_list.value.append(-1)
+    msg.features.feature["z"].bytes_list.value.append("ü".encode())
+    assert parse_example(msg.SerializeToString()) == {"x": [0.5, 0.75], "y": [-1], "z": ["ü".encode()]}
+
+
+def test_exported_shards_read_with_tensorboards_record_reader(coco_factory, tmp_path: Path) -> None:
+    from tensorboard.compat.tensorflow_stub import errors
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import PyRecordReader_New
+
+    src = coco_factory(
+        [(i, f"{i}.jpg", (32, 16)) for i in range(1, 6)], [(i, i, "cat", [1, 2, 10, 5]) for i in range(1, 6)]
+    )
+    import_dataset(src, store=tmp_path / "s")
+    res = export_dataset(tmp_path / "s", format="tfrecord", out=tmp_path / "tf", shards="2")
+    shards = sorted(p.name for p in (tmp_path / "tf").glob("*.tfrecord*"))
+    assert shards == ["default.tfrecord-00000-of-00002", "default.tfrecord-00001-of-00002"]
+    Example = _example_class()
+    seen = []
+    for name in shards:
+        reader = PyRecordReader_New(str(tmp_path / "tf" / name))
+        while True:
+            try:
+                reader.GetNext()
+            except errors.OutOfRangeError:
+                break
+            ex = Example.FromString(reader.record())
+            f = ex.features.feature
+            seen.append(f["image/filename"].bytes_list.value[0].decode())
+            assert f["image/object/class/label"].int64_list.value[0] == 1
+            assert f["image/object/bbox/xmax"].float_list.value[0] == pytest.approx(11 / 32)
+    assert sorted(seen) == [f"{i}.jpg" for i in range(1, 6)] and res.images == 5
+    assert parse_label_map((tmp_path / "tf" / "label_map.pbtxt").read_text()) == {1: "cat", 2: "dog"}
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda b: b[:-10], r"a.tfrecord: record 1: truncated"),
+        (lambda b: b[:-3] + bytes([b[-3] ^ 0xFF]) + b[-2:], r"a.tfrecord: record 1: data CRC mismatch"),
+        (lambda b: b + b"\x01\x02", r"a.tfrecord: record 2: truncated header"),
+    ],
+)
+def test_damaged_records(damage, message: str, coco_factory, tmp_path: Path, simple_coco: Path) -> None:
+    src = coco_factory([(1, "1.jpg", (32, 16)), (2, "2.jpg", (32, 16))], [(1, 1, "cat", [1, 2, 10, 5])])
+    import_dataset(src, store=tmp_path / "s0")
+    export_dataset(tmp_path / "s0", format="tfrecord", out=tmp_path / "tf")
+    rec = tmp_path / "tf" / "default.tfrecord"
+    bad = tmp_path / "tf" / "a.tfrecord"
+    bad.write_bytes(damage(rec.read_bytes()))
+    rec.unlink()
+    import_dataset(simple_coco, store=tmp_path / "s")
+    before = file_bytes(tmp_path / "s")
+    with pytest.raises(DataError, match=message):
+        import_dataset(tmp_path / "tf", store=tmp_path / "s")
+    assert file_bytes(tmp_path / "s") == before
+
+
+def test_label_map_variants() -> None:
+    text = "item {\n name: 'b'\n id: 2\n display_name: 'Bee'\n}\nitem { id: 1 name: \"a\" }\n"
+    assert parse_label_map(text) == {2: "b", 1: "a"}
