@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     where_help = (
         "filter images, e.g. \"category == 'cat' and boxes > 3\"; fields: id, file, width, height, "
-        "split, boxes, category, tag; functions: count(name), glob(pattern)"
+        "split, boxes, category, tag, label; functions: count(name), glob(pattern)"
     )
 
     sp = add(

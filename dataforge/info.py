@@ -71,6 +71,7 @@ def store_info(store: Store, *, where: str | None = None) -> dict[str, Any]:
         crowd += 1 if a.get("iscrowd") else 0
 
     tags = Counter(t for img in images for t in img.get("tags", []))
+    labelled = Counter(c for img in images for c in img.get("labels", ()))
     empty = sum(1 for img in images if not store.index.anns_by_image.get(img["id"]))
     sizes = Counter(f"{img['width']}x{img['height']}" for img in images)
     augmented = sum(
@@ -95,6 +96,7 @@ def store_info(store: Store, *, where: str | None = None) -> dict[str, Any]:
                 "name": c["name"],
                 "images": len(cat_images[c["name"]]),
                 "boxes": cat_boxes[c["name"]],
+                "labelled_images": labelled[c["id"]],
                 "boxes_by_split": dict(
                     sorted(cat_split_boxes[c["name"]].items(), key=lambda kv: split_order(kv[0]))
                 ),

@@ -20,6 +20,7 @@ Fields (per image):
                 least one box is a cat, ``category != 'cat'`` when none is, ``category in
                 ['cat', 'dog']`` when any is, and ``'cat' in category`` reads the same
 ``tag``         the set of tags, with the same set semantics as ``category``
+``label``       the set of image-level labels (classification), same semantics
 ==============  ==============================================================================
 
 Functions: ``count(name)`` (boxes of one category), ``glob(pattern)`` (fnmatch on ``file``).
@@ -49,7 +50,14 @@ SCALAR_FIELDS = {
     "split": "split",
     "boxes": "boxes",
 }
-SET_FIELDS = {"category": "categories", "categories": "categories", "tag": "tags", "tags": "tags"}
+SET_FIELDS = {
+    "category": "categories",
+    "categories": "categories",
+    "tag": "tags",
+    "tags": "tags",
+    "label": "labels",
+    "labels": "labels",
+}
 CONSTANTS = {"none": None, "None": None, "true": True, "True": True, "false": False, "False": False}
 _ORDER_OPS: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
     ast.Lt: operator.lt,
@@ -81,7 +89,7 @@ def compile_query(expression: str) -> Predicate:
         at = f" at column {exc.col + 1}" if exc.col is not None else ""
         raise UsageError(
             f"--where {expression!r}{at}: {exc}",
-            hint="fields: id, file, width, height, split, boxes, category, tag; functions: count(name), glob(pattern)",
+            hint="fields: id, file, width, height, split, boxes, category, tag, label; functions: count(name), glob(pattern)",
         ) from None
 
 
@@ -156,7 +164,7 @@ def _operand(node: ast.expr) -> tuple[str, Any]:
         if node.id in SET_FIELDS:
             return "set", SET_FIELDS[node.id]
         if node.id not in CONSTANTS:
-            known = ", ".join([*SCALAR_FIELDS, "category", "tag"])
+            known = ", ".join([*SCALAR_FIELDS, "category", "tag", "label"])
             raise _QueryError(node, f"unknown field {node.id!r} (known fields: {known})")
     if isinstance(node, ast.Call):
         if _call_name(node) == "count":
@@ -196,14 +204,10 @@ def _compare(left: ast.expr, op: ast.cmpop, right: ast.expr) -> Predicate:
         if (rkind if lkind == "set" else lkind) != "value":
             raise _QueryError(right, "compare category/tag with a name or a list of names")
         wanted = _as_set(value)
-        if set_key == "categories":
+        field_key = {"categories": "counts", "tags": "tags", "labels": "labels"}[set_key]
 
-            def members(c: Context) -> Any:
-                return c["counts"]
-        else:
-
-            def members(c: Context) -> Any:
-                return c["tags"]
+        def members(c: Context) -> Any:
+            return c[field_key]
 
         if isinstance(op, (ast.Eq, ast.In)):
             return lambda c: any(w in members(c) for w in wanted)

@@ -117,3 +117,70 @@ def test_voc_devkit_coordinates(tmp_path: Path) -> None:
     assert box1 == (1, 1, 5, 5) and box2 == (0, 0, 5, 5)
     with pytest.raises(Exception, match="coordinates must be one of as-written, devkit"):
         import_dataset(src, store=tmp_path / "s3", format="voc", coordinates="zero")
+
+
+def csv_dataset(root: Path, text: str) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "images" / "a.jpg").write_bytes(jpeg_bytes((40, 20)))
+    (root / "images" / "b.jpg").write_bytes(jpeg_bytes((40, 20), (3, 3, 3)))
+    (root / "boxes.csv").write_text(text)
+    return root / "boxes.csv"
+
+
+@pytest.mark.parametrize(
+    "text, message, skipped",
+    [
+        (
+            "picture,class,xmin,ymin,xmax,ymax\na.jpg,cat,1,1,5,5\n",
+            r"boxes.csv: no image column \(looked for filename",
+            None,
+        ),
+        (
+            "filename,class,xmin,ymin,xmax,ymax\na.jpg,cat,1,1,5,5\nb.jpg,dog,1,1\n",
+            r"boxes.csv:3: expected 6 columns, found 4",
+            None,
+        ),
+        (
+            "filename,class,xmin,ymin,xmax,ymax\na.jpg,cat,1,1,5,5\nb.jpg,dog,1,x,5,5\n",
+            r"boxes.csv:3: the box cells are empty or not numbers",
+            1,
+        ),
+        (
+            "filename,class,xmin,ymin,xmax,ymax\na.jpg,cat,1,1,5,5\nb.jpg,,1,1,5,5\n",
+            r"boxes.csv:3: the class cell is empty",
+            1,
+        ),
+        (
+            "filename,class,xmin,ymin,xmax,ymax\na.jpg,cat,1,1,5,5\nmissing.jpg,dog,1,1,5,5\n",
+            r"image 2: file 'missing.jpg' is listed but missing",
+            2,
+        ),
+    ],
+)
+def test_csv_bad_rows(
+    text: str, message: str, skipped: int | None, tmp_path: Path, simple_coco: Path
+) -> None:
+    import_dataset(simple_coco, store=tmp_path / "s")
+    before = file_bytes(tmp_path / "s")
+    src = csv_dataset(tmp_path / "c", text)
+    with pytest.raises(DataError, match=message):
+        import_dataset(src, store=tmp_path / "s")
+    assert file_bytes(tmp_path / "s") == before
+    if skipped is not None:
+        res = import_dataset(src, store=tmp_path / "s2", on_error="skip")
+        assert len(res.skipped) == skipped
+
+
+def test_csv_column_mapping(tmp_path: Path) -> None:
+    from dataforge.store import Store
+
+    src = csv_dataset(tmp_path / "c", "img,kind,left,top,right,bottom\na.jpg,cat,1,2,5,6\n")
+    import_dataset(
+        src,
+        store=tmp_path / "s",
+        format="csv",
+        columns="image:img,label:kind,xmin:left,ymin:top,xmax:right,ymax:bottom",
+    )
+    assert Store.open(tmp_path / "s").get(1).annotations[0].bbox_xyxy == (1, 2, 5, 6)
+    with pytest.raises(DataError, match="--option columns names 'nope', which is not a column"):
+        import_dataset(src, store=tmp_path / "s3", format="csv", columns="image:nope")

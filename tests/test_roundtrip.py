@@ -19,9 +19,10 @@ LOSSES = {
     "yolo": {"iscrowd"},  # YOLO label lines have no crowd flag
     "voc": {"iscrowd"},  # VOC has no crowd flag
     "tfrecord": {"iscrowd"},  # the TF OD API schema has no crowd flag
+    "csv": {"iscrowd"},  # no crowd column
 }
 #: box tolerance: normalized formats round to 6 decimals of the image size
-TOLERANCE = {"coco": 1e-9, "yolo": 1e-3, "voc": 1e-9, "tfrecord": 1e-3}
+TOLERANCE = {"coco": 1e-9, "yolo": 1e-3, "voc": 1e-9, "tfrecord": 1e-3, "csv": 1e-9}
 
 
 @pytest.fixture
@@ -70,7 +71,9 @@ def snapshot(store: Store, losses: set[str]) -> dict[str, object]:
 def test_round_trip(fmt: str, tricky_store: Path, tmp_path: Path) -> None:
     res = export_dataset(tricky_store, format=fmt, out=tmp_path / "out")
     assert res.images == 5 and res.annotations == 6
-    target = tmp_path / "out" / "annotations.json" if fmt == "coco" else tmp_path / "out"
+    target = {"coco": tmp_path / "out" / "annotations.json", "csv": tmp_path / "out" / "annotations.csv"}.get(
+        fmt, tmp_path / "out"
+    )
     import_dataset(target, store=tmp_path / "back", format="auto")
     before = snapshot(Store.open(tricky_store), LOSSES[fmt])
     after = snapshot(Store.open(tmp_path / "back"), LOSSES[fmt])
@@ -83,3 +86,35 @@ def test_round_trip(fmt: str, tricky_store: Path, tmp_path: Path) -> None:
         assert [(b[0], b[2]) for b in boxes2] == [(b[0], b[2]) for b in boxes]
         for b, b2 in zip(boxes, boxes2, strict=True):
             assert b2[1] == pytest.approx(b[1], abs=TOLERANCE[fmt])
+
+
+def test_class_folders_round_trip(coco_factory, tmp_path: Path) -> None:
+    import json
+
+    src = coco_factory(
+        [(1, "a.jpg", (10, 10)), (2, "sub/b c.jpg", (12, 10)), (3, "ü.jpg", (8, 8)), (4, "none.jpg", (8, 8))],
+        [],
+    )
+    doc = json.loads(src.read_text())
+    for img, labels, split in zip(
+        doc["images"], [[1], [2], [1], []], ["train", "val", "train", "val"], strict=True
+    ):
+        img["labels"], img["split"] = labels, split
+    src.write_text(json.dumps(doc))
+    import_dataset(src, store=tmp_path / "s")
+    res = export_dataset(tmp_path / "s", format="folders", out=tmp_path / "out")
+    assert res.images == 3 and res.dropped == {"images without a label": 1}
+    import_dataset(tmp_path / "out", store=tmp_path / "back", format="auto")
+
+    def snap(path: Path) -> dict[str, tuple[str | None, list[str]]]:
+        st = Store.open(path)
+        names = {c.id: c.name for c in st.categories}
+        return {r.sha256: (r.split, [names[c] for c in r.labels]) for r in st if r.labels}
+
+    assert snap(tmp_path / "back") == snap(tmp_path / "s")
+    csv_out = export_dataset(tmp_path / "s", format="csv", out=tmp_path / "csv")
+    assert (tmp_path / "csv" / "labels.csv").is_file() and csv_out.images == 4
+    import_dataset(
+        tmp_path / "csv" / "labels.csv", store=tmp_path / "back2", images=tmp_path / "csv" / "images"
+    )
+    assert snap(tmp_path / "back2") == snap(tmp_path / "s")

@@ -22,8 +22,13 @@ def list_formats() -> list[DatasetFormat]:
 
 
 def detect_format(path: Path) -> DatasetFormat:
-    """The one format whose ``detect`` accepts ``path``; refuses when none or several do."""
-    hits = [f for f in list_formats() if f.can_import and f.detect(path)]
+    """The one format whose ``detect`` accepts ``path``; refuses when none or several do.
+
+    Generic formats (``generic = True``: class folders, which any folder of folders of images
+    resembles) are considered only when no specific format fits.
+    """
+    fitting = [f for f in list_formats() if f.can_import and f.detect(path)]
+    hits = [f for f in fitting if not getattr(f, "generic", False)] or fitting
     if len(hits) == 1:
         return hits[0]
     if not hits:

@@ -362,6 +362,7 @@ class _Index:
             "tags": img.get("tags", []),
             "boxes": len(anns),
             "counts": counts,
+            "labels": [names.get(c, "?") for c in img.get("labels", ())],
         }
 
     def labels_of(self, img_id: int) -> set[int]:
