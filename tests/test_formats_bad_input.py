@@ -184,3 +184,28 @@ def test_csv_column_mapping(tmp_path: Path) -> None:
     assert Store.open(tmp_path / "s").get(1).annotations[0].bbox_xyxy == (1, 2, 5, 6)
     with pytest.raises(DataError, match="--option columns names 'nope', which is not a column"):
         import_dataset(src, store=tmp_path / "s3", format="csv", columns="image:nope")
+
+
+@pytest.mark.parametrize(
+    "xml, message",
+    [
+        ("<annotations><version>1.1</version><image name='a.jpg'", r"train.xml:1: malformed XML"),
+        (
+            "<annotations><version>1.1</version><image name='a.jpg' width='40' height='20'>"
+            "<box label='cat' xtl='1' ytl='x' xbr='3' ybr='3'/></image></annotations>",
+            r"train.xml image 'a.jpg': box 'cat' has missing or non-numeric corners",
+        ),
+        (
+            "<annotations><version>1.1</version><image name='a.jpg' width='40' height='20'>"
+            "<box label='' xtl='1' ytl='1' xbr='3' ybr='3'/></image></annotations>",
+            r"a box has an empty label",
+        ),
+    ],
+)
+def test_cvat_bad_files(xml: str, message: str, tmp_path: Path) -> None:
+    (tmp_path / "c" / "images").mkdir(parents=True)
+    (tmp_path / "c" / "images" / "a.jpg").write_bytes(jpeg_bytes((40, 20)))
+    (tmp_path / "c" / "train.xml").write_text(xml)
+    with pytest.raises(DataError, match=message):
+        import_dataset(tmp_path / "c" / "train.xml", store=tmp_path / "s", format="cvat")
+    assert not (tmp_path / "s").exists()  # a failed first import leaves no half-made store

@@ -237,3 +237,37 @@ def test_csv_vott_sample(tmp_path: Path) -> None:
     got = sorted((r.file_name, a.category, list(a.bbox_xyxy)) for r in store for a in r.annotations)
     assert got == sorted((r["image"], r["label"], r["xyxy"]) for r in inside)
     assert {r.file_name: r.split for r in store}["img0001.jpg"] == "test"
+
+
+@pytest.mark.parametrize(
+    "sub", ["for_images/export_task/train.xml", "for_images/export_project/annotations.xml"]
+)
+def test_cvat_sample_matches_facts(sub: str, tmp_path: Path) -> None:
+    """Boxes and tags are imported; polygons, polylines and points are not (counted in a warning)."""
+    key = "cvat/datumaro-cvat_dataset"
+    facts = FACTS[key][sub]
+    res = import_dataset(INTEROP / key / sub, store=tmp_path / "s", format="auto")
+    others = sum(n for img in facts["images"] for t, n in img["shape_types"].items() if t != "box")
+    assert any("not imported (dataforge imports boxes and tags)" in w for w in res.warnings) == (others > 0)
+    store = Store.open(tmp_path / "s")
+    assert [c.name for c in store.categories][: len(facts["declared_labels"])] == facts["declared_labels"]
+    recs = {(r.split, Path(r.file_name).name): r for r in store}
+    assert len(recs) == facts["n_images"]
+    for img in facts["images"]:
+        rec = recs[((img["subset"] or "").lower() or None, img["name"])]
+        assert list(rec.size_wh) == [img["width"], img["height"]]
+        want = sorted((s["label"], s["xyxy"]) for s in img["shapes"] if s["type"] == "box")
+        assert_boxes_equal(boxes_of(rec), want)
+        for a, s in zip(rec.annotations, [s for s in img["shapes"] if s["type"] == "box"], strict=True):
+            attrs = a.extra["attributes"]
+            assert {k: v for k, v in attrs.items() if k not in ("occluded", "z_order")} == s["attributes"]
+            assert attrs["occluded"] == (s["occluded"] == "1")
+
+
+def test_cvat_video_sample_is_refused_clearly(tmp_path: Path) -> None:
+    """for_video is a 'CVAT for video' export (tracks): out of scope for the images importer."""
+    from dataforge.errors import DataError
+
+    with pytest.raises(DataError, match=r"'CVAT for video' export \(tracks\)"):
+        import_dataset(INTEROP / "cvat/datumaro-cvat_dataset/for_video/annotations.xml", store=tmp_path / "s")
+    assert FACTS["cvat/datumaro-cvat_dataset"]["for_video/annotations.xml"]["n_tracks"] == 3

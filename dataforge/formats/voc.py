@@ -19,6 +19,7 @@ Export writes ``Annotations/``, ``JPEGImages/`` (subfolders flattened to ``a__b.
 from __future__ import annotations
 
 import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from dataforge.store import Store
 
 FLAGS = ("difficult", "truncated", "occluded")
+_VOC_ROOT = re.compile(rb"<annotation[\s>]")
 COORDINATES = ("as-written", "devkit")
 
 
@@ -81,13 +83,13 @@ class VocFormat:
 
     def detect(self, path: Path) -> bool:
         if path.is_file():
-            return path.suffix.lower() == ".xml" and b"<annotation" in path.read_bytes()[:512]
+            return path.suffix.lower() == ".xml" and _VOC_ROOT.search(path.read_bytes()[:512]) is not None
         if not path.is_dir():
             return False
         if (path / "Annotations").is_dir():
             return any((path / "Annotations").glob("*.xml"))
         xmls = sorted(path.glob("*.xml"))[:1] or sorted(path.glob("*/*.xml"))[:1]
-        return bool(xmls) and b"<annotation" in xmls[0].read_bytes()[:512]
+        return bool(xmls) and _VOC_ROOT.search(xmls[0].read_bytes()[:512]) is not None
 
     def read(
         self, path: Path, *, images: Path | None = None, coordinates: str = "as-written", **options: Any

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as _dt
 import getpass
 import os
+import shutil
 import socket
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -113,11 +114,13 @@ class Store:
         ``details`` (mutable: the block may add to it) is written to the history entry.
         """
         root = Path(path)
-        if create and not root.exists():
+        made_root = create and not root.exists()
+        if made_root:
             root.mkdir(parents=True)
         if not create and not cls.is_store(root):
             cls.open(root)  # raises the right error
         with StoreLock(root):
+            new_store = False
             if cls.is_store(root):
                 store = cls(root, _load(root))
                 store.recover()
@@ -126,9 +129,18 @@ class Store:
                     raise StoreError(f"{root}: cannot create a store in a directory that is not empty")
                 (root / IMAGES_DIR).mkdir(exist_ok=True)
                 store = cls(root, empty_dataset())
+                new_store = True
             else:  # pragma: no cover - the check above raised
                 raise StoreError(f"{root}: not a store")
-            yield store
+            try:
+                yield store
+            except BaseException:
+                if new_store:  # a failed first write leaves no half-made store behind
+                    shutil.rmtree(root / IMAGES_DIR, ignore_errors=True)
+                    shutil.rmtree(root / REPORTS_DIR, ignore_errors=True)
+                    if made_root:
+                        shutil.rmtree(root, ignore_errors=True)
+                raise
             store._write()
             for fn in store._after_write:
                 fn()
