@@ -20,9 +20,12 @@ LOSSES = {
     "voc": {"iscrowd"},  # VOC has no crowd flag
     "tfrecord": {"iscrowd"},  # the TF OD API schema has no crowd flag
     "csv": {"iscrowd"},  # no crowd column
+    "labelstudio": {"iscrowd", "split"},  # Label Studio tasks carry neither
 }
+#: the file to import back, when it is not the export folder itself
+TARGETS = {"coco": "annotations.json", "csv": "annotations.csv", "labelstudio": "tasks.json"}
 #: box tolerance: normalized formats round to 6 decimals of the image size
-TOLERANCE = {"coco": 1e-9, "yolo": 1e-3, "voc": 1e-9, "tfrecord": 1e-3, "csv": 1e-9}
+TOLERANCE = {"coco": 1e-9, "yolo": 1e-3, "voc": 1e-9, "tfrecord": 1e-3, "csv": 1e-9, "labelstudio": 1e-6}
 
 
 @pytest.fixture
@@ -71,9 +74,7 @@ def snapshot(store: Store, losses: set[str]) -> dict[str, object]:
 def test_round_trip(fmt: str, tricky_store: Path, tmp_path: Path) -> None:
     res = export_dataset(tricky_store, format=fmt, out=tmp_path / "out")
     assert res.images == 5 and res.annotations == 6
-    target = {"coco": tmp_path / "out" / "annotations.json", "csv": tmp_path / "out" / "annotations.csv"}.get(
-        fmt, tmp_path / "out"
-    )
+    target = tmp_path / "out" / TARGETS[fmt] if fmt in TARGETS else tmp_path / "out"
     import_dataset(target, store=tmp_path / "back", format="auto")
     before = snapshot(Store.open(tricky_store), LOSSES[fmt])
     after = snapshot(Store.open(tmp_path / "back"), LOSSES[fmt])

@@ -255,6 +255,8 @@ def _ingest_locked(
         }
         if "_src" in img:
             source["path"] = os.path.join(str(batch.images_root), img["_src"])
+        if isinstance(img.get("labelstudio"), dict):
+            source["labelstudio"] = img["labelstudio"]
         stated = (img.get("width"), img.get("height"))
         if stated != (None, None) and stated != (r.width, r.height):
             source["stated_size"] = list(stated)
@@ -265,7 +267,7 @@ def _ingest_locked(
         record = {
             k: v
             for k, v in img.items()
-            if k not in ("id", "file_name", "width", "height") and not k.startswith("_")
+            if k not in ("id", "file_name", "width", "height", "labelstudio") and not k.startswith("_")
         }
         if "labels" in record:
             record["labels"] = [cat_map[c] for c in record["labels"]]
