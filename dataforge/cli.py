@@ -68,7 +68,10 @@ def cmd_import(a: argparse.Namespace) -> int:
         tags=a.tag or [],
         link=a.link,
     )
-    _out(f"imported {res.images} images, {res.annotations} annotations into {res.store}")
+    how = " (detected)" if a.format == "auto" else ""
+    _out(
+        f"imported {res.images} images, {res.annotations} annotations into {res.store} [format: {res.format}{how}]"
+    )
     if res.new_categories:
         _out(f"new categories: {', '.join(res.new_categories)}")
     changed = {k: v for k, v in res.id_changes.items() if v}

@@ -38,3 +38,17 @@ def stem_key(path: str) -> str:
 
 def categories_from_names(names: list[str], first_id: int = 0) -> list[dict[str, Any]]:
     return [{"id": first_id + i, "name": n} for i, n in enumerate(names)]
+
+
+def read_text(path: Path, *, what: str = "file") -> str:
+    """A text file as UTF-8 (a BOM is dropped); a ``DataError`` naming the file if it cannot be read."""
+    from dataforge.errors import DataError
+
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: {what} is not UTF-8 text (byte {exc.start}: {exc.reason})", source=str(path)
+        ) from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read {what} ({exc.strerror})", source=str(path)) from None

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from dataforge.errors import UsageError
 from dataforge.formats.base import ExportResult, ImportBatch
 from dataforge.formats.coco import prepare_out_dir
-from dataforge.formats.common import problem, rel
+from dataforge.formats.common import problem, read_text, rel
 from dataforge.formats.tfrecord_io import (
     RecordError,
     build_example,
@@ -91,7 +91,7 @@ class TfrecordFormat:
         label_map: dict[int, str] = {}
         for lm in sorted({f.parent / "label_map.pbtxt" for f in files} | {root / "label_map.pbtxt"}):
             if lm.is_file():
-                label_map.update(parse_label_map(lm.read_text(encoding="utf-8")))
+                label_map.update(parse_label_map(read_text(lm, what="label map")))
         text_ids: dict[str, int] = {}
         imgs: list[dict[str, Any]] = []
         anns: list[dict[str, Any]] = []

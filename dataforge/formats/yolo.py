@@ -30,7 +30,7 @@ import yaml
 from dataforge.errors import DataError, UsageError
 from dataforge.formats.base import ExportResult, ImportBatch
 from dataforge.formats.coco import copy_images, prepare_out_dir
-from dataforge.formats.common import is_image, list_images, problem, rel
+from dataforge.formats.common import is_image, list_images, problem, read_text, rel
 
 if TYPE_CHECKING:
     from dataforge.store import Store
@@ -60,7 +60,7 @@ def _names_from_yaml(doc: Any, path: Path) -> list[str]:
 
 
 def _read_names_file(path: Path) -> list[str]:
-    return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    return [ln.strip() for ln in read_text(path, what="names file").splitlines() if ln.strip()]
 
 
 def _label_path_for(image: Path) -> Path:
@@ -117,7 +117,7 @@ class YoloFormat:
         self, yml: Path, warnings: list[str]
     ) -> tuple[Path, list[str], list[tuple[str | None, Path]]]:
         try:
-            doc = yaml.safe_load(yml.read_text(encoding="utf-8"))
+            doc = yaml.safe_load(read_text(yml, what="YOLO yaml"))
         except yaml.YAMLError as exc:
             raise DataError(f"{yml}: malformed YAML: {exc}".replace("\n", " "), source=str(yml)) from None
         names = _names_from_yaml(doc, yml)
@@ -162,7 +162,7 @@ class YoloFormat:
         if found.is_dir():
             return list_images(found)
         out = []
-        for line in found.read_text(encoding="utf-8").splitlines():
+        for line in read_text(found, what="image list").splitlines():
             line = line.strip()
             if line and not line.startswith("#"):
                 p = Path(line)
@@ -176,7 +176,7 @@ class YoloFormat:
     ) -> tuple[Path, list[str], list[tuple[str | None, Path]]]:
         root = obj_data.parent
         conf: dict[str, str] = {}
-        for line in obj_data.read_text(encoding="utf-8").splitlines():
+        for line in read_text(obj_data, what="obj.data").splitlines():
             key, sep, value = line.partition("=")
             if sep:
                 conf[key.strip()] = value.strip()
@@ -199,7 +199,7 @@ class YoloFormat:
             if not lst.is_file():
                 warnings.append(f"{obj_data}: {key} list {conf[key]!r} not found; no {split} images imported")
                 continue
-            for line in lst.read_text(encoding="utf-8").splitlines():
+            for line in read_text(lst, what="image list").splitlines():
                 line = line.strip()
                 if line and not line.startswith("#"):
                     entries.append((split, local(line)))

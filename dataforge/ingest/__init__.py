@@ -59,6 +59,7 @@ class ImportResult:
     warnings: list[str]
     report: Path | None
     id_changes: dict[str, int] = field(default_factory=dict)
+    format: str = ""
 
     @property
     def skipped_by_reason(self) -> dict[str, int]:
@@ -338,6 +339,7 @@ def _ingest_locked(
         warnings=warnings,
         report=report,
         id_changes={"images": imgs_changed, "annotations": anns_changed, "categories": cats_changed},
+        format=batch.format,
     )
 
 
