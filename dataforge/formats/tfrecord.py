@@ -30,10 +30,7 @@ from dataforge.formats.coco import prepare_out_dir
 from dataforge.formats.common import problem, read_text, rel
 from dataforge.formats.tfrecord_io import (
     RecordError,
-    build_example,
-    bytes_feature,
-    float_feature,
-    int64_feature,
+    encode_example,
     parse_example,
     read_records,
     write_record,
@@ -243,10 +240,12 @@ class TfrecordFormat:
             ]
             handles = [open(p, "wb") for p in paths]  # noqa: SIM115 - closed below
             try:
+                images_dir = str(store.images_dir)
                 for i, img in enumerate(imgs):
-                    data = (store.images_dir / img["file_name"]).read_bytes()
-                    feats, kept, lost = self._example(img, data, store, tf_id, names)
-                    write_record(handles[i % k], build_example(feats))
+                    with open(os.path.join(images_dir, img["file_name"]), "rb") as fh:
+                        data = fh.read()
+                    encoded, kept, lost = self._example(img, data, store, tf_id, names)
+                    write_record(handles[i % k], encoded)
                     n_boxes += kept
                     dropped += lost
                     n_images += 1
@@ -266,7 +265,7 @@ class TfrecordFormat:
     @staticmethod
     def _example(
         img: dict[str, Any], data: bytes, store: Store, tf_id: dict[int, int], names: dict[int, str]
-    ) -> tuple[dict[str, bytes], int, int]:
+    ) -> tuple[bytes, int, int]:
         w, h = img["width"], img["height"]
         cols: list[list[float]] = [[], [], [], []]
         labels: list[int] = []
@@ -282,24 +281,24 @@ class TfrecordFormat:
             labels.append(tf_id[a["category_id"]])
             texts.append(names[a["category_id"]].encode("utf-8"))
         ext = os.path.splitext(img["file_name"])[1].lower().lstrip(".")
-        feats = {
-            "image/encoded": bytes_feature([data]),
-            "image/format": bytes_feature([("jpeg" if ext in ("jpg", "jpeg") else ext).encode()]),
-            "image/filename": bytes_feature([img["file_name"].encode("utf-8")]),
-            "image/source_id": bytes_feature([str(img["id"]).encode()]),
-            "image/key/sha256": bytes_feature(
-                [(img.get("sha256") or hashlib.sha256(data).hexdigest()).encode()]
-            ),
-            "image/width": int64_feature([w]),
-            "image/height": int64_feature([h]),
-            "image/object/bbox/xmin": float_feature(cols[0]),
-            "image/object/bbox/ymin": float_feature(cols[1]),
-            "image/object/bbox/xmax": float_feature(cols[2]),
-            "image/object/bbox/ymax": float_feature(cols[3]),
-            "image/object/class/label": int64_feature(labels),
-            "image/object/class/text": bytes_feature(texts),
-        }
-        return feats, len(labels), lost
+        encoded = encode_example(
+            {
+                "image/encoded": [data],
+                "image/format": [("jpeg" if ext in ("jpg", "jpeg") else ext).encode()],
+                "image/filename": [img["file_name"].encode("utf-8")],
+                "image/source_id": [str(img["id"]).encode()],
+                "image/key/sha256": [(img.get("sha256") or hashlib.sha256(data).hexdigest()).encode()],
+                "image/object/class/text": texts,
+            },
+            {
+                "image/object/bbox/xmin": cols[0],
+                "image/object/bbox/ymin": cols[1],
+                "image/object/bbox/xmax": cols[2],
+                "image/object/bbox/ymax": cols[3],
+            },
+            {"image/width": [w], "image/height": [h], "image/object/class/label": labels},
+        )
+        return encoded, len(labels), lost
 
 
 def _quote(name: str) -> str:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import BinaryIO
+from functools import lru_cache
+from typing import Any, BinaryIO
 
 from crc32c import crc32c as _crc32c
 
@@ -139,7 +140,28 @@ def _feature(buf: bytes) -> Value:
 
 
 def parse_example(data: bytes) -> dict[str, Value]:
-    """A serialized ``tf.train.Example`` as {feature name: list of values}. Raises ValueError."""
+    """A serialized ``tf.train.Example`` as {feature name: list of values}. Raises ValueError.
+
+    Uses the protobuf runtime when it is installed (C speed), else the pure-Python parser.
+    """
+    example = _pb_example()
+    if example is None:
+        return parse_example_py(data)
+    from google.protobuf.message import DecodeError
+
+    try:
+        msg = example.FromString(data)
+    except DecodeError as exc:
+        raise ValueError(str(exc)) from None
+    out: dict[str, Value] = {}
+    for key, feat in msg.features.feature.items():
+        kind = feat.WhichOneof("kind")
+        out[key] = list(getattr(feat, kind).value) if kind else []
+    return out
+
+
+def parse_example_py(data: bytes) -> dict[str, Value]:
+    """Pure-Python ``tf.train.Example`` parser (the reference the protobuf path is tested against)."""
     out: dict[str, Value] = {}
     for num, wt, features in _fields(data):
         if num != 1 or wt != 2 or not isinstance(features, bytes):
@@ -159,7 +181,7 @@ def parse_example(data: bytes) -> dict[str, Value]:
     return out
 
 
-def _enc_varint(n: int) -> bytes:
+def _enc_varint_slow(n: int) -> bytes:
     if n < 0:
         n += 1 << 64
     out = bytearray()
@@ -173,8 +195,20 @@ def _enc_varint(n: int) -> bytes:
             return bytes(out)
 
 
+_SMALL_VARINTS = tuple(_enc_varint_slow(n) for n in range(1 << 14))  # keys, tags and most lengths
+
+
+def _enc_varint(n: int) -> bytes:
+    return _SMALL_VARINTS[n] if 0 <= n < 16384 else _enc_varint_slow(n)
+
+
 def _len_field(num: int, payload: bytes) -> bytes:
-    return _enc_varint(num << 3 | 2) + _enc_varint(len(payload)) + payload
+    return _SMALL_VARINTS[num << 3 | 2] + _enc_varint(len(payload)) + payload
+
+
+@lru_cache(maxsize=256)
+def _key_field(key: str) -> bytes:
+    return _len_field(1, key.encode("utf-8"))
 
 
 def bytes_feature(values: list[bytes]) -> bytes:
@@ -196,3 +230,79 @@ def build_example(features: dict[str, bytes]) -> bytes:
         for k, v in sorted(features.items())
     )
     return _len_field(1, entries)
+
+
+@lru_cache(maxsize=1)
+def _pb_example() -> Any:
+    """``tf.train.Example`` for the protobuf runtime, declared from its schema (no TensorFlow, no codegen).
+
+    None when protobuf is not installed.
+    """
+    try:
+        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    except ImportError:  # pragma: no cover - protobuf comes with the toolkit's dependencies
+        return None
+    fp = descriptor_pb2.FieldDescriptorProto
+    fd = descriptor_pb2.FileDescriptorProto(
+        name="dataforge_tf_example.proto", package="dataforge.tf", syntax="proto3"
+    )
+
+    def message(name: str, fields: list[tuple[int, str, int, int, str | None]]) -> Any:
+        m = fd.message_type.add(name=name)
+        for num, fname, ftype, label, type_name in fields:
+            f = m.field.add(name=fname, number=num, type=ftype, label=label)
+            if type_name:
+                f.type_name = type_name
+        return m
+
+    one, many = fp.LABEL_OPTIONAL, fp.LABEL_REPEATED
+    message("BytesList", [(1, "value", fp.TYPE_BYTES, many, None)])
+    message("FloatList", [(1, "value", fp.TYPE_FLOAT, many, None)])
+    message("Int64List", [(1, "value", fp.TYPE_INT64, many, None)])
+    feature = message(
+        "Feature",
+        [
+            (1, "bytes_list", fp.TYPE_MESSAGE, one, ".dataforge.tf.BytesList"),
+            (2, "float_list", fp.TYPE_MESSAGE, one, ".dataforge.tf.FloatList"),
+            (3, "int64_list", fp.TYPE_MESSAGE, one, ".dataforge.tf.Int64List"),
+        ],
+    )
+    feature.oneof_decl.add(name="kind")
+    for f in feature.field:
+        f.oneof_index = 0
+    features = message(
+        "Features", [(1, "feature", fp.TYPE_MESSAGE, many, ".dataforge.tf.Features.FeatureEntry")]
+    )
+    entry = features.nested_type.add(name="FeatureEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, type=fp.TYPE_STRING, label=one)
+    entry.field.add(
+        name="value", number=2, type=fp.TYPE_MESSAGE, label=one, type_name=".dataforge.tf.Feature"
+    )
+    message("Example", [(1, "features", fp.TYPE_MESSAGE, one, ".dataforge.tf.Features")])
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fd)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("dataforge.tf.Example"))
+
+
+def encode_example(
+    bytes_features: dict[str, list[bytes]],
+    float_features: dict[str, list[float]],
+    int_features: dict[str, list[int]],
+) -> bytes:
+    """Serialize a ``tf.train.Example`` (protobuf runtime when installed, else the Python encoder)."""
+    example = _pb_example()
+    if example is None:
+        feats = {k: bytes_feature(v) for k, v in bytes_features.items()}
+        feats.update({k: float_feature(v) for k, v in float_features.items()})
+        feats.update({k: int64_feature(v) for k, v in int_features.items()})
+        return build_example(feats)
+    msg = example()
+    fmap = msg.features.feature
+    for k, bv in bytes_features.items():
+        fmap[k].bytes_list.value.extend(bv)
+    for k, fv in float_features.items():
+        fmap[k].float_list.value.extend(fv)
+    for k, iv in int_features.items():
+        fmap[k].int64_list.value.extend(iv)
+    return bytes(msg.SerializeToString(deterministic=True))
