@@ -138,3 +138,14 @@ def run_dataforge(
 def file_bytes(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` with its bytes: a store's complete state."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def interop_facts() -> dict[str, Any]:
+    """../shared/interop/facts.json, or skip the calling test module with the reason."""
+    if not (INTEROP / "facts.json").is_file():
+        pytest.skip(
+            f"interop corpus not found at {INTEROP} (it ships beside the repository in ../shared; "
+            "CI always has it)",
+            allow_module_level=True,
+        )
+    return json.loads((INTEROP / "facts.json").read_text())  # type: ignore[no-any-return]

@@ -6,23 +6,15 @@ images, real sizes, categories with ids, and every box as absolute xyxy (±0.01 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from dataforge.api import import_dataset
 from dataforge.store import Store
-from tests.conftest import INTEROP
+from tests.conftest import INTEROP, interop_facts
 
-if not (INTEROP / "facts.json").is_file():
-    pytest.skip(
-        f"interop corpus not found at {INTEROP} (it ships beside the repository in ../shared; "
-        "CI always has it)",
-        allow_module_level=True,
-    )
-
-FACTS = json.loads((INTEROP / "facts.json").read_text())
+FACTS = interop_facts()
 CASES = [
     (key, subset)
     for key, facts in FACTS.items()

@@ -7,7 +7,6 @@ format, which split of the result to compare) and ``expected_*`` turns the facts
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +14,9 @@ import pytest
 
 from dataforge.api import import_dataset
 from dataforge.store import Store
-from tests.conftest import INTEROP
+from tests.conftest import INTEROP, interop_facts
 
-if not (INTEROP / "facts.json").is_file():
-    pytest.skip(
-        f"interop corpus not found at {INTEROP} (it ships beside the repository in ../shared; "
-        "CI always has it)",
-        allow_module_level=True,
-    )
-
-FACTS = json.loads((INTEROP / "facts.json").read_text())
+FACTS = interop_facts()
 
 
 def yolo_cases() -> list[tuple[str, str, Path, str | None]]:

@@ -15,58 +15,19 @@ from dataforge.formats.tfrecord_io import (
     float_feature,
     int64_feature,
     parse_example,
+    parse_example_py,
 )
 from tests.conftest import file_bytes
 
 
 def _example_class():  # type: ignore[no-untyped-def]
-    """tf.train.Example, declared for Google's protobuf runtime (an implementation independent of ours)."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    """tf.train.Example on Google's protobuf runtime, which the pure-Python codec is checked against."""
+    from dataforge.formats.tfrecord_io import _pb_example
 
-    fd = descriptor_pb2.FileDescriptorProto(name="example_test.proto", package="tfx", syntax="proto3")
-    lab, rep = (
-        descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
-        descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
-    )
-    T = descriptor_pb2.FieldDescriptorProto
-
-    def msg(name, fields):  # type: ignore[no-untyped-def]
-        m = fd.message_type.add(name=name)
-        for num, fname, ftype, label, tname in fields:
-            f = m.field.add(name=fname, number=num, type=ftype, label=label)
-            if tname:
-                f.type_name = tname
-        return m
-
-    msg("BytesList", [(1, "value", T.TYPE_BYTES, rep, None)])
-    msg("FloatList", [(1, "value", T.TYPE_FLOAT, rep, None)])
-    msg("Int64List", [(1, "value", T.TYPE_INT64, rep, None)])
-    feat = msg(
-        "Feature",
-        [
-            (1, "bytes_list", T.TYPE_MESSAGE, lab, ".tfx.BytesList"),
-            (2, "float_list", T.TYPE_MESSAGE, lab, ".tfx.FloatList"),
-            (3, "int64_list", T.TYPE_MESSAGE, lab, ".tfx.Int64List"),
-        ],
-    )
-    feat.oneof_decl.add(name="kind")
-    for f in feat.field:
-        f.oneof_index = 0
-    entry_fields = [(1, "key", T.TYPE_STRING, lab, None), (2, "value", T.TYPE_MESSAGE, lab, ".tfx.Feature")]
-    features = msg("Features", [(1, "feature", T.TYPE_MESSAGE, rep, ".tfx.Features.FeatureEntry")])
-    entry = features.nested_type.add(name="FeatureEntry")
-    entry.options.map_entry = True
-    for num, fname, ftype, label, tname in entry_fields:
-        f = entry.field.add(name=fname, number=num, type=ftype, label=label)
-        if tname:
-            f.type_name = tname
-    msg("Example", [(1, "features", T.TYPE_MESSAGE, lab, ".tfx.Features")])
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fd)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tfx.Example"))
+    return _pb_example()
 
 
-def test_our_codec_and_googles_protobuf_agree() -> None:
+def test_the_python_codec_and_googles_protobuf_agree() -> None:
     Example = _example_class()
     ours = build_example(
         {
@@ -84,7 +45,9 @@ def test_our_codec_and_googles_protobuf_agree() -> None:
     msg.features.feature["x"].float_list.value.extend([0.5, 0.75])
     msg.features.feature["y"].int64_list.value.append(-1)
     msg.features.feature["z"].bytes_list.value.append("ü".encode())
-    assert parse_example(msg.SerializeToString()) == {"x": [0.5, 0.75], "y": [-1], "z": ["ü".encode()]}
+    want = {"x": [0.5, 0.75], "y": [-1], "z": ["ü".encode()]}
+    assert parse_example_py(msg.SerializeToString()) == want
+    assert parse_example(msg.SerializeToString()) == want
 
 
 def test_exported_shards_read_with_tensorboards_record_reader(coco_factory, tmp_path: Path) -> None:

@@ -12,13 +12,12 @@ policy, recorded in the output's ``dataforge`` block:
 from __future__ import annotations
 
 import copy
-import os
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dataforge.errors import DataError, UsageError
 from dataforge.formats.base import ExportResult, ImportBatch
+from dataforge.formats.common import copy_store_images, prepare_out_dir
 from dataforge.jsonio import load_json, write_json
 from dataforge.store.store import utc_now
 
@@ -146,7 +145,9 @@ class CocoFormat:
                 anns.append(a)
         cats = [{**copy.deepcopy(c), "id": cmap[c["id"]]} for c in store.data["categories"]]
         cats.sort(key=lambda c: c["id"])
-        copy_images(store, out / "images", [img["file_name"] for img in images], link=link)
+        copy_store_images(
+            store, out, [(img["file_name"], f"images/{img['file_name']}") for img in images], link=link
+        )
         doc = {
             "info": {**store.data.get("info", {}), "date_created": utc_now()},
             "licenses": store.data.get("licenses", []),
@@ -206,30 +207,3 @@ def panoptic_to_instances(anns: list[Any], path: Path) -> list[dict[str, Any]]:
                 }
             )
     return out
-
-
-def prepare_out_dir(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UsageError(
-            f"{out}: the output directory exists and is not empty",
-            hint="choose a new --out directory (dataforge never overwrites an export)",
-        )
-    out.mkdir(parents=True, exist_ok=True)
-
-
-def copy_images(store: Store, dest_root: Path, file_names: list[str], *, link: bool) -> None:
-    """Copy (or hard-link, falling back to copy across filesystems) store images to ``dest_root``."""
-    made: set[Path] = set()
-    for name in file_names:
-        src = store.images_dir / name
-        dst = dest_root / name
-        if dst.parent not in made:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            made.add(dst.parent)
-        if link:
-            try:
-                os.link(src, dst)
-                continue
-            except OSError:
-                pass
-        shutil.copyfile(src, dst)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dataforge.store import Store
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
@@ -52,3 +55,48 @@ def read_text(path: Path, *, what: str = "file") -> str:
         ) from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read {what} ({exc.strerror})", source=str(path)) from None
+
+
+def prepare_out_dir(out: Path) -> None:
+    """Create an export folder; refuse one that has anything in it (exports never overwrite)."""
+    from dataforge.errors import UsageError
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(
+            f"{out}: the output directory exists and is not empty",
+            hint="choose a new --out directory (dataforge never overwrites an export)",
+        )
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def copy_store_images(store: Store, out: Path, pairs: list[tuple[str, str]], *, link: bool) -> None:
+    """Copy store images (``file_name``) to ``out/<relative path>``, or hard-link them with ``link``
+    (falling back to a copy across filesystems)."""
+    import shutil
+
+    made: set[Path] = set()
+    for name, dst_rel in pairs:
+        dst = out / dst_rel
+        if dst.parent not in made:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            made.add(dst.parent)
+        src = store.images_dir / name
+        if link:
+            try:
+                os.link(src, dst)
+                continue
+            except OSError:
+                pass
+        shutil.copyfile(src, dst)
+
+
+def flat_name(file_name: str, used: set[str]) -> str:
+    """Flatten subfolders (``a/b.jpg`` -> ``a__b.jpg``) for formats keyed by file name, unique in ``used``."""
+    flat = file_name.replace("/", "__")
+    stem, ext = os.path.splitext(flat)
+    k = 2
+    while flat in used:
+        flat = f"{stem}~{k}{ext}"
+        k += 1
+    used.add(flat)
+    return flat

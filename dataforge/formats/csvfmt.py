@@ -31,8 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dataforge.errors import DataError, UsageError
 from dataforge.formats.base import ExportResult, ImportBatch
-from dataforge.formats.coco import prepare_out_dir
-from dataforge.formats.common import IMAGE_EXTENSIONS, problem
+from dataforge.formats.common import IMAGE_EXTENSIONS, copy_store_images, prepare_out_dir, problem
 
 if TYPE_CHECKING:
     from dataforge.store import Store
@@ -224,8 +223,6 @@ class CsvFormat:
     ) -> ExportResult:
         if options:
             raise UsageError(f"csv export: unknown options {sorted(options)}")
-        from dataforge.formats.coco import copy_images
-
         prepare_out_dir(out)
         names = store.index.category_names
         wanted = set(image_ids)
@@ -265,7 +262,9 @@ class CsvFormat:
             with open(out / "labels.csv", "w", newline="", encoding="utf-8") as f:
                 csv.writer(f).writerows(label_rows)
             files.append(out / "labels.csv")
-        copy_images(store, out / "images", [img["file_name"] for img in images], link=link)
+        copy_store_images(
+            store, out, [(img["file_name"], f"images/{img['file_name']}") for img in images], link=link
+        )
         return ExportResult(out=out, images=len(images), annotations=n, files=files)
 
 

@@ -19,9 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dataforge.errors import UsageError
 from dataforge.formats.base import ExportResult, ImportBatch
-from dataforge.formats.coco import prepare_out_dir
-from dataforge.formats.common import is_image, list_images, rel
-from dataforge.formats.yolo import _copy_as, _flat_name
+from dataforge.formats.common import copy_store_images, flat_name, is_image, list_images, prepare_out_dir, rel
 
 if TYPE_CHECKING:
     from dataforge.store import Store
@@ -103,9 +101,9 @@ class ClassFoldersFormat:
                 multi += len(labels) > 1
                 continue
             folder = (f"{img['split']}/" if img.get("split") else "") + names[labels[0]]
-            flat = _flat_name(img["file_name"], used.setdefault(folder, set()))
+            flat = flat_name(img["file_name"], used.setdefault(folder, set()))
             copies.append((img["file_name"], f"{folder}/{flat}"))
-        _copy_as(store, out, copies, link)
+        copy_store_images(store, out, copies, link=link)
         dropped = {
             k: v
             for k, v in (("images without a label", unlabeled), ("images with several labels", multi))

@@ -26,8 +26,7 @@ from xml.sax.saxutils import quoteattr
 
 from dataforge.errors import DataError, UsageError
 from dataforge.formats.base import ExportResult, ImportBatch
-from dataforge.formats.coco import copy_images, prepare_out_dir
-from dataforge.formats.common import problem
+from dataforge.formats.common import copy_store_images, prepare_out_dir, problem
 from dataforge.jsonio import load_json, write_json
 
 if TYPE_CHECKING:
@@ -269,7 +268,9 @@ class LabelStudioJsonFormat:
         (out / "label_config.xml").write_text(
             label_config([c["name"] for c in store.data["categories"]]), encoding="utf-8"
         )
-        copy_images(store, out / "images", [img["file_name"] for img in images], link=link)
+        copy_store_images(
+            store, out, [(img["file_name"], f"images/{img['file_name']}") for img in images], link=link
+        )
         return ExportResult(
             out=out,
             images=len(images),

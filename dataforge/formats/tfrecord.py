@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dataforge.errors import UsageError
 from dataforge.formats.base import ExportResult, ImportBatch
-from dataforge.formats.coco import prepare_out_dir
-from dataforge.formats.common import problem, read_text, rel
+from dataforge.formats.common import prepare_out_dir, problem, read_text, rel
 from dataforge.formats.tfrecord_io import (
     RecordError,
     encode_example,

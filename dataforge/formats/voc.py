@@ -27,9 +27,7 @@ from xml.sax.saxutils import escape
 
 from dataforge.errors import DataError, UsageError
 from dataforge.formats.base import ExportResult, ImportBatch
-from dataforge.formats.coco import prepare_out_dir
-from dataforge.formats.common import problem, rel
-from dataforge.formats.yolo import _copy_as, _flat_name
+from dataforge.formats.common import copy_store_images, flat_name, prepare_out_dir, problem, rel
 
 if TYPE_CHECKING:
     from dataforge.store import Store
@@ -233,7 +231,7 @@ class VocFormat:
         for img in store.images:
             if img["id"] not in wanted:
                 continue
-            flat = _flat_name(img["file_name"], used)
+            flat = flat_name(img["file_name"], used)
             stem = os.path.splitext(flat)[0]
             copies.append((img["file_name"], f"JPEGImages/{flat}"))
             splits.setdefault(img.get("split") or "default", []).append(stem)
@@ -255,7 +253,7 @@ class VocFormat:
                 f"  <segmented>0</segmented>\n{''.join(objs)}</annotation>\n",
                 encoding="utf-8",
             )
-        _copy_as(store, out, copies, link)
+        copy_store_images(store, out, copies, link=link)
         main = out / "ImageSets" / "Main"
         main.mkdir(parents=True)
         for split, stems in splits.items():

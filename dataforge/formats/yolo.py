@@ -29,8 +29,16 @@ import yaml
 
 from dataforge.errors import DataError, UsageError
 from dataforge.formats.base import ExportResult, ImportBatch
-from dataforge.formats.coco import copy_images, prepare_out_dir
-from dataforge.formats.common import is_image, list_images, problem, read_text, rel
+from dataforge.formats.common import (
+    copy_store_images,
+    flat_name,
+    is_image,
+    list_images,
+    prepare_out_dir,
+    problem,
+    read_text,
+    rel,
+)
 
 if TYPE_CHECKING:
     from dataforge.store import Store
@@ -331,7 +339,7 @@ class YoloFormat:
         for img in images:
             split = img.get("split") or "train"
             splits[split] = splits.get(split, 0) + 1
-            flat = _flat_name(img["file_name"], used)
+            flat = flat_name(img["file_name"], used)
             copies.append((img["file_name"], f"images/{split}/{flat}"))
             lines = []
             w, h = img["width"], img["height"]
@@ -348,7 +356,7 @@ class YoloFormat:
             label = out / "labels" / split / (os.path.splitext(flat)[0] + ".txt")
             label.parent.mkdir(parents=True, exist_ok=True)
             label.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
-        _copy_as(store, out, copies, link)
+        copy_store_images(store, out, copies, link=link)
         doc: dict[str, Any] = {
             "path": ".",
             **{s: f"images/{s}" for s in sorted(splits)},
@@ -372,37 +380,6 @@ class YoloFormat:
         )
 
 
-def _flat_name(file_name: str, used: set[str]) -> str:
-    """YOLO pairs images and labels by file name: flatten subfolders, keeping names unique."""
-    flat = file_name.replace("/", "__")
-    stem, ext = os.path.splitext(flat)
-    k = 2
-    while flat in used:
-        flat = f"{stem}~{k}{ext}"
-        k += 1
-    used.add(flat)
-    return flat
-
-
-def _copy_as(store: Store, out: Path, pairs: list[tuple[str, str]], link: bool) -> None:
-    import shutil
-
-    made: set[Path] = set()
-    for src_name, dst_rel in pairs:
-        dst = out / dst_rel
-        if dst.parent not in made:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            made.add(dst.parent)
-        src = store.images_dir / src_name
-        if link:
-            try:
-                os.link(src, dst)
-                continue
-            except OSError:
-                pass
-        shutil.copyfile(src, dst)
-
-
 def _dedupe_names(images: list[dict[str, Any]]) -> list[dict[str, Any]]:
     seen: dict[str, int] = {}
     for img in images:
@@ -416,4 +393,4 @@ def _dedupe_names(images: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return images
 
 
-__all__ = ["YoloFormat", "copy_images"]
+__all__ = ["YoloFormat"]
