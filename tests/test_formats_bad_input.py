@@ -209,3 +209,28 @@ def test_cvat_bad_files(xml: str, message: str, tmp_path: Path) -> None:
     with pytest.raises(DataError, match=message):
         import_dataset(tmp_path / "c" / "train.xml", store=tmp_path / "s", format="cvat")
     assert not (tmp_path / "s").exists()  # a failed first import leaves no half-made store
+
+
+def test_auto_detection_refuses_when_two_formats_fit(tmp_path: Path) -> None:
+    from dataforge.errors import UsageError
+
+    root = yolo_dataset(tmp_path / "both", "")
+    (root / "Annotations").mkdir()
+    (root / "Annotations" / "a.xml").write_text("<annotation><filename>a.jpg</filename></annotation>")
+    with pytest.raises(UsageError, match=r"several formats fit \(voc, yolo\)") as info:
+        import_dataset(root, store=tmp_path / "s")
+    assert "--format" in (info.value.hint or "")
+    assert import_dataset(root, store=tmp_path / "s", format="yolo").images == 2
+
+
+@pytest.mark.parametrize("fmt", ["tfrecord", "yolo"])
+def test_exporters_count_boxes_they_cannot_hold(fmt: str, tmp_path: Path, simple_coco: Path, cli) -> None:
+    import json
+
+    import_dataset(simple_coco, store=tmp_path / "s")
+    doc = json.loads((tmp_path / "s" / "annotations.json").read_text())
+    doc["annotations"][0]["bbox"] = [1, 2, 0, 20]  # degenerate: zero width (written by hand)
+    (tmp_path / "s" / "annotations.json").write_text(json.dumps(doc))
+    r = cli("export", tmp_path / "s", "--format", fmt, "--out", tmp_path / "out")
+    assert r.code == 0 and "exported 3 images, 3 annotations" in r.out
+    assert "warning: 1 degenerate boxes could not be written in this format and were dropped" in r.err

@@ -40,6 +40,21 @@ if TYPE_CHECKING:
 
 _SHARD = re.compile(r"^(?P<split>.+?)\.(tfrecords?|record)(-\d+-of-\d+)?$")
 _ITEM = re.compile(r"item\s*\{(.*?)\}", re.S)
+#: the features the importer reads
+OD_API_KEYS = (
+    "image/encoded",
+    "image/format",
+    "image/filename",
+    "image/source_id",
+    "image/width",
+    "image/height",
+    "image/object/bbox/xmin",
+    "image/object/bbox/ymin",
+    "image/object/bbox/xmax",
+    "image/object/bbox/ymax",
+    "image/object/class/label",
+    "image/object/class/text",
+)
 _FORMATS = {"jpeg": "jpg", "jpg": "jpg", "png": "png", "bmp": "bmp", "gif": "gif", "webp": "webp"}
 
 
@@ -146,7 +161,7 @@ class TfrecordFormat:
         record: dict[str, Any] = {"id": image_id}
         imgs.append(record)
         try:
-            ex = parse_example(data)
+            ex = parse_example(data, OD_API_KEYS)
         except (ValueError, UnicodeDecodeError) as exc:
             record["file_name"] = where
             record["_problem"] = problem("malformed record", f"{where}: not a tf.train.Example ({exc})")
