@@ -111,11 +111,20 @@ def cmd_info(a: argparse.Namespace) -> int:
     _out(_table([(s, v["images"], v["boxes"]) for s, v in d["splits"].items()], ["split", "images", "boxes"]))
     _out("\ncategories")
     splits = list(d["splits"])
+    labelled = any(c["labelled_images"] for c in d["categories"])
     rows = [
-        (c["name"], c["id"], c["images"], c["boxes"], *[c["boxes_by_split"].get(s, 0) for s in splits])
+        (
+            c["name"],
+            c["id"],
+            c["images"],
+            c["boxes"],
+            *[c["boxes_by_split"].get(s, 0) for s in splits],
+            *([c["labelled_images"]] if labelled else []),
+        )
         for c in d["categories"]
     ]
-    _out(_table(rows, ["category", "id", "images", "boxes", *[f"boxes:{s}" for s in splits]]))
+    header = ["category", "id", "images", "boxes", *[f"boxes:{s}" for s in splits]]
+    _out(_table(rows, header + (["labelled images"] if labelled else [])))
     bw, bh = d["box_sizes"]["width"], d["box_sizes"]["height"]
     if bw:
         _out("\nbox sizes (pixels)")
