@@ -222,6 +222,76 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dataforge.evaluation.detection import STAT_NAMES
+    from dataforge.evaluation.run import evaluate
+
+    rep = evaluate(
+        Path(a.predictions),
+        store=Path(a.store) if a.store else None,
+        gt_file=Path(a.gt) if a.gt else None,
+        split=a.split,
+        where=a.where,
+        out=Path(a.out) if a.out else None,
+        iou_threshold=a.iou,
+        score_threshold=a.score,
+    )
+    if a.json:
+        _json(rep)
+        return 0
+    gt = rep["ground_truth"]
+    _out(f"{rep['task']}: {rep['predictions']['count']} predictions on {gt['images']} images")
+    if rep["task"] == "detection":
+        d = rep["detection"]
+        _out(
+            _table(
+                [(n, f"{v:.4f}") for n, v in zip(STAT_NAMES, d["coco_stats"], strict=True)], ["COCO", "value"]
+            )
+        )
+        voc = d["voc"]
+        _out(
+            f"\nVOC AP{int(voc['iou_threshold'] * 100)}: all-point {voc['mAP50_all_point']:.4f}, "
+            f"11-point {voc['mAP50_11_point']:.4f}"
+        )
+        _out("\nper class")
+        _out(
+            _table(
+                [
+                    (
+                        c["name"],
+                        f"{c['AP']:.4f}",
+                        f"{c['AP50']:.4f}",
+                        f"{c['AR100']:.4f}",
+                        f"{voc['per_class'][c['name']]['AP50_all_point']:.4f}",
+                    )
+                    for c in d["per_class"]
+                ],
+                ["category", "AP", "AP50", "AR100", "VOC AP50"],
+            )
+        )
+    else:
+        c = rep["classification"]
+        _out(
+            f"accuracy {c['accuracy']:.4f}  "
+            + "  ".join(f"{k} {v:.4f}" for k, v in c["top_k"].items())
+            + f"  macro F1 {c['macro_f1']:.4f}"
+        )
+        _out(
+            _table(
+                [
+                    (p["name"], f"{p['precision']:.4f}", f"{p['recall']:.4f}", f"{p['f1']:.4f}", p["support"])
+                    for p in c["per_class"]
+                ],
+                ["category", "precision", "recall", "F1", "support"],
+            )
+        )
+    if "report_path" in rep:
+        _out(f"\nreport: {rep['report_path']}")
+    return 0
+
+
 def cmd_doctor(a: argparse.Namespace) -> int:
     from dataforge.doctor import as_json, run_checks
 
@@ -407,6 +477,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="format option, e.g. --option coordinates=devkit (VOC)",
     )
+
+    sp = add(
+        "evaluate",
+        cmd_evaluate,
+        "evaluate predictions: COCO mAP (equal to pycocotools), VOC AP50, confusion",
+        "Evaluate detection (COCO results JSON) or classification predictions against a store or, with "
+        "--gt, a plain COCO file. Writes OUT/report.json with every number.",
+    )
+    sp.add_argument("store", nargs="?", help="the ground-truth store (or use --gt)")
+    sp.add_argument("--gt", help="a COCO annotation file as ground truth instead of a store")
+    sp.add_argument(
+        "--predictions", required=True, help="COCO results JSON (detection) or classification JSON"
+    )
+    sp.add_argument("--split", help="evaluate only this split of the store")
+    sp.add_argument("--where", help=where_help)
+    sp.add_argument("--out", help="write report.json here")
+    sp.add_argument(
+        "--iou", type=float, default=0.5, help="IoU for VOC AP and the confusion matrix (default 0.5)"
+    )
+    sp.add_argument(
+        "--score", type=float, default=0.0, help="score threshold for the confusion matrix (default 0)"
+    )
+    sp.add_argument("--json", action="store_true", help="print the whole report as JSON")
 
     sp = add("doctor", cmd_doctor, "check which components work here, with a fix for each that does not")
     sp.add_argument("--json", action="store_true", help="print JSON")

@@ -1,0 +1,102 @@
+"""``dataforge evaluate``: ground truth from a store or a COCO file, predictions, report.json."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any
+
+from dataforge import __version__
+from dataforge.errors import DataError, UsageError
+from dataforge.evaluation.classification import evaluate_classification
+from dataforge.evaluation.detection import evaluate_detections
+from dataforge.evaluation.predictions import check_detections, is_classification, load_predictions
+from dataforge.jsonio import load_json, write_json
+
+
+def ground_truth_from_store(store_path: Path, split: str | None, where: str | None) -> dict[str, Any]:
+    from dataforge.store import Store
+
+    store = Store.open(store_path)
+    images = store.select(where, split=split)
+    if not images:
+        raise UsageError(
+            f"{store_path}: no images match (split {split!r}, where {where!r}); nothing to evaluate"
+        )
+    ids = {img["id"] for img in images}
+    return {
+        "images": images,
+        "annotations": [a for a in store.annotations if a["image_id"] in ids],
+        "categories": store.data["categories"],
+    }
+
+
+def ground_truth_from_file(path: Path) -> dict[str, Any]:
+    gt = load_json(path, what="COCO ground-truth file")
+    if not isinstance(gt, dict) or not all(isinstance(gt.get(k), list) for k in ("images", "categories")):
+        raise DataError(
+            f"{path}: not a COCO annotation file (needs 'images' and 'categories' lists)", source=str(path)
+        )
+    gt.setdefault("annotations", [])
+    for a in gt["annotations"]:
+        if "area" not in a and isinstance(a.get("bbox"), list) and len(a["bbox"]) == 4:
+            a["area"] = a["bbox"][2] * a["bbox"][3]
+    return gt
+
+
+def evaluate(
+    predictions: Path,
+    *,
+    store: Path | None = None,
+    gt_file: Path | None = None,
+    split: str | None = None,
+    where: str | None = None,
+    out: Path | None = None,
+    iou_threshold: float = 0.5,
+    score_threshold: float = 0.0,
+) -> dict[str, Any]:
+    """Evaluate ``predictions`` against a store (or a COCO file); write ``out/report.json`` if ``out``."""
+    if (store is None) == (gt_file is None):
+        raise UsageError("give the ground truth as a store or as --gt FILE (one of the two)")
+    if not 0 < iou_threshold <= 1:
+        raise UsageError(f"--iou must be in (0, 1], not {iou_threshold}")
+    if store is not None:
+        gt = ground_truth_from_store(store, split, where)
+    else:
+        assert gt_file is not None
+        gt = ground_truth_from_file(gt_file)
+    preds = load_predictions(predictions)
+    report: dict[str, Any] = {
+        "dataforge_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "ground_truth": {
+            "store": str(store) if store else None,
+            "file": str(gt_file) if gt_file else None,
+            "split": split,
+            "where": where,
+            "images": len(gt["images"]),
+            "annotations": len(gt["annotations"]),
+        },
+        "predictions": {"file": str(predictions), "count": len(preds)},
+    }
+    if is_classification(preds):
+        truth = {img["id"]: img["labels"][0] for img in gt["images"] if img.get("labels")}
+        if not truth:
+            raise DataError(
+                f"{predictions}: classification predictions, but no image in the ground truth has a "
+                "label (image-level labels come from class folders, CSV, CVAT tags, ...)"
+            )
+        names = {c["id"]: c["name"] for c in gt["categories"]}
+        report["task"] = "classification"
+        report["classification"] = evaluate_classification(truth, preds, names, predictions.name)
+    else:
+        checked = check_detections(preds, gt, predictions.name)
+        report["task"] = "detection"
+        report["detection"] = evaluate_detections(
+            gt, checked, iou_threshold=iou_threshold, score_threshold=score_threshold
+        ).to_dict()
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "report.json", report)
+        report["report_path"] = str(out / "report.json")
+    return report

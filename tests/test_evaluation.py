@@ -1,0 +1,181 @@
+"""IoU, VOC AP, confusion matrices, classification metrics, bad predictions, and `dataforge evaluate`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dataforge.api import import_dataset
+from dataforge.errors import DataError
+from dataforge.evaluation.classification import evaluate_classification
+from dataforge.evaluation.detection import detection_confusion
+from dataforge.evaluation.run import evaluate
+from dataforge.metrics import box_iou, greedy_match, voc_ap
+from tests.conftest import REPO
+
+
+def test_box_iou_matches_torchvision_and_known_values() -> None:
+    import torch
+    from torchvision.ops import box_iou as tv_iou
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 100, (50, 2))
+    a = np.hstack([xy, xy + rng.uniform(1, 50, (50, 2))])
+    xy = rng.uniform(0, 100, (40, 2))
+    b = np.hstack([xy, xy + rng.uniform(1, 50, (40, 2))])
+    np.testing.assert_allclose(box_iou(a, b), tv_iou(torch.tensor(a), torch.tensor(b)).numpy(), atol=1e-12)
+    assert box_iou([[0, 0, 10, 10]], [[5, 0, 15, 10]])[0, 0] == pytest.approx(1 / 3)
+    assert box_iou([[0, 0, 10, 10]], [[20, 20, 30, 30]])[0, 0] == 0
+    assert box_iou([[1, 1, 1, 1]], [[1, 1, 1, 1]])[0, 0] == 0  # degenerate: no area, no NaN
+    assert box_iou(np.zeros((0, 4)), b).shape == (0, 40)
+
+
+def test_greedy_match_takes_highest_score_first() -> None:
+    iou = np.array([[0.9, 0.6], [0.0, 0.55]])  # gt x pred
+    matched, m_iou = greedy_match(iou, [0.5, 0.9], 0.5)
+    assert matched.tolist() == [-1, 0] and m_iou.tolist() == [0.0, 0.6]  # pred 1 (score .9) takes gt 0 first
+
+
+def test_voc_ap_known_values() -> None:
+    # 3 positives; dets in score order: TP, FP, TP, FP -> recall .33 .33 .67 .67, precision 1 .5 .67 .5
+    rec = np.array([1, 1, 2, 2]) / 3
+    prec = np.array([1, 1 / 2, 2 / 3, 2 / 4])
+    assert voc_ap(rec, prec) == pytest.approx(1 / 3 * 1 + 1 / 3 * 2 / 3)
+    # 11-point: r=0..0.3 -> 1 (4 points), 0.4..0.6 -> 2/3 (3 points), 0.7..1 -> 0 (4 points)
+    assert voc_ap(rec, prec, eleven_point=True) == pytest.approx((4 * 1 + 3 * 2 / 3) / 11)
+
+
+def test_detection_confusion_shows_cross_class_mistakes() -> None:
+    gt = {
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+        "images": [{"id": 1}],
+        "annotations": [
+            {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]},
+            {"image_id": 1, "category_id": 2, "bbox": [50, 50, 10, 10]},
+            {"image_id": 1, "category_id": 2, "bbox": [80, 80, 10, 10]},
+            {"image_id": 1, "category_id": 1, "bbox": [30, 30, 10, 10], "iscrowd": 1},
+        ],
+    }
+    preds = [
+        {"image_id": 1, "category_id": 2, "bbox": [0, 0, 10, 10], "score": 0.9},  # cat called dog
+        {"image_id": 1, "category_id": 2, "bbox": [50, 50, 10, 10], "score": 0.8},  # right
+        {"image_id": 1, "category_id": 1, "bbox": [200, 200, 5, 5], "score": 0.7},  # nothing there
+        {"image_id": 1, "category_id": 1, "bbox": [80, 80, 10, 10], "score": 0.1},
+    ]  # below threshold
+    c = detection_confusion(gt, preds, iou_threshold=0.5, score_threshold=0.5)
+    assert c["labels"] == ["cat", "dog", "background"] and c["rows"] == "ground truth"
+    assert c["matrix"] == [[0, 1, 0], [0, 1, 1], [1, 0, 0]]
+    assert c["per_class"] == [
+        {"name": "cat", "TP": 0, "FP": 1, "FN": 1},
+        {"name": "dog", "TP": 1, "FP": 1, "FN": 1},
+    ]
+
+
+def test_classification_metrics() -> None:
+    names = {1: "cat", 2: "dog", 3: "bird"}
+    truth = {1: 1, 2: 1, 3: 2, 4: 3}
+    preds = [
+        {"image_id": 1, "scores": {"cat": 0.9, "dog": 0.1, "bird": 0.0}},
+        {"image_id": 2, "scores": {"cat": 0.3, "dog": 0.6, "bird": 0.1}},
+        {"image_id": 3, "scores": {"cat": 0.2, "dog": 0.7, "bird": 0.1}},
+        {"image_id": 4, "scores": {"cat": 0.5, "dog": 0.4, "bird": 0.1}},
+    ]
+    r = evaluate_classification(truth, preds, names, "p.json", top_k=(1, 2, 3))
+    assert r["accuracy"] == 0.5 and r["top_k"] == {"top1": 0.5, "top2": 0.75, "top3": 1.0}
+    assert r["confusion"]["matrix"] == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]
+    cat = r["per_class"][0]
+    assert (cat["precision"], cat["recall"]) == (0.5, 0.5)
+    with pytest.raises(DataError, match=r"p.json: prediction 0: score of 'cat' must be a number >= 0"):
+        evaluate_classification(truth, [{"image_id": 1, "scores": {"cat": float("nan")}}], names, "p.json")
+
+
+@pytest.fixture(scope="module")
+def pets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    store = tmp_path_factory.mktemp("eval") / "pets"
+    ex = REPO / "examples" / "pets-mini"
+    import_dataset(ex / "instances.json", store=store, images=ex / "images")
+    return store
+
+
+def _noisy_predictions(store: Path, path: Path) -> Path:
+    doc = json.loads((store / "annotations.json").read_text())
+    rng = np.random.default_rng(0)
+    preds = []
+    for a in doc["annotations"]:
+        if rng.random() < 0.85:
+            x, y, w, h = a["bbox"]
+            preds.append(
+                {
+                    "image_id": a["image_id"],
+                    "category_id": a["category_id"] if rng.random() < 0.9 else 1,
+                    "bbox": [x + rng.normal(0, 2), y + rng.normal(0, 2), w, h],
+                    "score": float(rng.random()),
+                }
+            )
+    path.write_text(json.dumps(preds))
+    return path
+
+
+def test_evaluate_cli_on_the_example_writes_every_number(pets: Path, tmp_path: Path, cli) -> None:
+    preds = _noisy_predictions(pets, tmp_path / "preds.json")
+    r = cli("evaluate", pets, "--predictions", preds, "--out", tmp_path / "eval")
+    assert r.code == 0, r.err
+    assert "AP50" in r.out and "VOC AP50: all-point" in r.out and "report:" in r.out
+    rep = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert rep["task"] == "detection" and len(rep["detection"]["coco_stats"]) == 12
+    assert 0.3 < rep["detection"]["coco_stats"][1] <= 1.0
+    assert rep["detection"]["iou_of_matches"]["count"] > 50
+    # the same numbers from the plain COCO file, as for a published benchmark
+    r2 = evaluate(preds, gt_file=REPO / "examples" / "pets-mini" / "instances.json")
+    assert r2["detection"]["coco_stats"] == pytest.approx(rep["detection"]["coco_stats"], abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        (
+            {"image_id": 999, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.5},
+            r"prediction 1: image_id 999 is not in the ground truth",
+        ),
+        (
+            {"image_id": 1, "category_id": 42, "bbox": [0, 0, 5, 5], "score": 0.5},
+            r"prediction 1: category_id 42 is not in the ground truth",
+        ),
+        (
+            {"image_id": 1, "category_id": 1, "bbox": [0, 0, -5, 5], "score": 0.5},
+            r"prediction 1: bbox \[0, 0, -5, 5\] has a negative width",
+        ),
+        (
+            {"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "score": -0.1},
+            r"prediction 1: score must be a number >= 0, found -0.1",
+        ),
+        (
+            {"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "score": "NaN"},
+            r"prediction 1: score must be a number >= 0",
+        ),
+    ],
+)
+def test_bad_predictions_name_the_entry(entry: dict, message: str, pets: Path, tmp_path: Path) -> None:
+    ok = {"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.5}
+    (tmp_path / "p.json").write_text(json.dumps([ok, entry]))
+    with pytest.raises(DataError, match=message):
+        evaluate(tmp_path / "p.json", store=pets)
+
+
+def test_predictions_for_another_store(pets: Path, tmp_path: Path, cli) -> None:
+    (tmp_path / "p.json").write_text(
+        json.dumps(
+            [{"image_id": 5000 + i, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.5} for i in range(3)]
+        )
+    )
+    r = cli("evaluate", pets, "--predictions", tmp_path / "p.json")
+    assert r.code == 3 and "is it a predictions file for another store?" in r.err
+
+
+def test_empty_predictions_evaluate_to_zero(pets: Path, tmp_path: Path) -> None:
+    (tmp_path / "p.json").write_text("[]")
+    rep = evaluate(tmp_path / "p.json", store=pets)
+    assert rep["detection"]["coco_stats"][0] == 0.0 and rep["detection"]["voc"]["mAP50_all_point"] == 0.0

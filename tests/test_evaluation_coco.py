@@ -1,0 +1,177 @@
+"""COCO detection numbers equal pycocotools' (1e-9) on problems of many shapes."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+
+import numpy as np
+import pytest
+
+from dataforge.evaluation.detection import evaluate_detections, run_cocoeval
+
+
+def pycocotools_stats(gt: dict, preds: list[dict]) -> np.ndarray:
+    """The reference: pycocotools' COCOeval. An empty prediction list is given as an empty result set
+    (pycocotools' loadRes crashes on []; the evaluation itself then runs normally)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = copy.deepcopy({"info": {}, "licenses": [], **gt})
+        coco_gt.createIndex()
+        if preds:
+            coco_dt = coco_gt.loadRes(copy.deepcopy(preds))
+        else:
+            coco_dt = COCO()
+            coco_dt.dataset = {"images": gt["images"], "categories": gt["categories"], "annotations": []}
+            coco_dt.createIndex()
+        ev = COCOeval(coco_gt, coco_dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return np.asarray(ev.stats)
+
+
+def problem(
+    seed: int,
+    *,
+    n_images: int = 30,
+    n_cats: int = 4,
+    first_cat: int = 1,
+    crowd: float = 0.1,
+    no_gt_images: int = 3,
+    empty_cats: int = 1,
+    tie_scores: bool = False,
+) -> tuple[dict, list[dict]]:
+    """A random detection problem: jittered copies of the ground truth plus noise boxes."""
+    rng = np.random.default_rng(seed)
+    cats = [{"id": first_cat + k, "name": f"c{k}"} for k in range(n_cats)]
+    images, anns, preds = [], [], []
+    for i in range(1, n_images + 1):
+        w, h = int(rng.integers(60, 400)), int(rng.integers(60, 400))
+        images.append({"id": i, "file_name": f"{i}.jpg", "width": w, "height": h})
+        n_obj = 0 if i > n_images - no_gt_images else int(rng.integers(0, 8))
+        for _ in range(n_obj):
+            cid = first_cat + int(rng.integers(0, n_cats - empty_cats))
+            bw, bh = float(rng.uniform(2, w / 2)), float(rng.uniform(2, h / 2))
+            x, y = float(rng.uniform(0, w - bw)), float(rng.uniform(0, h - bh))
+            iscrowd = int(rng.random() < crowd)
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i,
+                    "category_id": cid,
+                    "bbox": [x, y, bw, bh],
+                    "area": bw * bh * float(rng.uniform(0.6, 1.0)),
+                    "iscrowd": iscrowd,
+                }
+            )
+            if rng.random() < 0.8:
+                j = rng.normal(0, 0.1, 4) * [bw, bh, bw, bh]
+                pc = cid if rng.random() < 0.85 else first_cat + int(rng.integers(0, n_cats))
+                preds.append(
+                    {
+                        "image_id": i,
+                        "category_id": pc,
+                        "bbox": [x + j[0], y + j[1], max(1.0, bw + j[2]), max(1.0, bh + j[3])],
+                        "score": 0.5 if tie_scores else float(rng.random()),
+                    }
+                )
+        for _ in range(int(rng.integers(0, 4))):
+            bw, bh = float(rng.uniform(2, w / 2)), float(rng.uniform(2, h / 2))
+            preds.append(
+                {
+                    "image_id": i,
+                    "category_id": first_cat + int(rng.integers(0, n_cats)),
+                    "bbox": [float(rng.uniform(0, w - bw)), float(rng.uniform(0, h - bh)), bw, bh],
+                    "score": 0.5 if tie_scores else float(rng.random()),
+                }
+            )
+    return {"images": images, "annotations": anns, "categories": cats}, preds
+
+
+CASES = {
+    "random": problem(1),
+    "class id 0": problem(2, first_cat=0),
+    "many crowd boxes": problem(3, crowd=0.4),
+    "tied scores": problem(4, tie_scores=True),
+    "bigger": problem(5, n_images=200, n_cats=10),
+    "no predictions": (problem(6)[0], []),
+    "no ground truth boxes": ({**problem(7)[0], "annotations": []}, problem(7)[1]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_coco_stats_equal_pycocotools(name: str) -> None:
+    gt, preds = CASES[name]
+    ours = np.asarray(run_cocoeval(gt, preds).stats[:12])
+    ref = pycocotools_stats(gt, preds)
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-9)
+    assert evaluate_detections(gt, preds).coco_stats == pytest.approx(list(ref), abs=1e-9)
+
+
+def test_more_than_100_detections_per_image_and_category() -> None:
+    gt, preds = problem(8, n_images=5, n_cats=2, empty_cats=0)
+    rng = np.random.default_rng(0)
+    extra = [
+        {
+            "image_id": 1,
+            "category_id": 1,
+            "bbox": [float(rng.uniform(0, 50)), 5.0, 10.0, 10.0],
+            "score": float(rng.random()),
+        }
+        for _ in range(150)
+    ]
+    ours = np.asarray(run_cocoeval(gt, preds + extra).stats[:12])
+    np.testing.assert_allclose(ours, pycocotools_stats(gt, preds + extra), atol=1e-9)
+
+
+def test_annotation_id_zero_is_not_read_as_unmatched() -> None:
+    """pycocotools reads ground-truth annotation id 0 as "unmatched" (EVALUATION.md, cocoapi #664).
+    dataforge re-numbers ids before evaluating, so ids 0,1 score exactly like ids 1,2."""
+    gt = {
+        "images": [{"id": 1, "width": 100, "height": 100}],
+        "categories": [{"id": 1, "name": "a"}],
+        "annotations": [
+            {"id": 0, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "area": 400, "iscrowd": 0},
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [50, 50, 20, 20], "area": 400, "iscrowd": 0},
+        ],
+    }
+    preds = [
+        {"image_id": 1, "category_id": 1, "bbox": [11, 11, 20, 20], "score": 0.9},
+        {"image_id": 1, "category_id": 1, "bbox": [80, 10, 10, 10], "score": 0.8},
+        {"image_id": 1, "category_id": 1, "bbox": [51, 50, 20, 20], "score": 0.7},
+    ]
+    shifted = {**gt, "annotations": [{**a, "id": a["id"] + 1} for a in gt["annotations"]]}
+    ref = pycocotools_stats(shifted, preds)
+    ours = evaluate_detections(gt, preds).coco_stats
+    assert ours == pytest.approx(list(ref), abs=1e-9)
+    # IoUs 0.822 and 0.905: both matched at 0.5..0.8, one at 0.85/0.9, none at 0.95 -> AR100 = 0.8
+    assert ours[8] == pytest.approx(0.8)
+    trap = pycocotools_stats(gt, preds)  # the reference itself, fed id 0, loses a match
+    assert trap[0] < ours[0] - 0.1 and trap[8] < ours[8]
+
+
+def test_per_class_ap_averages_to_the_summary() -> None:
+    gt, preds = CASES["random"]
+    res = evaluate_detections(gt, preds)
+    valid = [c["AP"] for c in res.per_class if c["AP"] > -1]
+    assert np.mean(valid) == pytest.approx(res.coco_stats[0], abs=1e-12)
+    empty = next(c for c in res.per_class if c["name"] == "c3")  # no ground truth in this class
+    assert empty["AP"] == -1.0
+
+
+def test_perfect_predictions_score_one() -> None:
+    gt, _ = problem(9, crowd=0.0)
+    perfect = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+        for a in gt["annotations"]
+    ]
+    res = evaluate_detections(gt, perfect)
+    assert res.coco_stats[0] == pytest.approx(1.0) and res.voc["mAP50_all_point"] == pytest.approx(1.0)
+    assert res.voc["mAP50_11_point"] == pytest.approx(1.0)
+    conf = np.array(res.confusion["matrix"])
+    assert conf[:-1, -1].sum() == 0 and conf[-1, :-1].sum() == 0  # no FN, no FP
