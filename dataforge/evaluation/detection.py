@@ -16,9 +16,7 @@ Conventions (also written into every report):
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,8 +78,10 @@ def run_cocoeval(gt: dict[str, Any], predictions: list[dict[str, Any]]) -> Any:
 
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO(_reindexed(gt))
+        # loadRes adds keys (id, area, iscrowd) to the dicts it is given: give it shallow copies
+        # (the bbox lists are not changed)
         coco_dt = (
-            coco_gt.loadRes(copy.deepcopy(predictions)) if predictions else _empty_results(COCO, coco_gt)
+            coco_gt.loadRes([dict(p) for p in predictions]) if predictions else _empty_results(COCO, coco_gt)
         )
         ev = COCOeval_faster(coco_gt, coco_dt, iouType="bbox", print_function=lambda *a, **k: None)
         ev.evaluate()
@@ -154,63 +154,90 @@ def evaluate_detections(
     )
 
 
-def _by_image_class(anns: list[dict[str, Any]]) -> dict[tuple[int, int], list[dict[str, Any]]]:
-    out: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
-    for a in anns:
-        out[(a["image_id"], a["category_id"])].append(a)
+def _arrays(anns: list[dict[str, Any]], with_score: bool) -> dict[str, np.ndarray]:
+    """Columns of a list of COCO dicts: image, category, xyxy boxes, score or crowd flag."""
+    out = {
+        "image": np.fromiter((a["image_id"] for a in anns), dtype=np.int64, count=len(anns)),
+        "cat": np.fromiter((a["category_id"] for a in anns), dtype=np.int64, count=len(anns)),
+        "box": np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4),
+    }
+    out["box"][:, 2:] += out["box"][:, :2]
+    if with_score:
+        out["score"] = np.fromiter((a["score"] for a in anns), dtype=np.float64, count=len(anns))
+    else:
+        out["crowd"] = np.fromiter((bool(a.get("iscrowd")) for a in anns), dtype=bool, count=len(anns))
     return out
 
 
-def _xyxy(anns: list[dict[str, Any]]) -> np.ndarray:
-    b = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
-    b[:, 2:] += b[:, :2]
-    return b
+def _groups(image_ids: np.ndarray) -> dict[int, np.ndarray]:
+    """Row indices per image id (each group in original order)."""
+    if image_ids.size == 0:
+        return {}
+    order = np.argsort(image_ids, kind="mergesort")
+    ids, starts = np.unique(image_ids[order], return_index=True)
+    return dict(zip(ids.tolist(), np.split(order, starts[1:]), strict=True))
+
+
+def _greedy(iou: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """greedy_match restricted to predictions that overlap some ground truth enough (the rest miss)."""
+    n_gt, n_pred = iou.shape
+    matched = np.full(n_pred, -1, dtype=np.int64)
+    match_iou = np.zeros(n_pred, dtype=np.float64)
+    if n_gt == 0 or n_pred == 0:
+        return matched, match_iou
+    cand = np.flatnonzero(iou.max(axis=0) >= threshold)
+    if cand.size:
+        sub_m, sub_iou = greedy_match(iou[:, cand], scores[cand], threshold)
+        matched[cand], match_iou[cand] = sub_m, sub_iou
+    return matched, match_iou
 
 
 def voc_and_matches(
     gt: dict[str, Any], predictions: list[dict[str, Any]], iou_threshold: float
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """VOC-style AP (11-point and all-point) per class at one IoU, and the IoU of matched pairs."""
+    """VOC-style AP (11-point and all-point) per class at one IoU, and the IoU of matched pairs.
+
+    Per image, a prediction may match only ground truth of its own class (greedy by score); a
+    prediction that misses but overlaps a crowd region of its class enough is neither TP nor FP.
+    """
     names = {c["id"]: c["name"] for c in gt["categories"]}
-    gts = _by_image_class(gt.get("annotations", []))
-    preds = _by_image_class(predictions)
-    per_class = {}
-    matched_ious: list[float] = []
-    for cid in sorted(names):
-        keys = {k for k in gts if k[1] == cid} | {k for k in preds if k[1] == cid}
-        n_pos = sum(1 for k in keys for a in gts.get(k, []) if not a.get("iscrowd"))
-        scored: list[tuple[float, int]] = []  # (score, is_tp)
-        for key in keys:
-            g = [a for a in gts.get(key, []) if not a.get("iscrowd")]
-            crowd = [a for a in gts.get(key, []) if a.get("iscrowd")]
-            d = preds.get(key, [])
-            if not d:
-                continue
-            scores = np.array([p["score"] for p in d], dtype=np.float64)
-            m, m_iou = greedy_match(box_iou(_xyxy(g), _xyxy(d)), scores, iou_threshold)
-            crowd_hit = (
-                (box_iou(_xyxy(crowd), _xyxy(d)).max(axis=0) >= iou_threshold)
-                if crowd
-                else np.zeros(len(d), bool)
+    g = _arrays(gt.get("annotations", []), with_score=False)
+    d = _arrays(predictions, with_score=True)
+    g_by, d_by = _groups(g["image"]), _groups(d["image"])
+    is_tp = np.zeros(len(predictions), dtype=np.int8)
+    counted = np.zeros(len(predictions), dtype=bool)  # False: on a crowd region, not scored
+    matched_ious: list[np.ndarray] = []
+    for img, di in d_by.items():
+        gi = g_by.get(img, np.zeros(0, dtype=np.int64))
+        regular, crowd = gi[~g["crowd"][gi]], gi[g["crowd"][gi]]
+        same = g["cat"][regular][:, None] == d["cat"][di][None, :]
+        iou = box_iou(g["box"][regular], d["box"][di]) * same
+        m, m_iou = _greedy(iou, d["score"][di], iou_threshold)
+        is_tp[di] = m >= 0
+        matched_ious.append(m_iou[m >= 0])
+        counted[di] = True
+        if crowd.size:
+            c_iou = box_iou(g["box"][crowd], d["box"][di]) * (
+                g["cat"][crowd][:, None] == d["cat"][di][None, :]
             )
-            for j in range(len(d)):
-                if m[j] >= 0:
-                    scored.append((float(scores[j]), 1))
-                    matched_ious.append(float(m_iou[j]))
-                elif not crowd_hit[j]:  # a detection on a crowd region is neither TP nor FP
-                    scored.append((float(scores[j]), 0))
-        if n_pos == 0:
+            counted[di[(m < 0) & (c_iou.max(axis=0) >= iou_threshold)]] = False
+    n_pos = np.bincount(g["cat"][~g["crowd"]], minlength=max(names, default=0) + 1) if len(g["cat"]) else None
+    per_class = {}
+    for cid in sorted(names):
+        positives = int(n_pos[cid]) if n_pos is not None and cid < len(n_pos) else 0
+        if positives == 0:
             per_class[names[cid]] = {"AP50_all_point": -1.0, "AP50_11_point": -1.0, "ground_truth": 0}
             continue
-        scored.sort(key=lambda t: -t[0])
-        tp = np.cumsum([t[1] for t in scored]) if scored else np.zeros(0)
-        fp = np.cumsum([1 - t[1] for t in scored]) if scored else np.zeros(0)
-        rec = tp / n_pos
+        sel = np.flatnonzero((d["cat"] == cid) & counted)
+        order = sel[np.argsort(-d["score"][sel], kind="mergesort")]
+        tp = np.cumsum(is_tp[order])
+        fp = np.cumsum(1 - is_tp[order])
+        rec = tp / positives
         prec = tp / np.maximum(tp + fp, 1e-12)
         per_class[names[cid]] = {
             "AP50_all_point": voc_ap(rec, prec),
             "AP50_11_point": voc_ap(rec, prec, eleven_point=True),
-            "ground_truth": n_pos,
+            "ground_truth": positives,
         }
     valid = [v for v in per_class.values() if v["ground_truth"] > 0]
     voc = {
@@ -219,7 +246,7 @@ def voc_and_matches(
         "mAP50_11_point": float(np.mean([v["AP50_11_point"] for v in valid])) if valid else -1.0,
         "per_class": per_class,
     }
-    arr = np.array(matched_ious)
+    arr = np.concatenate(matched_ious) if matched_ious else np.zeros(0)
     ious = {
         "iou_threshold": iou_threshold,
         "count": int(arr.size),
@@ -247,33 +274,26 @@ def detection_confusion(
     """
     cats = sorted(c["id"] for c in gt["categories"])
     names = {c["id"]: c["name"] for c in gt["categories"]}
-    index = {cid: i for i, cid in enumerate(cats)}
+    lookup = np.full(max(cats, default=0) + 1 - min(min(cats, default=0), 0), -1, dtype=np.int64)
+    offset = -min(min(cats, default=0), 0)
+    for i, cid in enumerate(cats):
+        lookup[cid + offset] = i
     bg = len(cats)
     matrix = np.zeros((bg + 1, bg + 1), dtype=np.int64)
-    g_by_img: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for a in gt.get("annotations", []):
-        if not a.get("iscrowd"):
-            g_by_img[a["image_id"]].append(a)
-    p_by_img: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for p in predictions:
-        if p["score"] >= score_threshold:
-            p_by_img[p["image_id"]].append(p)
-    for img in set(g_by_img) | set(p_by_img):
-        g, d = g_by_img.get(img, []), p_by_img.get(img, [])
-        if d and g:
-            m, _ = greedy_match(box_iou(_xyxy(g), _xyxy(d)), [p["score"] for p in d], iou_threshold)
-        else:
-            m = np.full(len(d), -1)
-        hit = set()
-        for j, p in enumerate(d):
-            if m[j] >= 0:
-                matrix[index[g[m[j]]["category_id"]], index[p["category_id"]]] += 1
-                hit.add(int(m[j]))
-            else:
-                matrix[bg, index[p["category_id"]]] += 1
-        for i, a in enumerate(g):
-            if i not in hit:
-                matrix[index[a["category_id"]], bg] += 1
+    g = _arrays([a for a in gt.get("annotations", []) if not a.get("iscrowd")], with_score=False)
+    d = _arrays([p for p in predictions if p["score"] >= score_threshold], with_score=True)
+    g_cls, d_cls = lookup[g["cat"] + offset], lookup[d["cat"] + offset]
+    g_by, d_by = _groups(g["image"]), _groups(d["image"])
+    empty = np.zeros(0, dtype=np.int64)
+    for img in set(g_by) | set(d_by):
+        gi, di = g_by.get(img, empty), d_by.get(img, empty)
+        m, _ = _greedy(box_iou(g["box"][gi], d["box"][di]), d["score"][di], iou_threshold)
+        hit = m >= 0
+        np.add.at(matrix, (g_cls[gi[m[hit]]], d_cls[di[hit]]), 1)
+        np.add.at(matrix, (np.full((~hit).sum(), bg), d_cls[di[~hit]]), 1)
+        missed = np.ones(gi.size, dtype=bool)
+        missed[m[hit]] = False
+        np.add.at(matrix, (g_cls[gi[missed]], np.full(missed.sum(), bg)), 1)
     labels = [names[c] for c in cats] + ["background"]
     per_class = []
     for i, cid in enumerate(cats):

@@ -12,6 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dataforge.errors import DataError
 from dataforge.jsonio import load_json
 
@@ -37,10 +39,34 @@ def is_classification(preds: list[dict[str, Any]]) -> bool:
     return bool(preds) and all(isinstance(p, dict) and "bbox" not in p for p in preds)
 
 
+def _clean(preds: list[Any], image_ids: set[int], cat_ids: set[int]) -> bool:
+    """One vectorized pass: True when every prediction is well-formed (the usual case)."""
+    try:
+        images = {p["image_id"] for p in preds}
+        cats = {p["category_id"] for p in preds}
+        boxes = [p["bbox"] for p in preds]
+        scores = [p["score"] for p in preds]
+    except (KeyError, TypeError):
+        return False
+    if not (images <= image_ids and cats <= cat_ids):
+        return False
+    if any(type(b) is not list or len(b) != 4 for b in boxes):
+        return False
+    if ({type(v) for b in boxes for v in b} | {type(v) for v in scores}) - {int, float}:
+        return False
+    arr = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    sc = np.array(scores, dtype=np.float64)
+    return bool(
+        np.isfinite(arr).all() and np.isfinite(sc).all() and (arr[:, 2:] >= 0).all() and (sc >= 0).all()
+    )
+
+
 def check_detections(preds: list[dict[str, Any]], gt: dict[str, Any], source: str) -> list[dict[str, Any]]:
     """Validate COCO results against ``gt``; every problem is a one-line error naming the entry."""
     image_ids = {img["id"] for img in gt["images"]}
     cat_ids = {c["id"] for c in gt["categories"]}
+    if _clean(preds, image_ids, cat_ids):
+        return preds
     if preds and image_ids and not any(isinstance(p, dict) and p.get("image_id") in image_ids for p in preds):
         raise DataError(
             f"{source}: none of the {len(preds)} predictions refers to an image of this ground truth "
