@@ -156,12 +156,13 @@ def evaluate_detections(
 
 def _arrays(anns: list[dict[str, Any]], with_score: bool) -> dict[str, np.ndarray]:
     """Columns of a list of COCO dicts: image, category, xyxy boxes, score or crowd flag."""
-    out = {
+    box = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
+    box[:, 2:] = box[:, 2:] + box[:, :2]  # xywh -> xyxy
+    out: dict[str, np.ndarray] = {
         "image": np.fromiter((a["image_id"] for a in anns), dtype=np.int64, count=len(anns)),
         "cat": np.fromiter((a["category_id"] for a in anns), dtype=np.int64, count=len(anns)),
-        "box": np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4),
+        "box": box,
     }
-    out["box"][:, 2:] += out["box"][:, :2]
     if with_score:
         out["score"] = np.fromiter((a["score"] for a in anns), dtype=np.float64, count=len(anns))
     else:
