@@ -56,5 +56,19 @@ else
   echo "$LS_VERSION" > .venv-labelstudio/.setup-stamp
 fi
 
+# --- Chromium: headless browser checks of reports and of the FiftyOne App -----------------------
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    step "installing Debian's chromium (apt-get)"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    step "installing Debian's chromium (sudo apt-get)"
+    sudo apt-get update -qq >/dev/null && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "note: chromium is not installed and this user cannot install it (apt-get install chromium);"
+    echo "      the browser tests will be skipped with that reason (see dataforge doctor)"
+  fi
+fi
+
 step "done"
 echo "activate with:  source .venv/bin/activate     then try:  dataforge doctor"

@@ -288,7 +288,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
             )
         )
     if "report_path" in rep:
-        _out(f"\nreport: {rep['report_path']}")
+        _out(f"\nreport: {rep['report_path']} and {rep['html_path']}")
     return 0
 
 

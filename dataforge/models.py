@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 
 class Lineage(BaseModel):
@@ -84,9 +84,45 @@ class ImportReport(BaseModel):
     warnings: list[str]
 
 
+class DetectionPrediction(BaseModel):
+    """One detection: the COCO results format (absolute-pixel xywh box)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    image_id: int
+    category_id: int
+    bbox: list[float] = Field(
+        min_length=4, max_length=4, description="[x, y, width, height], absolute pixels"
+    )
+    score: float = Field(ge=0)
+
+
+class ClassificationPrediction(BaseModel):
+    """One image's class: either ``category_id`` (+ optional ``score``) or ``scores`` for every class."""
+
+    model_config = ConfigDict(extra="allow")
+
+    image_id: int
+    category_id: int | None = None
+    score: float | None = Field(None, ge=0)
+    scores: dict[str, float] | None = Field(
+        None, description="category name (or id) -> score; the top one wins"
+    )
+
+
+class DetectionPredictions(RootModel[list[DetectionPrediction]]):
+    """A predictions file for detection: a JSON list (COCO results)."""
+
+
+class ClassificationPredictions(RootModel[list[ClassificationPrediction]]):
+    """A predictions file for classification: a JSON list."""
+
+
 #: schema file name -> model
 SCHEMAS: dict[str, type[BaseModel]] = {
     "store-image.schema.json": StoreImage,
     "store-meta.schema.json": StoreMeta,
     "import-report.schema.json": ImportReport,
+    "predictions-detection.schema.json": DetectionPredictions,
+    "predictions-classification.schema.json": ClassificationPredictions,
 }

@@ -28,3 +28,18 @@ def test_store_and_report_validate_against_the_schemas(coco_factory, tmp_path: P
         jsonschema.validate(img, load("store-image.schema.json"))
     jsonschema.validate(doc["dataforge"], load("store-meta.schema.json"))
     jsonschema.validate(json.loads(res.report.read_text()), load("import-report.schema.json"))
+
+
+def test_prediction_files_validate_against_their_schemas() -> None:
+    det = json.loads((DEFAULT_DIR / "predictions-detection.schema.json").read_text())
+    cls = json.loads((DEFAULT_DIR / "predictions-classification.schema.json").read_text())
+    jsonschema.validate([{"image_id": 1, "category_id": 3, "bbox": [1, 2, 3, 4], "score": 0.9}], det)
+    jsonschema.validate(
+        [{"image_id": 1, "category_id": 2}, {"image_id": 2, "scores": {"cat": 0.7, "dog": 0.3}}], cls
+    )
+    import pytest
+
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate([{"image_id": 1, "category_id": 3, "bbox": [1, 2, 3], "score": 0.9}], det)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate([{"image_id": 1, "category_id": 3, "bbox": [1, 2, 3, 4], "score": -1}], det)

@@ -48,6 +48,7 @@ class DetectionResult:
     voc: dict[str, Any]
     confusion: dict[str, Any]
     iou_of_matches: dict[str, Any]
+    worst_images: list[dict[str, Any]] = field(default_factory=list)
     conventions: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -59,6 +60,7 @@ class DetectionResult:
             "voc": self.voc,
             "confusion": self.confusion,
             "iou_of_matches": self.iou_of_matches,
+            "worst_images": self.worst_images,
             "conventions": self.conventions,
         }
 
@@ -132,6 +134,7 @@ def evaluate_detections(
                 "precision_iou75": p[5].tolist(),
             }
     voc, ious = voc_and_matches(gt, predictions, iou_threshold)
+    worst = ious.pop("worst_images")
     confusion = detection_confusion(
         gt, predictions, iou_threshold=iou_threshold, score_threshold=score_threshold
     )
@@ -142,6 +145,7 @@ def evaluate_detections(
         voc=voc,
         confusion=confusion,
         iou_of_matches=ious,
+        worst_images=worst,
         conventions={
             "engine": "faster-coco-eval (COCOeval semantics; tests hold it to pycocotools within 1e-9)",
             "box_format": "COCO xywh, absolute pixels, no +1",
@@ -208,6 +212,10 @@ def voc_and_matches(
     is_tp = np.zeros(len(predictions), dtype=np.int8)
     counted = np.zeros(len(predictions), dtype=bool)  # False: on a crowd region, not scored
     matched_ious: list[np.ndarray] = []
+    errors: dict[int, tuple[int, int]] = {}  # image -> (false positives with score >= 0.5, missed objects)
+    for img, gi in g_by.items():
+        if img not in d_by:
+            errors[img] = (0, int((~g["crowd"][gi]).sum()))
     for img, di in d_by.items():
         gi = g_by.get(img, np.zeros(0, dtype=np.int64))
         regular, crowd = gi[~g["crowd"][gi]], gi[g["crowd"][gi]]
@@ -255,6 +263,13 @@ def voc_and_matches(
         "histogram": np.histogram(arr, bins=10, range=(iou_threshold, 1.0))[0].tolist() if arr.size else [],
         "bin_edges": np.linspace(iou_threshold, 1.0, 11).tolist(),
     }
+    files = {img["id"]: img.get("file_name") for img in gt.get("images", [])}
+    worst = sorted(errors.items(), key=lambda kv: (-(kv[1][0] + kv[1][1]), kv[0]))[:20]
+    ious["worst_images"] = [
+        {"image_id": i, "file_name": files.get(i), "false_positives": fp, "missed": fn}
+        for i, (fp, fn) in worst
+        if fp + fn
+    ]
     return voc, ious
 
 

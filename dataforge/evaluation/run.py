@@ -79,6 +79,7 @@ def evaluate(
         },
         "predictions": {"file": str(predictions), "count": len(preds)},
     }
+    checked: list[dict[str, Any]] = []
     if is_classification(preds):
         truth = {img["id"]: img["labels"][0] for img in gt["images"] if img.get("labels")}
         if not truth:
@@ -96,7 +97,13 @@ def evaluate(
             gt, checked, iou_threshold=iou_threshold, score_threshold=score_threshold
         ).to_dict()
     if out is not None:
+        from dataforge.evaluation.html import write_html
+
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "report.json", report)
+        images_dir = store / "images" if store is not None else None
+        checked_preds = checked if report["task"] == "detection" else None
+        html_path = write_html(report, out, gt=gt, predictions=checked_preds, images_dir=images_dir)
         report["report_path"] = str(out / "report.json")
+        report["html_path"] = str(html_path)
     return report

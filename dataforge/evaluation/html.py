@@ -1,0 +1,277 @@
+"""``report.html``: one self-contained page (plots embedded as data URIs), with the PNGs beside it.
+
+Detection: the 12 COCO numbers and VOC AP50, per-class AP bars, PR curves, the confusion-matrix
+heatmap, the IoU distribution of matched pairs, and the worst images (with boxes drawn when the
+images are on this machine). Classification: accuracy/top-k, per-class table, confusion heatmap.
+A small script at the end counts the images the browser rendered into ``#render-check`` (the
+browser test reads it).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+from dataforge.evaluation.detection import STAT_NAMES
+
+MAX_CLASSES_IN_PLOTS = 30
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, out: Path, name: str) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    (out / name).write_bytes(buf.getvalue())
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _ap_bars(per_class: list[dict[str, Any]], out: Path) -> str:
+    plt = _plt()
+    rows = sorted((c for c in per_class if c["AP"] > -1), key=lambda c: c["AP"])[-MAX_CLASSES_IN_PLOTS:]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * max(len(rows), 3) + 1))
+    ax.barh([c["name"] for c in rows], [c["AP"] for c in rows], color="#4878cf")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("AP@[.5:.95]")
+    ax.set_title("AP per class")
+    return _save(fig, out, "ap_per_class.png")
+
+
+def _pr_curves(curves: dict[str, dict[str, list[float]]], out: Path) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for name, c in list(curves.items())[:10]:
+        ax.plot(c["recall"], c["precision_iou50"], label=name)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision (IoU 0.5)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_title("PR curves at IoU 0.5 (COCO 101-point)")
+    if curves:
+        ax.legend(fontsize=7, loc="lower left")
+    return _save(fig, out, "pr_curves.png")
+
+
+def _heatmap(matrix: list[list[float]], labels: list[str], out: Path, name: str, title: str) -> str:
+    import numpy as np
+
+    plt = _plt()
+    m = np.asarray(matrix, dtype=float)
+    if len(labels) > MAX_CLASSES_IN_PLOTS:  # keep the busiest rows/columns readable
+        keep = np.argsort(-m.sum(axis=1))[:MAX_CLASSES_IN_PLOTS]
+        keep.sort()
+        m, labels = m[np.ix_(keep, keep)], [labels[i] for i in keep]
+    size = 0.35 * len(labels) + 2
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(m, cmap="Blues", vmin=0, vmax=max(1e-9, float(m.max())))
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("ground truth")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return _save(fig, out, name)
+
+
+def _iou_hist(ious: dict[str, Any], out: Path) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3))
+    edges = ious["bin_edges"]
+    ax.bar(
+        edges[:-1],
+        ious["histogram"] or [0] * (len(edges) - 1),
+        width=edges[1] - edges[0],
+        align="edge",
+        color="#6acc65",
+        edgecolor="white",
+    )
+    ax.set_xlabel("IoU of matched pairs")
+    ax.set_ylabel("pairs")
+    return _save(fig, out, "iou_histogram.png")
+
+
+def _thumbnail(
+    images_dir: Path, img: dict[str, Any], gt_anns: list[dict[str, Any]], preds: list[dict[str, Any]]
+) -> str | None:
+    from PIL import Image, ImageDraw
+
+    path = images_dir / str(img.get("file_name"))
+    if not path.is_file():
+        return None
+    with Image.open(path) as opened:
+        im = opened.convert("RGB")
+        draw = ImageDraw.Draw(im)
+        for a in gt_anns:
+            x, y, w, h = a["bbox"]
+            draw.rectangle([x, y, x + w, y + h], outline=(0, 200, 0), width=2)
+        for p in preds:
+            if p["score"] >= 0.5:
+                x, y, w, h = p["bbox"]
+                draw.rectangle([x, y, x + w, y + h], outline=(230, 30, 30), width=2)
+        im.thumbnail((320, 320))
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _table(rows: list[list[Any]], header: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}
+img.plot{max-width:100%;border:1px solid #eee;margin:0.5em 0}.thumbs{display:flex;flex-wrap:wrap;gap:12px}
+.thumbs figure{margin:0}.note{color:#666;font-size:0.9em}"""
+
+CHECK = """<div id="render-check">pending</div><script>
+window.addEventListener('load',function(){var im=document.images,ok=0;for(var i=0;i<im.length;i++){
+if(im[i].complete&&im[i].naturalWidth>0)ok++;}document.getElementById('render-check').textContent=
+ok+'/'+im.length+' images rendered';});</script>"""
+
+
+def write_html(
+    report: dict[str, Any],
+    out: Path,
+    *,
+    gt: dict[str, Any] | None = None,
+    predictions: list[dict[str, Any]] | None = None,
+    images_dir: Path | None = None,
+) -> Path:
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>dataforge evaluation</title>"
+        f"<style>{CSS}</style></head><body><h1>dataforge evaluation: {html.escape(report['task'])}</h1>"
+    ]
+    g = report["ground_truth"]
+    source = g["store"] or g["file"]
+    parts.append(
+        f"<p class='note'>ground truth {html.escape(str(source))} ({g['images']} images"
+        f"{', split ' + html.escape(g['split']) if g.get('split') else ''}); predictions "
+        f"{html.escape(report['predictions']['file'])} ({report['predictions']['count']}); "
+        f"created {report['created']} by dataforge {report['dataforge_version']}</p>"
+    )
+    if report["task"] == "detection":
+        d = report["detection"]
+        parts.append(
+            "<h2>Summary</h2>"
+            + _table(
+                [[n, v] for n, v in zip(STAT_NAMES, d["coco_stats"], strict=True)],
+                ["COCO (pycocotools order)", "value"],
+            )
+        )
+        voc = d["voc"]
+        parts.append(
+            f"<p>VOC AP{int(voc['iou_threshold'] * 100)}: all-point {voc['mAP50_all_point']:.4f}, "
+            f"11-point {voc['mAP50_11_point']:.4f}</p>"
+        )
+        parts.append(
+            "<h2>Per class</h2>"
+            + _table(
+                [
+                    [c["name"], c["AP"], c["AP50"], c["AR100"], voc["per_class"][c["name"]]["AP50_all_point"]]
+                    for c in d["per_class"]
+                ],
+                ["class", "AP", "AP50", "AR100", "VOC AP50"],
+            )
+        )
+        parts.append(f"<img class='plot' alt='AP per class' src='{_ap_bars(d['per_class'], out)}'>")
+        parts.append(
+            "<h2>PR curves</h2>"
+            + f"<img class='plot' alt='PR curves' src='{_pr_curves(d['pr_curves'], out)}'>"
+        )
+        c = d["confusion"]
+        parts.append(
+            f"<h2>Confusion matrix</h2><p class='note'>rows ground truth, columns predictions, IoU "
+            f"&ge; {c['iou_threshold']}, score &ge; {c['score_threshold']}, class-agnostic matching; "
+            "normalized per row</p>"
+        )
+        parts.append(
+            f"<img class='plot' alt='confusion matrix' src='"
+            f"{_heatmap(c['normalized_by_row'], c['labels'], out, 'confusion.png', 'confusion (row-normalized)')}'>"
+        )
+        parts.append(
+            _table(
+                [[p["name"], p["TP"], p["FP"], p["FN"]] for p in c["per_class"]], ["class", "TP", "FP", "FN"]
+            )
+        )
+        parts.append(
+            "<h2>IoU of matched pairs</h2>"
+            + f"<img class='plot' alt='IoU histogram' src='{_iou_hist(d['iou_of_matches'], out)}'>"
+        )
+        parts.append(_worst(d["worst_images"], gt, predictions, images_dir))
+        parts.append("<h2>Conventions</h2>" + _table([[k, v] for k, v in d["conventions"].items()], ["", ""]))
+    else:
+        c = report["classification"]
+        parts.append(
+            f"<h2>Summary</h2><p>accuracy {c['accuracy']:.4f}, "
+            + ", ".join(f"{k} {v:.4f}" for k, v in c["top_k"].items())
+            + f", macro F1 {c['macro_f1']:.4f}</p>"
+        )
+        parts.append(
+            _table(
+                [[p["name"], p["precision"], p["recall"], p["f1"], p["support"]] for p in c["per_class"]],
+                ["class", "precision", "recall", "F1", "support"],
+            )
+        )
+        cm = c["confusion"]
+        parts.append(
+            f"<img class='plot' alt='confusion matrix' src='"
+            f"{_heatmap(cm['normalized_by_row'], cm['labels'], out, 'confusion.png', 'confusion (row-normalized)')}'>"
+        )
+    parts.append(CHECK + "</body></html>")
+    path = out / "report.html"
+    path.write_text("".join(parts), encoding="utf-8")
+    return path
+
+
+def _worst(
+    worst: list[dict[str, Any]],
+    gt: dict[str, Any] | None,
+    predictions: list[dict[str, Any]] | None,
+    images_dir: Path | None,
+) -> str:
+    out = [
+        "<h2>Worst images</h2><p class='note'>most false positives (score &ge; 0.5) plus missed objects at the "
+        "VOC IoU; green: ground truth, red: predictions with score &ge; 0.5</p>"
+    ]
+    out.append(
+        _table(
+            [[w["image_id"], w["file_name"], w["false_positives"], w["missed"]] for w in worst],
+            ["image", "file", "false positives", "missed"],
+        )
+    )
+    if gt is None or images_dir is None:
+        return "".join(out)
+    by_id = {img["id"]: img for img in gt["images"]}
+    thumbs = []
+    for w in worst[:8]:
+        img = by_id.get(w["image_id"])
+        if img is None:
+            continue
+        g = [a for a in gt["annotations"] if a["image_id"] == w["image_id"]]
+        p = [q for q in predictions or [] if q["image_id"] == w["image_id"]]
+        src = _thumbnail(images_dir, img, g, p)
+        if src:
+            thumbs.append(
+                f"<figure><img alt='image {w['image_id']}' src='{src}'><figcaption>{html.escape(str(img.get('file_name')))}"
+                f": {w['false_positives']} FP, {w['missed']} missed</figcaption></figure>"
+            )
+    if thumbs:
+        out.append("<div class='thumbs'>" + "".join(thumbs) + "</div>")
+    return "".join(out)
