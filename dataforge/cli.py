@@ -237,6 +237,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         out=Path(a.out) if a.out else None,
         iou_threshold=a.iou,
         score_threshold=a.score,
+        fiftyone=a.fiftyone,
     )
     if a.json:
         _json(rep)
@@ -286,6 +287,13 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                 ],
                 ["category", "precision", "recall", "F1", "support"],
             )
+        )
+    if "fiftyone" in rep:
+        f = rep["fiftyone"]
+        _out(
+            f"\nFiftyOne dataset {f['dataset']!r}: {f['samples']} samples, eval_key {f['eval_key']!r}; "
+            f"FiftyOne mAP {f['fiftyone_mAP']:.4f} vs dataforge AP {f['dataforge_AP']:.4f} "
+            f"(difference {f['difference']:+.4f}); open it with `dataforge app {f['dataset']}`"
         )
     if "report_path" in rep:
         _out(f"\nreport: {rep['report_path']} and {rep['html_path']}")
@@ -498,6 +506,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument(
         "--score", type=float, default=0.0, help="score threshold for the confusion matrix (default 0)"
+    )
+    sp.add_argument(
+        "--fiftyone",
+        metavar="NAME",
+        help="also build/update the persistent FiftyOne dataset NAME and run FiftyOne's evaluation",
     )
     sp.add_argument("--json", action="store_true", help="print the whole report as JSON")
 

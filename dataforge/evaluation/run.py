@@ -54,6 +54,7 @@ def evaluate(
     out: Path | None = None,
     iou_threshold: float = 0.5,
     score_threshold: float = 0.0,
+    fiftyone: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``predictions`` against a store (or a COCO file); write ``out/report.json`` if ``out``."""
     if (store is None) == (gt_file is None):
@@ -96,6 +97,15 @@ def evaluate(
         report["detection"] = evaluate_detections(
             gt, checked, iou_threshold=iou_threshold, score_threshold=score_threshold
         ).to_dict()
+    if fiftyone is not None:
+        if store is None or report["task"] != "detection":
+            raise UsageError("--fiftyone needs a store (its images) and detection predictions")
+        from dataforge.evaluation.fiftyone_export import to_fiftyone
+
+        fo_result = to_fiftyone(fiftyone, gt, checked, store / "images")
+        fo_result["dataforge_AP"] = report["detection"]["coco_stats"][0]
+        fo_result["difference"] = fo_result["fiftyone_mAP"] - fo_result["dataforge_AP"]
+        report["fiftyone"] = fo_result
     if out is not None:
         from dataforge.evaluation.html import write_html
 
