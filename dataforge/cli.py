@@ -300,6 +300,13 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_app(a: argparse.Namespace) -> int:
+    from dataforge.evaluation.app import serve
+
+    serve(a.name, address=a.address, port=a.port)
+    return 0
+
+
 def cmd_doctor(a: argparse.Namespace) -> int:
     from dataforge.doctor import as_json, run_checks
 
@@ -513,6 +520,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also build/update the persistent FiftyOne dataset NAME and run FiftyOne's evaluation",
     )
     sp.add_argument("--json", action="store_true", help="print the whole report as JSON")
+
+    sp = add("app", cmd_app, "open the FiftyOne App on a FiftyOne dataset (until Ctrl-C)")
+    sp.add_argument("name", help="the FiftyOne dataset (as made by `dataforge evaluate ... --fiftyone NAME`)")
+    sp.add_argument("--address", default="127.0.0.1", help="address to serve on (default %(default)s)")
+    sp.add_argument("--port", type=int, default=5151, help="port to serve on (default %(default)s)")
 
     sp = add("doctor", cmd_doctor, "check which components work here, with a fix for each that does not")
     sp.add_argument("--json", action="store_true", help="print JSON")
