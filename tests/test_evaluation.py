@@ -179,3 +179,42 @@ def test_empty_predictions_evaluate_to_zero(pets: Path, tmp_path: Path) -> None:
     (tmp_path / "p.json").write_text("[]")
     rep = evaluate(tmp_path / "p.json", store=pets)
     assert rep["detection"]["coco_stats"][0] == 0.0 and rep["detection"]["voc"]["mAP50_all_point"] == 0.0
+
+
+def test_classification_end_to_end_on_class_folders(tmp_path: Path, cli) -> None:
+    from PIL import Image
+
+    for split, cls, n in (("val", "cat", 3), ("val", "dog", 2)):
+        d = tmp_path / "folders" / split / cls
+        d.mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (8, 8), (i * 40, 10, 10)).save(d / f"{cls}{i}.png")
+    import_dataset(tmp_path / "folders", store=tmp_path / "s")
+    doc = json.loads((tmp_path / "s" / "annotations.json").read_text())
+    names = {c["id"]: c["name"] for c in doc["categories"]}
+    preds = [
+        {
+            "image_id": img["id"],
+            "scores": {"cat": 0.8, "dog": 0.2} if i % 2 == 0 else {"cat": 0.1, "dog": 0.9},
+        }
+        for i, img in enumerate(doc["images"])
+    ]
+    (tmp_path / "p.json").write_text(json.dumps(preds))
+    r = cli(
+        "evaluate",
+        tmp_path / "s",
+        "--predictions",
+        tmp_path / "p.json",
+        "--split",
+        "val",
+        "--out",
+        tmp_path / "e",
+    )
+    assert r.code == 0, r.err
+    rep = json.loads((tmp_path / "e" / "report.json").read_text())["classification"]
+    truth = [names[img["labels"][0]] for img in doc["images"]]
+    guessed = ["cat" if i % 2 == 0 else "dog" for i in range(len(truth))]
+    assert rep["accuracy"] == pytest.approx(
+        sum(t == g for t, g in zip(truth, guessed, strict=True)) / len(truth)
+    )
+    assert rep["top_k"]["top2"] == 1.0 and (tmp_path / "e" / "report.html").is_file()

@@ -175,3 +175,40 @@ def test_perfect_predictions_score_one() -> None:
     assert res.voc["mAP50_11_point"] == pytest.approx(1.0)
     conf = np.array(res.confusion["matrix"])
     assert conf[:-1, -1].sum() == 0 and conf[-1, :-1].sum() == 0  # no FN, no FP
+
+
+def _real_coco_files() -> list:
+    from tests.conftest import INTEROP
+
+    root = INTEROP / "coco"
+    return sorted(p for p in root.rglob("*.json") if "panoptic" not in p.name) if root.is_dir() else []
+
+
+@pytest.mark.skipif(not _real_coco_files(), reason="interop corpus not found (../shared/interop; CI has it)")
+@pytest.mark.parametrize("path", _real_coco_files(), ids=lambda p: f"{p.parent.parent.name}-{p.name}")
+def test_real_coco_files_equal_pycocotools(path) -> None:
+    """COCO files written by another tool (crowd RLE, polygons, keypoints, ids 0 and gaps) with
+    predictions derived from their boxes: jittered, relabelled, and a few false positives."""
+    import json
+
+    gt = json.loads(path.read_text())
+    rng = np.random.default_rng(len(gt["annotations"]))
+    cats = [c["id"] for c in gt["categories"]]
+    preds = []
+    for a in gt["annotations"]:
+        x, y, w, h = a["bbox"]
+        preds.append(
+            {
+                "image_id": a["image_id"],
+                "category_id": a["category_id"] if rng.random() < 0.7 else cats[0],
+                "bbox": [x + rng.normal(0, 0.3), y + rng.normal(0, 0.3), w, h],
+                "score": float(rng.random()),
+            }
+        )
+    for img in gt["images"]:
+        preds.append(
+            {"image_id": img["id"], "category_id": cats[-1], "bbox": [0.0, 0.0, 2.0, 2.0], "score": 0.4}
+        )
+    reindexed = {**gt, "annotations": [{**a, "id": i + 1} for i, a in enumerate(gt["annotations"])]}
+    ref = pycocotools_stats(reindexed, preds)
+    assert evaluate_detections(gt, preds).coco_stats == pytest.approx(list(ref), abs=1e-9)

@@ -19,7 +19,7 @@ def evaluate_classification(
     preds: list[dict[str, Any]],
     categories: dict[int, str],
     source: str,
-    top_k: tuple[int, ...] = (1, 3, 5),
+    top_k: tuple[int, ...] = (1, 2, 3, 5),
 ) -> dict[str, Any]:
     by_name = {n: c for c, n in categories.items()}
     ranked: dict[int, list[int]] = {}

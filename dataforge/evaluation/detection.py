@@ -66,7 +66,18 @@ class DetectionResult:
 
 
 def _reindexed(gt: dict[str, Any]) -> dict[str, Any]:
-    """A copy of the ground truth with annotation ids 1..N (id 0 breaks COCOeval's matching)."""
+    """The ground truth with annotation ids 1..N when its ids are not already unique positive ints
+    (id 0 breaks COCOeval's matching); otherwise the same dict."""
+    anns = gt.get("annotations", [])
+    ids = [a.get("id") for a in anns]
+    if (
+        not ({type(i) for i in ids} - {int})
+        and len(set(ids)) == len(ids)
+        and (not ids or min(ids) > 0)
+        and "info" in gt
+        and "licenses" in gt
+    ):
+        return gt
     out = {k: v for k, v in gt.items() if k != "annotations"}
     out["annotations"] = [{**a, "id": i + 1} for i, a in enumerate(gt.get("annotations", []))]
     out.setdefault("info", {})
@@ -80,11 +91,9 @@ def run_cocoeval(gt: dict[str, Any], predictions: list[dict[str, Any]]) -> Any:
 
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO(_reindexed(gt))
-        # loadRes adds keys (id, area, iscrowd) to the dicts it is given: give it shallow copies
-        # (the bbox lists are not changed)
-        coco_dt = (
-            coco_gt.loadRes([dict(p) for p in predictions]) if predictions else _empty_results(COCO, coco_gt)
-        )
+        # loadRes adds keys (id, area, iscrowd, segmentation) to the dicts it is given; the callers'
+        # prediction dicts are dataforge's own, and nothing downstream minds the extra keys.
+        coco_dt = coco_gt.loadRes(predictions) if predictions else _empty_results(COCO, coco_gt)
         ev = COCOeval_faster(coco_gt, coco_dt, iouType="bbox", print_function=lambda *a, **k: None)
         ev.evaluate()
         ev.accumulate()

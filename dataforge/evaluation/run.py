@@ -57,6 +57,40 @@ def evaluate(
     fiftyone: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``predictions`` against a store (or a COCO file); write ``out/report.json`` if ``out``."""
+    import gc
+
+    # Millions of small dicts: the cyclic GC would walk them again and again for nothing.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _evaluate(
+            predictions,
+            store=store,
+            gt_file=gt_file,
+            split=split,
+            where=where,
+            out=out,
+            iou_threshold=iou_threshold,
+            score_threshold=score_threshold,
+            fiftyone=fiftyone,
+        )
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _evaluate(
+    predictions: Path,
+    *,
+    store: Path | None,
+    gt_file: Path | None,
+    split: str | None,
+    where: str | None,
+    out: Path | None,
+    iou_threshold: float,
+    score_threshold: float,
+    fiftyone: str | None,
+) -> dict[str, Any]:
     if (store is None) == (gt_file is None):
         raise UsageError("give the ground truth as a store or as --gt FILE (one of the two)")
     if not 0 < iou_threshold <= 1:
