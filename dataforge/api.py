@@ -12,6 +12,7 @@ from typing import Any
 from dataforge.errors import UsageError
 from dataforge.formats import detect_format, get_format
 from dataforge.formats.base import ExportResult, OnError
+from dataforge.gcpause import paused_gc
 from dataforge.ingest import ImportResult, ingest
 from dataforge.splits import normalize_ratios, random_split, stratified_split
 from dataforge.store import Store
@@ -39,8 +40,9 @@ def import_dataset(
     fmt = detect_format(src) if format == "auto" else get_format(format)
     if not fmt.can_import:
         raise UsageError(f"format {fmt.name!r} cannot be imported")
-    batch = fmt.read(src, images=Path(images) if images is not None else None, **options)
-    return ingest(Path(store), batch, on_error=on_error, split=split, tags=tags, link=link)
+    with paused_gc():  # a large import builds millions of acyclic dicts
+        batch = fmt.read(src, images=Path(images) if images is not None else None, **options)
+        return ingest(Path(store), batch, on_error=on_error, split=split, tags=tags, link=link)
 
 
 @dataclass
@@ -127,9 +129,10 @@ def export_dataset(
     fmt = get_format(format)
     if not fmt.can_export:
         raise UsageError(f"format {fmt.name!r} cannot be exported")
-    s = Store.open(store)
-    ids = [img["id"] for img in s.select(where, split=split)]
-    return fmt.export(s, Path(out), image_ids=ids, **options)
+    with paused_gc():
+        s = Store.open(store)
+        ids = [img["id"] for img in s.select(where, split=split)]
+        return fmt.export(s, Path(out), image_ids=ids, **options)
 
 
 def validate(store: PathLike, *, check_files: bool = True) -> ValidationReport:

@@ -11,6 +11,7 @@ from dataforge.errors import DataError, UsageError
 from dataforge.evaluation.classification import evaluate_classification
 from dataforge.evaluation.detection import evaluate_detections
 from dataforge.evaluation.predictions import check_detections, is_classification, load_predictions
+from dataforge.gcpause import paused_gc
 from dataforge.jsonio import load_json, write_json
 
 
@@ -57,12 +58,7 @@ def evaluate(
     fiftyone: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``predictions`` against a store (or a COCO file); write ``out/report.json`` if ``out``."""
-    import gc
-
-    # Millions of small dicts: the cyclic GC would walk them again and again for nothing.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():  # millions of small dicts: the cyclic GC would walk them again and again
         return _evaluate(
             predictions,
             store=store,
@@ -74,9 +70,6 @@ def evaluate(
             score_threshold=score_threshold,
             fiftyone=fiftyone,
         )
-    finally:
-        if gc_was_enabled:
-            gc.enable()
 
 
 def _evaluate(
