@@ -137,3 +137,26 @@ def test_console_script_version() -> None:
 def test_examples_are_shipped() -> None:
     assert shutil.which("true")  # sanity of the environment
     assert (REPO / "examples" / "pets-mini" / "instances.json").is_file()
+
+
+def test_output_into_a_closed_pipe_is_quiet(simple_coco: Path, tmp_path: Path) -> None:
+    """`dataforge info STORE | head -1`: the reader goes away; no traceback, no error exit."""
+    import os
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / "dataforge"
+    run_dataforge("import", simple_coco, "--store", tmp_path / "s")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write will fail with EPIPE
+    try:
+        p = subprocess.run(
+            [str(exe), "info", str(tmp_path / "s")],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
