@@ -244,7 +244,12 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         _json(rep)
         return 0
     gt = rep["ground_truth"]
-    _out(f"{rep['task']}: {rep['predictions']['count']} predictions on {gt['images']} images")
+    aside = rep["predictions"].get("outside_selection", 0)
+    used = rep["predictions"]["count"] - aside
+    _out(
+        f"{rep['task']}: {used} predictions on {gt['images']} images"
+        + (f" ({aside} for images outside the selection set aside)" if aside else "")
+    )
     if rep["task"] == "detection":
         d = rep["detection"]
         _out(

@@ -218,3 +218,27 @@ def test_classification_end_to_end_on_class_folders(tmp_path: Path, cli) -> None
         sum(t == g for t, g in zip(truth, guessed, strict=True)) / len(truth)
     )
     assert rep["top_k"]["top2"] == 1.0 and (tmp_path / "e" / "report.html").is_file()
+
+
+def test_a_split_is_evaluated_with_predictions_for_the_whole_store(pets: Path, tmp_path: Path) -> None:
+    from dataforge.api import split_store
+
+    s2 = tmp_path / "pets"
+    import shutil
+
+    shutil.copytree(pets, s2)
+    split_store(s2, ratios={"train": 0.5, "val": 0.5}, seed=0)
+    preds = _noisy_predictions(s2, tmp_path / "preds.json")
+    full = evaluate(preds, store=s2)
+    val = evaluate(preds, store=s2, split="val")
+    n_val = val["ground_truth"]["images"]
+    assert 0 < n_val < full["ground_truth"]["images"]
+    assert val["predictions"]["outside_selection"] > 0
+    assert val["detection"]["coco_stats"] != full["detection"]["coco_stats"]
+    bad = [
+        *json.loads(preds.read_text()),
+        {"image_id": 10**6, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5},
+    ]
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(DataError, match=r"image_id 1000000 is not in the ground truth"):
+        evaluate(tmp_path / "bad.json", store=s2, split="val")

@@ -61,12 +61,19 @@ def _clean(preds: list[Any], image_ids: set[int], cat_ids: set[int]) -> bool:
     )
 
 
-def check_detections(preds: list[dict[str, Any]], gt: dict[str, Any], source: str) -> list[dict[str, Any]]:
-    """Validate COCO results against ``gt``; every problem is a one-line error naming the entry."""
-    image_ids = {img["id"] for img in gt["images"]}
+def check_detections(
+    preds: list[dict[str, Any]], gt: dict[str, Any], source: str, known_ids: set[int] | None = None
+) -> list[dict[str, Any]]:
+    """Validate COCO results against ``gt``; every problem is a one-line error naming the entry.
+
+    ``known_ids``: every image id of the store when ``gt`` is a selection of it (a split):
+    predictions for those are valid and are left out of the result; ids outside it are errors.
+    """
+    selected = {img["id"] for img in gt["images"]}
+    image_ids = known_ids if known_ids is not None else selected
     cat_ids = {c["id"] for c in gt["categories"]}
     if _clean(preds, image_ids, cat_ids):
-        return preds
+        return preds if image_ids is selected else [p for p in preds if p["image_id"] in selected]
     if preds and image_ids and not any(isinstance(p, dict) and p.get("image_id") in image_ids for p in preds):
         raise DataError(
             f"{source}: none of the {len(preds)} predictions refers to an image of this ground truth "
@@ -108,4 +115,4 @@ def check_detections(preds: list[dict[str, Any]], gt: dict[str, Any], source: st
                 "score": float(score),  # type: ignore[arg-type]
             }
         )
-    return out
+    return out if image_ids is selected else [p for p in out if p["image_id"] in selected]

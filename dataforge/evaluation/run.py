@@ -26,6 +26,7 @@ def ground_truth_from_store(store_path: Path, split: str | None, where: str | No
         )
     ids = {img["id"] for img in images}
     return {
+        "all_image_ids": {img["id"] for img in store.images},
         "images": images,
         "annotations": [a for a in store.annotations if a["image_id"] in ids],
         "categories": store.data["categories"],
@@ -109,7 +110,14 @@ def _evaluate(
     }
     checked: list[dict[str, Any]] = []
     if is_classification(preds):
+        known = gt.pop("all_image_ids", None)
         truth = {img["id"]: img["labels"][0] for img in gt["images"] if img.get("labels")}
+        if known is not None:  # a split of a store: predictions for its other images are set aside
+            selected = {img["id"] for img in gt["images"]}
+            outside = known - selected
+            kept = [p for p in preds if not (isinstance(p, dict) and p.get("image_id") in outside)]
+            report["predictions"]["outside_selection"] = len(preds) - len(kept)
+            preds = kept
         if not truth:
             raise DataError(
                 f"{predictions}: classification predictions, but no image in the ground truth has a "
@@ -119,7 +127,8 @@ def _evaluate(
         report["task"] = "classification"
         report["classification"] = evaluate_classification(truth, preds, names, predictions.name)
     else:
-        checked = check_detections(preds, gt, predictions.name)
+        checked = check_detections(preds, gt, predictions.name, gt.pop("all_image_ids", None))
+        report["predictions"]["outside_selection"] = len(preds) - len(checked)
         report["task"] = "detection"
         report["detection"] = evaluate_detections(
             gt, checked, iou_threshold=iou_threshold, score_threshold=score_threshold
