@@ -4,7 +4,6 @@ and the README's walk-through runs on the shipped example."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -134,9 +133,12 @@ def test_console_script_version() -> None:
     assert p.returncode == 0 and p.stdout.startswith("dataforge ")
 
 
-def test_examples_are_shipped() -> None:
-    assert shutil.which("true")  # sanity of the environment
-    assert (REPO / "examples" / "pets-mini" / "instances.json").is_file()
+def test_the_shipped_example_is_complete() -> None:
+    ex = REPO / "examples" / "pets-mini"
+    doc = json.loads((ex / "instances.json").read_text())
+    assert all((ex / "images" / img["file_name"]).is_file() for img in doc["images"])
+    preds = json.loads((ex / "predictions.json").read_text())
+    assert {p["image_id"] for p in preds} <= {img["id"] for img in doc["images"]}
 
 
 def test_output_into_a_closed_pipe_is_quiet(simple_coco: Path, tmp_path: Path) -> None:
