@@ -1,0 +1,130 @@
+"""Run a local Label Studio server (from ``.venv-labelstudio``) on 127.0.0.1, as a subprocess.
+
+It starts from a copy of the migrated template database that ``./setup.sh`` builds, so it is up in
+seconds, with a clean environment (Label Studio reads bare ``HOST``/``PORT``/... variables) and
+with telemetry and update checks off. See ``../shared/LABEL_STUDIO.md`` for the why of each variable.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from dataforge.doctor import label_studio_binary
+from dataforge.errors import ComponentError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LabelStudioServer:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        files_root: Path,
+        port: int | None = None,
+        token: str | None = None,
+        username: str = "admin@example.com",
+        password: str = "dataforge-pass",
+        startup_timeout: float = 180.0,
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.files_root = Path(files_root).resolve()
+        self.port = port or free_port()
+        self.token = token or os.urandom(16).hex()
+        self.username, self.password = username, password
+        self.startup_timeout = startup_timeout
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def env(self) -> dict[str, str]:
+        return {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(self.workdir),
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            "LABEL_STUDIO_BASE_DATA_DIR": str(self.workdir / "data"),
+            "DJANGO_DB": "sqlite",
+            "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+            "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(self.files_root),
+            "LABEL_STUDIO_USERNAME": self.username,
+            "LABEL_STUDIO_PASSWORD": self.password,
+            "LABEL_STUDIO_USER_TOKEN": self.token,
+            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+            "LATEST_VERSION_CHECK": "false",
+            "COLLECT_ANALYTICS": "false",
+            "SENTRY_DSN": "",
+            "FRONTEND_SENTRY_DSN": "",
+        }
+
+    def start(self) -> LabelStudioServer:
+        binary = label_studio_binary()
+        if binary is None or not binary.exists():
+            raise ComponentError(
+                "no Label Studio server found", hint="run ./setup.sh (it builds .venv-labelstudio/)"
+            )
+        data = self.workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        template = binary.parent.parent / "template" / "label_studio.sqlite3"
+        if template.is_file() and not (data / "label_studio.sqlite3").exists():
+            shutil.copy(template, data / "label_studio.sqlite3")
+        log = open(self.workdir / "server.log", "wb")  # noqa: SIM115 - kept open for the server's life
+        self.proc = subprocess.Popen(
+            [str(binary), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(self.port)],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=self.workdir,
+        )
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise ComponentError(
+                    f"Label Studio exited with {self.proc.returncode}; see {self.workdir / 'server.log'}"
+                )
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ComponentError(
+                    f"Label Studio did not answer on {self.url} within {self.startup_timeout:.0f} s"
+                )
+            time.sleep(0.25)
+        if f"127.0.0.1:{self.port}/".encode() not in (self.workdir / "server.log").read_bytes():
+            self.stop()  # Label Studio silently moves to another port when its port is taken
+            raise ComponentError(f"Label Studio did not start on port {self.port} (taken?)")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def __enter__(self) -> LabelStudioServer:
+        return self.start()
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
