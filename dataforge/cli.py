@@ -326,7 +326,13 @@ def cmd_ls_push(a: argparse.Namespace) -> int:
         )
     preds = load_predictions(Path(a.predictions)) if a.predictions else None
     r = push(
-        Path(a.store), a.project, _ls_client(a), document_root=Path(root), where=a.where, predictions=preds
+        Path(a.store),
+        a.project,
+        _ls_client(a),
+        document_root=Path(root),
+        where=a.where,
+        predictions=preds,
+        with_annotations=a.with_annotations,
     )
     _out(
         f"project {r['project']} ({'created' if r['created'] else 'existing'}): {r['pushed']} tasks pushed, "
@@ -632,6 +638,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p2.add_argument("--where", help=where_help)
     p2.add_argument("--predictions", help="COCO results JSON to attach as pre-annotations")
+    p2.add_argument(
+        "--with-annotations",
+        action="store_true",
+        help="also push the store's boxes and labels as (ground-truth) annotations",
+    )
     p2.add_argument(
         "--document-root",
         help="the server's local-files document root "

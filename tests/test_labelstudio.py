@@ -173,3 +173,62 @@ def test_cli_push_status_pull(server: LabelStudioServer, store: Path) -> None:
     assert server.token not in p.stdout + p.stderr
     p = run_dataforge("labelstudio", "pull", store, "--project", "no such project", env=env)
     assert p.returncode == 2 and "no Label Studio project 'no such project'" in p.stderr
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("rotated", r"region r: the box is rotated 30 degrees"),
+        ("outside", r"region r: box xywh .* is empty or outside the"),
+        ("other size", r"region r: annotated on a 999x999 image, but the store's image is"),
+        ("foreign image", r"dataforge_id 999999 is not an image of"),
+    ],
+)
+def test_pull_refuses_bad_tasks_and_writes_nothing(
+    kind: str, message: str, server: LabelStudioServer, store: Path
+) -> None:
+    client = LabelStudio(server.url, server.token)
+    res = push(store, f"bad {kind}", client, document_root=server.files_root, where="id == 5")
+    (task,) = list(client.tasks(res["project"]))
+    w, h = Store.open(store).get(5).size_wh
+    region = rect("r", "cat", [2, 2, 10, 10], w, h)
+    if kind == "rotated":
+        region["value"]["rotation"] = 30
+    elif kind == "outside":
+        region["value"]["x"] = 95.0
+    elif kind == "other size":
+        region["original_width"] = region["original_height"] = 999
+    else:
+        client.call(
+            "PATCH", f"/api/tasks/{task['id']}", json={"data": {**task["data"], "dataforge_id": 999999}}
+        )
+    annotate(client, task["id"], [region])
+    before = file_bytes(store)
+    with pytest.raises(DataError, match=message):
+        pull(store, f"bad {kind}", client)
+    assert file_bytes(store) == before
+
+
+def test_push_refuses_a_project_whose_config_does_not_match(server: LabelStudioServer, store: Path) -> None:
+    client = LabelStudio(server.url, server.token)
+    client.create_project(
+        "other labels",
+        "<View><Image name='image' value='$image'/><RectangleLabels name='label' "
+        "toName='image'><Label value='car'/></RectangleLabels></View>",
+    )
+    with pytest.raises(
+        DataError, match=r"labeling config lacks the store's categories \['bird', 'cat', 'dog'\]"
+    ):
+        push(store, "other labels", client, document_root=server.files_root)
+
+
+def test_push_with_ground_truth_annotations(server: LabelStudioServer, store: Path) -> None:
+    client = LabelStudio(server.url, server.token)
+    res = push(
+        store, "with gt", client, document_root=server.files_root, with_annotations=True, where="id <= 3"
+    )
+    tasks = {t["data"]["dataforge_id"]: t for t in client.tasks(res["project"])}
+    rec = Store.open(store).get(1)
+    (ann,) = tasks[1]["annotations"]
+    assert len([r for r in ann["result"] if r["type"] == "rectanglelabels"]) == len(rec.annotations)
+    assert res["requests"] <= 6  # find, create, storage, list tasks, import: no request per task

@@ -43,6 +43,16 @@ def _rel_to_root(store: Store, document_root: Path) -> str:
     return os.path.relpath(images, root).replace(os.sep, "/")
 
 
+def _config_labels(config: str) -> set[str]:
+    import xml.etree.ElementTree as ET
+
+    try:
+        view = ET.fromstring(config)
+    except ET.ParseError:
+        return set()
+    return {e.get("value", "") for tag in ("Label", "Choice") for e in view.iter(tag)}
+
+
 def push(
     store_path: Path,
     project: str,
@@ -52,6 +62,7 @@ def push(
     where: str | None = None,
     predictions: list[dict[str, Any]] | None = None,
     model_version: str = "dataforge",
+    with_annotations: bool = False,
 ) -> dict[str, Any]:
     store = Store.open(store_path)
     images = store.select(where)
@@ -63,6 +74,15 @@ def push(
         proj = client.create_project(project, label_config([c["name"] for c in store.data["categories"]]))
         client.add_local_storage(proj["id"], str(store.images_dir.resolve()))
     pid = int(proj["id"])
+    missing = sorted(
+        {c["name"] for c in store.data["categories"]} - _config_labels(proj.get("label_config") or "")
+    )
+    if missing:
+        raise DataError(
+            f"Label Studio project {proj.get('title')!r} ({pid}): its labeling config lacks the store's "
+            f"categories {missing}",
+            hint="push to a new project, or add those labels in Label Studio",
+        )
     existing = {t.get("data", {}).get("dataforge_id") for t in client.tasks(pid)}
     by_image: dict[int, list[dict[str, Any]]] = {}
     for p in predictions or []:
@@ -90,6 +110,24 @@ def push(
                     ],
                 }
             ]
+        if with_annotations:
+            w, h = img["width"], img["height"]
+            result = [
+                _region(a["bbox"], names[a["category_id"]], w, h, f"g{a['id']}")
+                for a in store.index.anns_by_image.get(img["id"], [])
+            ]
+            if img.get("labels"):
+                result.append(
+                    {
+                        "id": "class",
+                        "from_name": "class",
+                        "to_name": "image",
+                        "type": "choices",
+                        "value": {"choices": [names[c] for c in img["labels"]]},
+                    }
+                )
+            if result:
+                task["annotations"] = [{"result": result, "was_cancelled": False, "ground_truth": True}]
         tasks.append(task)
     ids: list[int] = []
     for i in range(0, len(tasks), BATCH):
