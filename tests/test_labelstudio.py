@@ -232,3 +232,46 @@ def test_push_with_ground_truth_annotations(server: LabelStudioServer, store: Pa
     (ann,) = tasks[1]["annotations"]
     assert len([r for r in ann["result"] if r["type"] == "rectanglelabels"]) == len(rec.annotations)
     assert res["requests"] <= 6  # find, create, storage, list tasks, import: no request per task
+
+
+def test_serve_starts_a_local_server_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from dataforge.labelstudio.server import free_port
+
+    port = free_port()
+    exe = str(Path(sys.executable).parent / "dataforge")
+    proc = subprocess.Popen(
+        [
+            exe,
+            "labelstudio",
+            "serve",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--document-root",
+            str(tmp_path),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # printed once the server answers
+        assert f"Label Studio at http://127.0.0.1:{port}" in first, first
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
+            assert r.status == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "API token (keep it secret):" in err
+    with pytest.raises(OSError):  # the server went away with it
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)

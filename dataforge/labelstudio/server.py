@@ -89,6 +89,15 @@ class LabelStudioServer:
             start_new_session=True,
             cwd=self.workdir,
         )
+        try:
+            self._wait_until_ready()
+        except BaseException:  # Ctrl-C or a failed start: never leave the server running
+            self.stop()
+            raise
+        return self
+
+    def _wait_until_ready(self) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + self.startup_timeout
         while True:
             if self.proc.poll() is not None:
@@ -102,15 +111,13 @@ class LabelStudioServer:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                self.stop()
                 raise ComponentError(
                     f"Label Studio did not answer on {self.url} within {self.startup_timeout:.0f} s"
                 )
             time.sleep(0.25)
         if f"127.0.0.1:{self.port}/".encode() not in (self.workdir / "server.log").read_bytes():
-            self.stop()  # Label Studio silently moves to another port when its port is taken
+            # Label Studio silently moves to another port when its port is taken
             raise ComponentError(f"Label Studio did not start on port {self.port} (taken?)")
-        return self
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
