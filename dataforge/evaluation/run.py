@@ -15,7 +15,10 @@ from dataforge.gcpause import paused_gc
 from dataforge.jsonio import load_json, write_json
 
 
-def ground_truth_from_store(store_path: Path, split: str | None, where: str | None) -> dict[str, Any]:
+def ground_truth_from_store(
+    store_path: Path, split: str | None, where: str | None
+) -> tuple[dict[str, Any], set[int]]:
+    """The selected images as a COCO dict, and every image id of the store."""
     from dataforge.store import Store
 
     store = Store.open(store_path)
@@ -25,12 +28,12 @@ def ground_truth_from_store(store_path: Path, split: str | None, where: str | No
             f"{store_path}: no images match (split {split!r}, where {where!r}); nothing to evaluate"
         )
     ids = {img["id"] for img in images}
-    return {
-        "all_image_ids": {img["id"] for img in store.images},
+    gt = {
         "images": images,
         "annotations": [a for a in store.annotations if a["image_id"] in ids],
         "categories": store.data["categories"],
     }
+    return gt, {img["id"] for img in store.images}
 
 
 def ground_truth_from_file(path: Path) -> dict[str, Any]:
@@ -90,10 +93,11 @@ def _evaluate(
     if not 0 < iou_threshold <= 1:
         raise UsageError(f"--iou must be in (0, 1], not {iou_threshold}")
     if store is not None:
-        gt = ground_truth_from_store(store, split, where)
+        gt, store_ids = ground_truth_from_store(store, split, where)
     else:
         assert gt_file is not None
         gt = ground_truth_from_file(gt_file)
+        store_ids = None
     preds = load_predictions(predictions)
     report: dict[str, Any] = {
         "dataforge_version": __version__,
@@ -110,11 +114,10 @@ def _evaluate(
     }
     checked: list[dict[str, Any]] = []
     if is_classification(preds):
-        known = gt.pop("all_image_ids", None)
         truth = {img["id"]: img["labels"][0] for img in gt["images"] if img.get("labels")}
-        if known is not None:  # a split of a store: predictions for its other images are set aside
+        if store_ids is not None:  # a split of a store: predictions for its other images are set aside
             selected = {img["id"] for img in gt["images"]}
-            outside = known - selected
+            outside = store_ids - selected
             kept = [p for p in preds if not (isinstance(p, dict) and p.get("image_id") in outside)]
             report["predictions"]["outside_selection"] = len(preds) - len(kept)
             preds = kept
@@ -127,7 +130,7 @@ def _evaluate(
         report["task"] = "classification"
         report["classification"] = evaluate_classification(truth, preds, names, predictions.name)
     else:
-        checked = check_detections(preds, gt, predictions.name, gt.pop("all_image_ids", None))
+        checked = check_detections(preds, gt, predictions.name, store_ids)
         report["predictions"]["outside_selection"] = len(preds) - len(checked)
         report["task"] = "detection"
         report["detection"] = evaluate_detections(

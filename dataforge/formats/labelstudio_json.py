@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, quote, unquote, urlparse
 from xml.sax.saxutils import quoteattr
 
+from dataforge.boxes import xyxy_to_xywh_percent
 from dataforge.errors import DataError, UsageError
 from dataforge.formats.base import ExportResult, ImportBatch
 from dataforge.formats.common import copy_store_images, prepare_out_dir, problem
@@ -224,37 +225,10 @@ class LabelStudioJsonFormat:
             w, h = img["width"], img["height"]
             result: list[dict[str, Any]] = []
             for a in store.index.anns_by_image.get(img["id"], []):
-                x, y, bw, bh = a["bbox"]
-                result.append(
-                    {
-                        "id": f"df-{a['id']}",
-                        "from_name": "label",
-                        "to_name": "image",
-                        "type": "rectanglelabels",
-                        "original_width": w,
-                        "original_height": h,
-                        "image_rotation": 0,
-                        "value": {
-                            "x": x / w * 100,
-                            "y": y / h * 100,
-                            "width": bw / w * 100,
-                            "height": bh / h * 100,
-                            "rotation": 0,
-                            "rectanglelabels": [names[a["category_id"]]],
-                        },
-                    }
-                )
+                result.append(rect_region(a["bbox"], names[a["category_id"]], (w, h), f"df-{a['id']}"))
                 n += 1
             if img.get("labels"):
-                result.append(
-                    {
-                        "id": f"df-img-{img['id']}",
-                        "from_name": "class",
-                        "to_name": "image",
-                        "type": "choices",
-                        "value": {"choices": [names[c] for c in img["labels"]]},
-                    }
-                )
+                result.append(choices_region([names[c] for c in img["labels"]], f"df-img-{img['id']}"))
             task: dict[str, Any] = {
                 "data": {
                     "image": "/data/local-files/?d=" + quote(url_prefix + img["file_name"]),
@@ -278,6 +252,38 @@ class LabelStudioJsonFormat:
             files=[out / "tasks.json", out / "label_config.xml"],
             notes=[f"image URLs: /data/local-files/?d={url_prefix}<file_name>"],
         )
+
+
+def rect_region(
+    bbox_xywh: list[float], label: str, size_wh: tuple[int, int], region_id: str, score: float | None = None
+) -> dict[str, Any]:
+    """A ``rectanglelabels`` result for an absolute-pixel COCO box (Label Studio wants percent)."""
+    x, y, w, h = bbox_xywh
+    px, py, pw, ph = (float(v) for v in xyxy_to_xywh_percent([x, y, x + w, y + h], size_wh))
+    region: dict[str, Any] = {
+        "id": region_id,
+        "from_name": "label",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "original_width": size_wh[0],
+        "original_height": size_wh[1],
+        "image_rotation": 0,
+        "value": {"x": px, "y": py, "width": pw, "height": ph, "rotation": 0, "rectanglelabels": [label]},
+    }
+    if score is not None:
+        region["score"] = score
+    return region
+
+
+def choices_region(labels: list[str], region_id: str) -> dict[str, Any]:
+    """An image-level ``choices`` result (the ``class`` control of :func:`label_config`)."""
+    return {
+        "id": region_id,
+        "from_name": "class",
+        "to_name": "image",
+        "type": "choices",
+        "value": {"choices": labels},
+    }
 
 
 def label_config(categories: list[str], *, boxes: bool = True, choices: bool = True) -> str:

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from dataforge.boxes import xywh_percent_to_xyxy
 from dataforge.errors import DataError, UsageError
-from dataforge.formats.labelstudio_json import label_config, latest_annotation
+from dataforge.formats.labelstudio_json import choices_region, label_config, latest_annotation, rect_region
 from dataforge.labelstudio.client import LabelStudio
 from dataforge.store import Store
 
@@ -105,7 +106,7 @@ def push(
                     "model_version": model_version,
                     "score": max(p["score"] for p in preds),
                     "result": [
-                        _region(p["bbox"], names[p["category_id"]], w, h, f"p{i}", p["score"])
+                        rect_region(p["bbox"], names[p["category_id"]], (w, h), f"p{i}", p["score"])
                         for i, p in enumerate(preds)
                     ],
                 }
@@ -113,19 +114,11 @@ def push(
         if with_annotations:
             w, h = img["width"], img["height"]
             result = [
-                _region(a["bbox"], names[a["category_id"]], w, h, f"g{a['id']}")
+                rect_region(a["bbox"], names[a["category_id"]], (w, h), f"g{a['id']}")
                 for a in store.index.anns_by_image.get(img["id"], [])
             ]
             if img.get("labels"):
-                result.append(
-                    {
-                        "id": "class",
-                        "from_name": "class",
-                        "to_name": "image",
-                        "type": "choices",
-                        "value": {"choices": [names[c] for c in img["labels"]]},
-                    }
-                )
+                result.append(choices_region([names[c] for c in img["labels"]], "class"))
             if result:
                 task["annotations"] = [{"result": result, "was_cancelled": False, "ground_truth": True}]
         tasks.append(task)
@@ -139,32 +132,6 @@ def push(
         "already_there": len(images) - len(tasks),
         "requests": client.requests,
     }
-
-
-def _region(
-    bbox: list[float], label: str, w: int, h: int, rid: str, score: float | None = None
-) -> dict[str, Any]:
-    x, y, bw, bh = bbox
-    r: dict[str, Any] = {
-        "id": rid,
-        "from_name": "label",
-        "to_name": "image",
-        "type": "rectanglelabels",
-        "original_width": w,
-        "original_height": h,
-        "image_rotation": 0,
-        "value": {
-            "x": x / w * 100,
-            "y": y / h * 100,
-            "width": bw / w * 100,
-            "height": bh / h * 100,
-            "rotation": 0,
-            "rectanglelabels": [label],
-        },
-    }
-    if score is not None:
-        r["score"] = score
-    return r
 
 
 def pull(store_path: Path, project: str, client: LabelStudio) -> dict[str, Any]:
@@ -267,8 +234,10 @@ def _convert(
             raise DataError(
                 f"Label Studio {rid}: annotated on a {ow}x{oh} image, but the store's image is {w}x{h}"
             )
-        x, y = round(v["x"] * w / 100, 6), round(v["y"] * h / 100, 6)
-        bw, bh = round(v["width"] * w / 100, 6), round(v["height"] * h / 100, 6)
+        corners = xywh_percent_to_xyxy([v["x"], v["y"], v["width"], v["height"]], (w, h))
+        x1, y1, x2, y2 = (float(c) for c in corners)
+        # percent round trips are not bit-exact (20 comes back as 19.999999999999996): round
+        x, y, bw, bh = round(x1, 6), round(y1, 6), round(x2 - x1, 6), round(y2 - y1, 6)
         if (
             bw <= 0
             or bh <= 0
