@@ -97,6 +97,12 @@ def cmd_import(a: argparse.Namespace) -> int:
 def cmd_info(a: argparse.Namespace) -> int:
     from dataforge.api import info
 
+    if a.image is not None:
+        from dataforge.info import image_lineage
+        from dataforge.store import Store
+
+        _json(image_lineage(Store.open(a.store), a.image))
+        return 0
     d = info(a.store, where=a.where)
     if a.json:
         _json(d)
@@ -107,7 +113,18 @@ def cmd_info(a: argparse.Namespace) -> int:
         f"{d['annotations']} boxes ({d['crowd_annotations']} crowd), {len(d['categories'])} categories"
     )
     if d["augmented_images"]:
-        _out(f"  {d['augmented_images']} augmented images (lineage in source.pipeline)")
+        _out(
+            f"  {d['augmented_images']} augmented images (each image's lineage: dataforge info STORE --image ID)"
+        )
+    aug = d.get("augmentation")
+    if aug:
+        c = aug["counts"]
+        _out(
+            f"  made by dataforge augment from {aug['source_store']} (revision {aug['source_revision']}): "
+            f"pipeline {aug['pipeline_sha256'][:12]} ({', '.join(aug['steps'])}), seed {aug['seed']}, "
+            f"{aug['copies']} copies; boxes {c.get('boxes_in')} in, {c.get('boxes_out')} out, "
+            f"{c.get('boxes_clipped')} clipped, {c.get('boxes_dropped')} dropped"
+        )
     _out("\nsplits")
     _out(_table([(s, v["images"], v["boxes"]) for s, v in d["splits"].items()], ["split", "images", "boxes"]))
     _out("\ncategories")
@@ -221,6 +238,92 @@ def cmd_export(a: argparse.Namespace) -> int:
     for what, n in res.dropped.items():
         _err(f"warning: {n} {what} could not be written in this format and were dropped")
     return 0
+
+
+def cmd_augment(a: argparse.Namespace) -> int:
+    from dataforge.augment import load_pipeline
+
+    pipeline = load_pipeline(a.pipeline)
+    if a.seed is not None:
+        pipeline = pipeline.model_copy(update={"seed": a.seed})
+    if a.preview is not None:
+        from dataforge.augment.preview import preview
+
+        if a.preview < 1:
+            raise UsageError(f"--preview needs a positive number of images, not {a.preview}")
+        path = preview(a.store, pipeline, a.out, n=a.preview, where=a.where, split=a.split)
+        _out(f"preview of {a.preview} images (original | augmented copy 0) written to {path}")
+        return 0
+    from dataforge.augment.job import augment
+
+    bar = _ProgressBar("augment", unit="img", enabled=not a.json and not a.quiet)
+    try:
+        res = augment(
+            a.store,
+            pipeline,
+            a.out,
+            copies=a.copies,
+            where=a.where,
+            split=a.split,
+            workers=a.workers,
+            scheduler=a.scheduler,
+            device=a.device,
+            backend=a.backend,
+            on_error=a.on_error,
+            chunk_size=a.chunk_size,
+            progress=bar.update,
+            on_dashboard=lambda link: _err(f"dask dashboard: {link}"),
+        )
+    finally:
+        bar.close()
+    if a.json:
+        _json(res.as_dict())
+        return 0
+    if res.already_done:
+        _out(f"{res.out}: this job is already complete ({res.images} images); nothing to do")
+        return 0
+    c = res.counts
+    resumed = f", {res.resumed_units} done by an earlier run" if res.resumed_units else ""
+    _out(
+        f"augmented {res.source_images} images x {res.copies} copies -> {res.images} images in {res.out} "
+        f"({res.seconds:.1f} s, {res.images / max(res.seconds, 1e-9):.0f} img/s, "
+        f"{res.workers} workers, {res.scheduler}{resumed})"
+    )
+    _out(
+        f"boxes: {c['boxes_in']} in, {c['boxes_out']} out, {c['boxes_clipped']} clipped by crops/rotations, "
+        f"{c['boxes_dropped']} dropped by the box rules"
+    )
+    if res.skipped:
+        _out(f"skipped {len(res.skipped)} source images; see {res.report}")
+    for w in res.warnings:
+        _err(f"warning: {w}")
+    return 0
+
+
+class _ProgressBar:
+    """images done / total, images/s and ETA on stderr (only when stderr is a terminal or forced)."""
+
+    def __init__(self, what: str, *, unit: str, enabled: bool) -> None:
+        self.what, self.unit = what, unit
+        self.enabled = enabled and (sys.stderr.isatty() or os.environ.get("DATAFORGE_PROGRESS") == "1")
+        self._bar: Any = None
+        self._n = 0
+
+    def update(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, initial=done, desc=self.what, unit=self.unit, file=sys.stderr)
+            self._n = done
+            return
+        self._bar.update(done - self._n)
+        self._n = done
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
@@ -526,6 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("info", cmd_info, "counts per split and category, box sizes, tags")
     sp.add_argument("store")
+    sp.add_argument("--image", type=int, metavar="ID", help="print one image's record and lineage as JSON")
     sp.add_argument("--where", help=where_help)
     sp.add_argument("--json", action="store_true", help="print JSON")
 
@@ -542,6 +646,66 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--remove", action="append", metavar="TAG", help="tag to remove (repeatable)")
     sp.add_argument("--where", help=where_help)
     sp.add_argument("--ids", help="comma-separated image ids")
+
+    sp = add(
+        "augment",
+        cmd_augment,
+        "augment a store into a new store (dask-parallel, box-aware)",
+        "Augment every selected image COPIES times with a pipeline file into a new store. Boxes are "
+        "transformed with the images; each new image records its source, copy index, pipeline hash and "
+        "the exact parameters drawn. Output depends only on (seed, source image, copy), never on the "
+        "workers or chunking. Re-run the same command after a kill to finish the remaining work.\n\n"
+        "examples:\n"
+        "  dataforge augment ./pets --pipeline examples/pipelines/flip-crop-jitter.yaml --copies 4 --out ./pets-aug\n"
+        "  dataforge augment ./pets --pipeline p.yaml --out ./pets-aug --workers 8\n"
+        "  dataforge augment ./pets --pipeline p.yaml --out ./pets-aug --scheduler tcp://10.0.0.5:8786\n"
+        "  dataforge augment ./pets --pipeline p.yaml --out ./pets-aug --device cuda\n"
+        "  dataforge augment ./pets --pipeline p.yaml --preview 16 --out preview.png",
+    )
+    sp.add_argument("store")
+    sp.add_argument(
+        "--pipeline", required=True, help="pipeline file (YAML or JSON; schemas/pipeline.schema.json)"
+    )
+    sp.add_argument("--out", required=True, help="new store directory (or the PNG file with --preview)")
+    sp.add_argument(
+        "--copies", type=int, help="augmented copies per image (default: the pipeline's `copies`)"
+    )
+    sp.add_argument("--seed", type=int, help="override the pipeline's seed")
+    sp.add_argument("--where", help="only augment the images this filter matches; " + where_help)
+    sp.add_argument("--split", help="only augment this split (e.g. train)")
+    sp.add_argument("--workers", type=int, help="local worker processes (default: the number of cores)")
+    sp.add_argument(
+        "--scheduler",
+        default="processes",
+        metavar="processes|threads|sync|ADDRESS",
+        help="local dask processes (default), threads, sync (in-process, for debugging), "
+        "or the address of a dask scheduler, e.g. tcp://10.0.0.5:8786",
+    )
+    sp.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="auto (default): a worker with a CUDA GPU uses it (torchvision), others the CPU; "
+        "cuda: GPU only, tasks go only to workers with a GPU resource; cpu: never the GPU",
+    )
+    sp.add_argument(
+        "--backend",
+        choices=["auto", "opencv", "torchvision"],
+        default="auto",
+        help="auto (default): OpenCV kernels on CPU, torchvision v2 on CUDA; torchvision also runs on CPU tensors (slow; for checks)",
+    )
+    sp.add_argument(
+        "--on-error",
+        choices=["fail", "skip"],
+        default="fail",
+        help="fail: stop at a bad source image (default); skip: skip it and report it",
+    )
+    sp.add_argument("--chunk-size", type=int, help="images per dask task (default: 4-64, by job size)")
+    sp.add_argument(
+        "--preview", type=int, metavar="N", help="write a PNG grid of N originals vs augmented and exit"
+    )
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.add_argument("--json", action="store_true", help="print the job summary as JSON")
 
     sp = add(
         "split",

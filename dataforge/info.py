@@ -111,5 +111,32 @@ def store_info(store: Store, *, where: str | None = None) -> dict[str, Any]:
         "image_sizes": dict(sizes.most_common(10)),
         "tags": dict(tags.most_common()),
         "augmented_images": augmented,
+        "augmentation": _augmentation(store),
         "last_operation": hist[-1] if hist else None,
     }
+
+
+def _augmentation(store: Store) -> dict[str, Any] | None:
+    """The augment job that made this store: source store, pipeline hash, copies, box counts."""
+    meta = store.data.get("dataforge", {}).get("augment")
+    if not isinstance(meta, dict):
+        return None
+    return {
+        "source_store": meta.get("source_store"),
+        "source_revision": meta.get("source_revision"),
+        "pipeline_sha256": meta.get("pipeline_sha256"),
+        "seed": meta.get("pipeline", {}).get("seed"),
+        "copies": meta.get("copies"),
+        "steps": [s.get("type") for s in meta.get("pipeline", {}).get("steps", [])],
+        "counts": meta.get("counts", {}),
+    }
+
+
+def image_lineage(store: Store, image_id: int) -> dict[str, Any]:
+    """One image's record with its lineage (for augmented images: source, copy, exact ops drawn)."""
+    from dataforge.errors import UsageError
+
+    for img in store.images:
+        if img["id"] == image_id:
+            return {**img, "annotations": len(store.index.anns_by_image.get(image_id, ()))}
+    raise UsageError(f"{store.root}: no image with id {image_id}")

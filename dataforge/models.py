@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from dataforge.augment.pipeline import Pipeline
+
 
 class Lineage(BaseModel):
     """``images[].source``: where an image came from. Importers add format-specific keys."""
@@ -125,4 +127,5 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "import-report.schema.json": ImportReport,
     "predictions-detection.schema.json": DetectionPredictions,
     "predictions-classification.schema.json": ClassificationPredictions,
+    "pipeline.schema.json": Pipeline,
 }

@@ -1,0 +1,590 @@
+"""The driver of ``dataforge augment``: plan, resume, schedule chunks on dask, assemble the new store.
+
+The output directory holds the job while it runs::
+
+    <out>/images/                 augmented images, written by the workers
+    <out>/.augment/job.json       what this job is (pipeline, source store and revision, selection)
+    <out>/.augment/done/*.json    one manifest per finished chunk
+
+Re-running the same command after a kill reads the manifests, skips the (image, copy) units they
+cover, and does only the rest. When every unit is done the driver writes ``annotations.json``
+(image ids in source order, then copy order, so the store is the same however the work was
+split), a report under ``reports/``, and removes ``.augment/``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import orjson
+
+from dataforge.augment.pipeline import Pipeline
+from dataforge.augment.worker import DONE_DIR, ChunkSpec, SourceItem, run_chunk
+from dataforge.errors import StoreError, UsageError
+from dataforge.jsonio import dumps, write_json
+from dataforge.store.lock import StoreLock
+from dataforge.store.store import HISTORY_FILE, IMAGES_DIR, REPORTS_DIR, Store, empty_dataset, utc_now
+
+JOB_DIR = ".augment"
+SCHEDULERS = ("processes", "threads", "sync")
+
+#: glibc malloc settings for worker processes: without them fresh workers page-fault on every
+#: image (see ../shared/AUGMENT_PERF.md: worth 25-34%); distributed's own default is worse.
+WORKER_MALLOC_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": "134217728",
+    "MALLOC_TRIM_THRESHOLD_": "536870912",
+    "MALLOC_TOP_PAD_": "67108864",
+}
+
+ProgressFn = Callable[[int, int], None]
+
+#: how long to wait for ``--scheduler ADDRESS`` to answer
+CONNECT_TIMEOUT_S = 10.0
+
+
+@dataclass
+class AugmentResult:
+    out: Path
+    images: int
+    source_images: int
+    copies: int
+    resumed_units: int
+    counts: dict[str, int]
+    skipped: list[dict[str, Any]]
+    seconds: float
+    scheduler: str
+    workers: int
+    dashboard: str | None
+    report: Path | None
+    already_done: bool = False
+    warnings: list[str] = field(default_factory=list)
+    #: where the wall time went: planning, until the first chunk ran, chunks' busy time, last chunk end
+    timing: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "images": self.images,
+            "source_images": self.source_images,
+            "copies": self.copies,
+            "resumed_units": self.resumed_units,
+            **self.counts,
+            "skipped": len(self.skipped),
+            "seconds": round(self.seconds, 3),
+            "images_per_s": round(self.images / self.seconds, 1) if self.seconds > 0 else None,
+            "scheduler": self.scheduler,
+            "workers": self.workers,
+            "dashboard": self.dashboard,
+            "report": str(self.report) if self.report else None,
+            "already_done": self.already_done,
+            "warnings": self.warnings,
+            "timing": self.timing,
+        }
+
+
+def _out_names(images: list[dict[str, Any]], copies: int, ext: str) -> dict[int, list[str]]:
+    """``<source stem>_aug<k><ext>``, keeping sub-folders; the source suffix joins the stem when two
+    sources share a stem (``a.jpg`` and ``a.png``)."""
+    stems: dict[str, int] = {}
+    for img in images:
+        p = PurePosixPath(img["file_name"])
+        stems[str(p.with_suffix(""))] = stems.get(str(p.with_suffix("")), 0) + 1
+    width = max(1, len(str(copies - 1)))
+    names: dict[int, list[str]] = {}
+    for img in images:
+        p = PurePosixPath(img["file_name"])
+        stem = str(p.with_suffix(""))
+        if stems[stem] > 1:
+            stem = f"{stem}_{p.suffix.lstrip('.')}"
+        names[int(img["id"])] = [f"{stem}_aug{k:0{width}d}{ext}" for k in range(copies)]
+    return names
+
+
+def _job_doc(
+    source: Store, pipeline: Pipeline, copies: int, where: str | None, split: str | None
+) -> dict[str, Any]:
+    return {
+        "pipeline": pipeline.canonical(),
+        "pipeline_sha256": pipeline.digest,
+        "copies": copies,
+        "source_store": str(source.root.resolve()),
+        "source_revision": source.revision,
+        "where": where,
+        "split": split,
+    }
+
+
+def _same_job(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    keys = ("pipeline_sha256", "copies", "source_store", "source_revision", "where", "split")
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
+def _check_outside(out: Path, source: Store) -> None:
+    src = source.root.resolve()
+    dst = out.resolve()
+    if dst == src or src in dst.parents or dst in src.parents:
+        raise UsageError(
+            f"{out}: the output must be a new directory outside the input store {source.root} "
+            "(augment never writes into its input)",
+            hint="pass --out ./<name>-aug",
+        )
+
+
+def _prepare_out(out: Path, source: Store, job: dict[str, Any]) -> str:
+    """Returns ``"new"``, ``"resume"`` or ``"done"``; refuses anything else in ``out``."""
+    job_file = out / JOB_DIR / "job.json"
+    if job_file.is_file():
+        old = orjson.loads(job_file.read_bytes())
+        if not _same_job(old, job):
+            raise UsageError(
+                f"{out}: holds an unfinished augment job with different settings "
+                f"(pipeline {old.get('pipeline_sha256', '?')[:12]}, copies {old.get('copies')}, "
+                f"source {old.get('source_store')} revision {old.get('source_revision')})",
+                hint="re-run that job's command to finish it, or choose another --out",
+            )
+        return "resume"
+    if Store.is_store(out):
+        meta = Store.open(out).data.get("dataforge", {}).get("augment")
+        if isinstance(meta, dict) and _same_job(meta, job):
+            return "done"
+        raise UsageError(
+            f"{out}: already holds a store (made by a different job)",
+            hint="choose a new --out directory",
+        )
+    if out.exists() and any(p.name != ".lock" for p in out.iterdir()):
+        raise UsageError(f"{out}: exists and is not empty", hint="choose a new --out directory")
+    (out / JOB_DIR / DONE_DIR).mkdir(parents=True, exist_ok=True)
+    (out / IMAGES_DIR).mkdir(exist_ok=True)
+    write_json(job_file, job)
+    return "new"
+
+
+def _read_manifests(out: Path) -> tuple[dict[tuple[int, int], dict[str, Any]], dict[int, dict[str, Any]]]:
+    done: dict[tuple[int, int], dict[str, Any]] = {}
+    skipped: dict[int, dict[str, Any]] = {}
+    for path in sorted((out / JOB_DIR / DONE_DIR).glob("*.json")):
+        doc = orjson.loads(path.read_bytes())
+        for rec in doc["records"]:
+            done[(rec["source_image_id"], rec["copy"])] = rec
+        for s in doc["skipped"]:
+            skipped[int(s["id"])] = s
+    return done, skipped
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _chunks(items: list[SourceItem], workers: int, chunk_size: int | None) -> list[list[SourceItem]]:
+    units = sum(len(it.copies) for it in items)
+    if chunk_size is None:
+        # 16-64 images per task (AUGMENT_PERF.md), and at least ~4 tasks per worker to balance
+        chunk_size = min(64, max(4, math.ceil(units / (workers * 4))))
+    chunks: list[list[SourceItem]] = []
+    cur: list[SourceItem] = []
+    n = 0
+    for it in items:
+        cur.append(it)
+        n += len(it.copies)
+        if n >= chunk_size:
+            chunks.append(cur)
+            cur, n = [], 0
+    if cur:
+        chunks.append(cur)
+    return chunks
+
+
+def augment(
+    store_path: str | os.PathLike[str],
+    pipeline: Pipeline,
+    out: str | os.PathLike[str],
+    *,
+    copies: int | None = None,
+    where: str | None = None,
+    split: str | None = None,
+    workers: int | None = None,
+    scheduler: str = "processes",
+    device: str = "auto",
+    backend: str = "auto",
+    on_error: str = "fail",
+    chunk_size: int | None = None,
+    progress: ProgressFn | None = None,
+    on_dashboard: Callable[[str], None] | None = None,
+) -> AugmentResult:
+    """Augment the images of a store into a new store at ``out``. See the module docstring."""
+    t0 = time.perf_counter()
+    t_wall0 = time.time()
+    if any(s.type == "normalize" for s in pipeline.steps):
+        raise UsageError(
+            "the pipeline has a 'normalize' step, which makes float tensors, not image files",
+            hint="keep normalize for training; augment with a pipeline without it",
+        )
+    if on_error not in ("fail", "skip"):
+        raise UsageError(f"--on-error must be fail or skip, not {on_error!r}")
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"--device must be auto, cpu or cuda, not {device!r}")
+    if backend not in ("auto", "opencv", "torchvision"):
+        raise UsageError(f"--backend must be auto, opencv or torchvision, not {backend!r}")
+    if device == "cuda" and backend == "opencv":
+        raise UsageError(
+            "--backend opencv runs on the CPU; --device cuda needs --backend torchvision or auto"
+        )
+    if device == "cuda" and scheduler in SCHEDULERS:
+        from dataforge.augment.gpu import resolve_device
+
+        resolve_device("cuda")  # a local job: fail now, with the fix, not inside a worker
+    copies = copies if copies is not None else pipeline.copies
+    if copies < 1:
+        raise UsageError(f"--copies must be at least 1, not {copies}")
+    workers = workers or default_workers()
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, not {workers}")
+
+    source = Store.open(store_path)
+    selected = source.select(where, split=split)
+    if not selected:
+        raise UsageError(
+            f"{source.root}: no images to augment" + (" match the selection" if where or split else ""),
+            hint="check --where/--split with `dataforge info`",
+        )
+    out_path = Path(out)
+    job = _job_doc(source, pipeline, copies, where, split)
+    _check_outside(out_path, source)
+    out_path.mkdir(parents=True, exist_ok=True)
+    with StoreLock(out_path, timeout_s=1.0):
+        state = _prepare_out(out_path, source, job)
+        if state == "done":
+            meta = Store.open(out_path).data["dataforge"]["augment"]
+            return AugmentResult(
+                out_path,
+                len(Store.open(out_path).images),
+                len(selected),
+                copies,
+                0,
+                meta.get("counts", {}),
+                [],
+                time.perf_counter() - t0,
+                scheduler,
+                workers,
+                None,
+                None,
+                already_done=True,
+            )
+        done, skipped = _read_manifests(out_path)
+        items = _plan(source, selected, copies, pipeline.output.extension, done, skipped)
+        resumed = len(done) + sum(copies for _ in skipped)
+        use_backend = backend
+        if backend == "auto" and device != "auto":
+            use_backend = "torchvision" if device == "cuda" else "opencv"
+        spec: dict[str, Any] = {
+            "source_images_dir": str(source.images_dir.resolve()),
+            "out_root": str(out_path.resolve()),
+            "pipeline": pipeline.canonical(),
+            "backend": use_backend,
+            "device": device,
+            "on_error": on_error,
+        }
+        specs = [ChunkSpec(items=c, **spec) for c in _chunks(items, workers, chunk_size)]
+        total = copies * len(selected)
+        timing: list[tuple[float, float]] = []
+        started = time.time()
+        dashboard = _run(
+            specs,
+            scheduler,
+            workers,
+            device,
+            use_backend,
+            total,
+            total - sum(s.units for s in specs),
+            progress,
+            on_dashboard,
+            timing,
+        )
+        done, skipped = _read_manifests(out_path)
+        res = _assemble(
+            out_path, source, selected, copies, job, done, skipped, resumed, t0, scheduler, workers, dashboard
+        )
+        if timing:
+            res.timing = {
+                "before_run_s": round(started - t_wall0, 3),
+                "first_chunk_start_s": round(min(t for t, _ in timing) - started, 3),
+                "worker_busy_s": round(sum(b - a for a, b in timing), 3),
+                "last_chunk_end_s": round(max(b for _, b in timing) - started, 3),
+                "total_s": round(time.time() - t_wall0, 3),
+            }
+        return res
+
+
+def _plan(
+    source: Store,
+    selected: list[dict[str, Any]],
+    copies: int,
+    ext: str,
+    done: dict[tuple[int, int], dict[str, Any]],
+    skipped: dict[int, dict[str, Any]],
+) -> list[SourceItem]:
+    names = _out_names(selected, copies, ext)
+    cats = {c.id for c in source.categories}
+    anns_by_image = source.index.anns_by_image
+    items = []
+    for img in selected:
+        iid = int(img["id"])
+        if iid in skipped:
+            continue
+        todo = [k for k in range(copies) if (iid, k) not in done]
+        if not todo:
+            continue
+        boxes, anns = [], []
+        for a in anns_by_image.get(iid, ()):
+            if a["category_id"] not in cats:
+                continue
+            x, y, w, h = (float(v) for v in a["bbox"])
+            boxes.append([x, y, x + w, y + h])
+            extra = {
+                k: v for k, v in a.items() if k not in ("id", "image_id", "bbox", "area", "segmentation")
+            }
+            anns.append(extra)
+        items.append(
+            SourceItem(
+                image_id=iid,
+                file_name=img["file_name"],
+                width=int(img["width"]),
+                height=int(img["height"]),
+                boxes_xyxy=boxes,
+                annotations=anns,
+                copies=todo,
+                out_names=[names[iid][k] for k in todo],
+            )
+        )
+    return items
+
+
+def _run(
+    specs: list[ChunkSpec],
+    scheduler: str,
+    workers: int,
+    device: str,
+    backend: str,
+    total: int,
+    already: int,
+    progress: ProgressFn | None,
+    on_dashboard: Callable[[str], None] | None,
+    timing: list[tuple[float, float]],
+) -> str | None:
+    """Run the chunks; ``timing`` receives each chunk's (start, end) wall-clock times."""
+    done_units = already
+    if progress:
+        progress(done_units, total)
+    if not specs:
+        return None
+    if scheduler == "sync":
+        for s in specs:
+            r = run_chunk(s)
+            timing.append((r["started"], r["finished"]))
+            done_units += s.units
+            if progress:
+                progress(done_units, total)
+        return None
+
+    import dask
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    gpu_only = device == "cuda"
+    with dask.config.set(
+        {"distributed.nanny.pre-spawn-environ": WORKER_MALLOC_ENV, "distributed.worker.daemon": False}
+    ):
+        if scheduler in SCHEDULERS:
+            resources = {"GPU": 1} if gpu_only else None
+            cluster = LocalCluster(
+                n_workers=workers if scheduler == "processes" else 1,
+                threads_per_worker=1 if scheduler == "processes" else workers,
+                processes=scheduler == "processes",
+                dashboard_address=":0",
+                resources=resources,
+                silence_logs=50,
+            )
+            client = Client(cluster)
+        else:
+            try:
+                client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
+            except (OSError, TimeoutError) as exc:
+                raise UsageError(
+                    f"--scheduler {scheduler}: cannot reach a dask scheduler there ({exc})",
+                    hint="start one with `dask scheduler` and workers with `dask worker ADDRESS`, "
+                    "or leave --scheduler out for a local cluster",
+                ) from None
+    try:
+        if gpu_only and cluster is None:
+            info = client.scheduler_info()
+            if not any(w.get("resources", {}).get("GPU") for w in info.get("workers", {}).values()):
+                raise UsageError(
+                    f"--device cuda: no worker of {scheduler} offers a GPU resource",
+                    hint="start GPU workers with `dask worker ADDRESS --resources GPU=1`",
+                )
+        dashboard = client.dashboard_link if getattr(client, "dashboard_link", None) else None
+        if dashboard and on_dashboard:
+            on_dashboard(dashboard)
+        resources = {"GPU": 1} if gpu_only else None
+        futures = [client.submit(run_chunk, s, pure=False, resources=resources) for s in specs]
+        units = {f.key: s.units for f, s in zip(futures, specs, strict=True)}
+        try:
+            for fut in as_completed(futures):
+                r = fut.result()  # raises the chunk's error (a DataError names the image)
+                timing.append((r["started"], r["finished"]))
+                done_units += units[fut.key]
+                if progress:
+                    progress(done_units, total)
+        except BaseException:
+            client.cancel(futures)
+            raise
+        return dashboard
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _assemble(
+    out: Path,
+    source: Store,
+    selected: list[dict[str, Any]],
+    copies: int,
+    job: dict[str, Any],
+    done: dict[tuple[int, int], dict[str, Any]],
+    skipped: dict[int, dict[str, Any]],
+    resumed: int,
+    t0: float,
+    scheduler: str,
+    workers: int,
+    dashboard: str | None,
+) -> AugmentResult:
+    data = empty_dataset()
+    data["categories"] = [dict(c) for c in source.data["categories"]]
+    counts = {"boxes_in": 0, "boxes_out": 0, "boxes_clipped": 0, "boxes_dropped": 0}
+    pipeline_sha = job["pipeline_sha256"]
+    seed = job["pipeline"]["seed"]
+    next_ann = 1
+    rules = Pipeline.model_validate(job["pipeline"]).boxes
+    for img in selected:
+        iid = int(img["id"])
+        for k in range(copies):
+            rec = done.get((iid, k))
+            if rec is None:
+                if iid in skipped:
+                    continue
+                raise StoreError(
+                    f"{out}: internal error: image {iid} copy {k} has no result"
+                )  # pragma: no cover
+            new_id = len(data["images"]) + 1
+            entry: dict[str, Any] = {
+                "id": new_id,
+                "file_name": rec["file_name"],
+                "width": rec["width"],
+                "height": rec["height"],
+                "sha256": rec["sha256"],
+                "tags": list(img.get("tags", [])),
+                "source": {
+                    "pipeline": pipeline_sha,
+                    "source_store": job["source_store"],
+                    "source_image_id": iid,
+                    "source_file_name": img["file_name"],
+                    "source_sha256": img.get("sha256"),
+                    "copy": k,
+                    "seed": seed,
+                    "backend": rec["backend"],
+                    "ops": rec["ops"],
+                },
+            }
+            if img.get("split") is not None:
+                entry["split"] = img["split"]
+            if img.get("labels"):
+                entry["labels"] = list(img["labels"])
+            data["images"].append(entry)
+            n_in = len(source.index.anns_by_image.get(iid, ()))
+            for a in rec["annotations"]:
+                x0, y0, x1, y1 = a.pop("bbox_xyxy")
+                w, h = x1 - x0, y1 - y0
+                data["annotations"].append(
+                    {**a, "id": next_ann, "image_id": new_id, "bbox": [x0, y0, w, h], "area": w * h}
+                )
+                next_ann += 1
+            counts["boxes_in"] += n_in
+            counts["boxes_out"] += len(rec["annotations"])
+            counts["boxes_clipped"] += sum(
+                1 for a in rec["annotations"] if a.get("visibility", 1.0) < 1 - 1e-9
+            )
+    counts["boxes_dropped"] = counts["boxes_in"] - counts["boxes_out"]
+    warnings = []
+    if any(a.get("segmentation") for a in source.annotations):
+        warnings.append(
+            "segmentation polygons/RLE are not transformed: augmented annotations carry boxes only"
+        )
+    meta = {**job, "counts": counts, "box_rules": rules.model_dump(), "skipped": len(skipped)}
+    data["dataforge"]["augment"] = meta
+    data["info"]["description"] = f"dataforge augment of {source.root.name}"
+    report_path = None
+    if skipped:
+        (out / REPORTS_DIR).mkdir(exist_ok=True)
+        report_path = out / REPORTS_DIR / f"augment-{utc_now().replace(':', '')}.json"
+        write_json(report_path, {"skipped": list(skipped.values()), "counts": counts})
+    _remove_strays(out / IMAGES_DIR, {img["file_name"] for img in data["images"]})
+    store = Store(out, data)
+    store._write()
+    with open(out / HISTORY_FILE, "ab") as f:
+        f.write(
+            dumps(
+                {
+                    "time": utc_now(),
+                    "op": "augment",
+                    "revision": store.revision,
+                    "source_store": job["source_store"],
+                    "pipeline": pipeline_sha,
+                    "images": len(data["images"]),
+                    **counts,
+                }
+            )
+            + b"\n"
+        )
+    shutil.rmtree(out / JOB_DIR, ignore_errors=True)
+    return AugmentResult(
+        out=out,
+        images=len(data["images"]),
+        source_images=len(selected),
+        copies=copies,
+        resumed_units=resumed,
+        counts=counts,
+        skipped=list(skipped.values()),
+        seconds=time.perf_counter() - t0,
+        scheduler=scheduler,
+        workers=workers,
+        dashboard=dashboard,
+        report=report_path,
+        warnings=warnings,
+    )
+
+
+def _remove_strays(images_dir: Path, keep: set[str]) -> None:
+    """Delete what killed workers left in the output's images/: temp files, and images of
+    chunks that never finished and whose source was later skipped. Only this job writes there."""
+    for path in sorted(images_dir.rglob("*"), reverse=True):
+        rel = path.relative_to(images_dir).as_posix()
+        if path.is_file() and rel not in keep:
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+
+
+def load_job(out: Path) -> dict[str, Any] | None:
+    path = out / JOB_DIR / "job.json"
+    return orjson.loads(path.read_bytes()) if path.is_file() else None

@@ -1,0 +1,62 @@
+"""Replay one augmented image from its lineage: the source image plus the recorded ops."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dataforge.augment.ops import apply_box_rules, transform_boxes
+from dataforge.augment.pipeline import Pipeline
+from dataforge.errors import UsageError
+from dataforge.store.store import Store
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """``data``: the encoded file as augment wrote it; ``image``: the pixels before encoding (BGR
+    uint8 for the CPU backend, a CHW tensor for torchvision); ``boxes_xyxy``: kept boxes."""
+
+    data: bytes
+    image: Any
+    boxes_xyxy: np.ndarray
+    ops: list[dict[str, Any]]
+
+
+def replay(store_path: str | Path, image_id: int) -> Replayed:
+    """Recompute augmented image ``image_id`` of an augmented store from its source and lineage."""
+    store = Store.open(store_path)
+    meta = store.data.get("dataforge", {}).get("augment")
+    img = next((i for i in store.images if i["id"] == image_id), None)
+    if img is None:
+        raise UsageError(f"{store.root}: no image with id {image_id}")
+    lineage = img.get("source") or {}
+    if not isinstance(meta, dict) or "ops" not in lineage:
+        raise UsageError(
+            f"{store.root}: image {image_id} was not made by dataforge augment (no ops in its lineage)"
+        )
+    pipeline = Pipeline.model_validate(meta["pipeline"])
+    source = Store.open(lineage["source_store"])
+    src = source.get(int(lineage["source_image_id"]))
+    raw = src.path.read_bytes()
+    ops = lineage["ops"]
+    out = pipeline.output
+    if str(lineage.get("backend", "opencv")).startswith("torchvision"):
+        from dataforge.augment import gpu
+
+        device = "cuda" if lineage["backend"] == "torchvision-cuda" else "cpu"
+        tensor = gpu.decode_batch([raw], gpu.resolve_device(device), names=[src.file_name])[0]
+        image, boxes, vis = gpu.apply_ops(tensor, src.boxes_xyxy, ops)
+        data = gpu.encode_batch(
+            [image], out.format, quality=out.quality, png_compression=out.png_compression
+        )[0]
+    else:
+        from dataforge.augment import cpu
+
+        image = cpu.apply_ops(cpu.decode(raw, where=src.file_name), ops)
+        boxes, vis, _ = transform_boxes(ops, src.boxes_xyxy, src.size_wh)
+        data = cpu.encode(image, out.format, quality=out.quality, png_compression=out.png_compression)
+    keep = apply_box_rules(boxes, vis, pipeline.boxes).keep
+    return Replayed(data=data, image=image, boxes_xyxy=boxes[keep], ops=ops)

@@ -1,0 +1,250 @@
+"""What runs on a dask worker: one chunk of source images in, augmented files and a manifest out.
+
+Workers read source images from the source store and write augmented images straight into the
+output store's ``images/`` folder (no image bytes travel through the scheduler). Every file is
+written to a temporary name and renamed; when the chunk is done its manifest (the records of
+every image it made) lands atomically in ``<out>/.augment/done/``. A chunk killed half-way leaves
+no manifest, so a re-run redoes it and overwrites its files with the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dataforge.augment.ops import apply_box_rules, draw_ops, image_rng, transform_boxes
+from dataforge.augment.pipeline import Pipeline
+from dataforge.errors import DataforgeError, ImageError
+
+DONE_DIR = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceItem:
+    """One source image and the copies of it this chunk makes. Pickles small (no pixels)."""
+
+    image_id: int
+    file_name: str
+    width: int
+    height: int
+    boxes_xyxy: list[list[float]]
+    annotations: list[dict[str, Any]]  # category_id, iscrowd, extra fields; parallel to boxes
+    copies: list[int]
+    out_names: list[str]  # parallel to copies
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkSpec:
+    source_images_dir: str
+    out_root: str
+    pipeline: dict[str, Any]
+    backend: str  # "auto" | "opencv" | "torchvision"
+    device: str  # "auto" | "cpu" | "cuda"
+    on_error: str  # "fail" | "skip"
+    items: list[SourceItem] = field(default_factory=list)
+
+    @property
+    def units(self) -> int:
+        return sum(len(it.copies) for it in self.items)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _read_source(images_dir: str, file_name: str) -> bytes:
+    path = os.path.join(images_dir, file_name)
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise ImageError(
+            f"{file_name}: the source image is missing from the store",
+            source=file_name,
+            reason="missing-image",
+        ) from None
+    except OSError as exc:
+        raise ImageError(
+            f"{file_name}: cannot read the source image: {exc}", source=file_name, reason="unreadable-image"
+        ) from None
+
+
+def _record(
+    item: SourceItem,
+    copy: int,
+    name: str,
+    data: bytes,
+    size_wh: tuple[int, int],
+    ops: list[dict[str, Any]],
+    boxes: np.ndarray,
+    vis: np.ndarray,
+    pipeline: Pipeline,
+    backend: str,
+) -> tuple[dict[str, Any], dict[str, int]]:
+    outcome = apply_box_rules(boxes, vis, pipeline.boxes)
+    anns = []
+    for k in np.flatnonzero(outcome.keep):
+        x0, y0, x1, y1 = (float(v) for v in boxes[k])
+        anns.append(
+            {**item.annotations[k], "bbox_xyxy": [x0, y0, x1, y1], "visibility": round(float(vis[k]), 6)}
+        )
+    rec = {
+        "source_image_id": item.image_id,
+        "source_file_name": item.file_name,
+        "copy": copy,
+        "file_name": name,
+        "width": size_wh[0],
+        "height": size_wh[1],
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "ops": ops,
+        "backend": backend,
+        "annotations": anns,
+    }
+    return rec, {
+        "boxes_in": len(boxes),
+        "boxes_out": len(anns),
+        "boxes_clipped": outcome.clipped,
+        "boxes_dropped": outcome.dropped,
+    }
+
+
+def worker_has_cuda() -> bool:
+    """Cheap first: no NVIDIA driver means no CUDA, without paying for ``import torch``."""
+    if not os.path.exists("/proc/driver/nvidia/version"):
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def run_chunk(spec: ChunkSpec) -> dict[str, Any]:
+    """Augment one chunk. Returns counts; the records go to the chunk's manifest file."""
+    import time
+
+    import cv2
+
+    from dataforge.jsonio import atomic_write_bytes, dumps
+
+    started = time.time()
+    cv2.setNumThreads(1)  # one worker per core: OpenCV's own threads would oversubscribe
+    pipeline = Pipeline.model_validate(spec.pipeline)
+    out_images = Path(spec.out_root) / "images"
+    records: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    counts = {"images": 0, "boxes_in": 0, "boxes_out": 0, "boxes_clipped": 0, "boxes_dropped": 0}
+
+    def add(rec: dict[str, Any], c: dict[str, int]) -> None:
+        records.append(rec)
+        counts["images"] += 1
+        for k, v in c.items():
+            counts[k] += v
+
+    def fail_or_skip(item: SourceItem, exc: DataforgeError) -> None:
+        if spec.on_error != "skip":
+            raise exc
+        skipped.append(
+            {
+                "kind": "image",
+                "id": item.image_id,
+                "reason": getattr(exc, "reason", None) or "error",
+                "message": str(exc),
+            }
+        )
+
+    backend = spec.backend
+    if backend == "auto":  # --device auto: this worker's own hardware decides
+        backend = "torchvision" if worker_has_cuda() else "opencv"
+    if backend == "torchvision":
+        _run_torchvision(spec, pipeline, out_images, add, fail_or_skip)
+    else:
+        from dataforge.augment import cpu
+
+        fmt, q, pc = pipeline.output.format, pipeline.output.quality, pipeline.output.png_compression
+        for item in spec.items:
+            try:
+                img = cpu.decode(_read_source(spec.source_images_dir, item.file_name), where=item.file_name)
+                if (img.shape[1], img.shape[0]) != (item.width, item.height):
+                    raise ImageError(
+                        f"{item.file_name}: the image is {img.shape[1]}x{img.shape[0]} but the store says "
+                        f"{item.width}x{item.height}",
+                        source=item.file_name,
+                        reason="size-mismatch",
+                        hint="re-import the image; the store's sizes and boxes must match the file",
+                    )
+                for copy, name in zip(item.copies, item.out_names, strict=True):
+                    rng = image_rng(pipeline.seed, item.file_name, copy)
+                    ops = draw_ops(pipeline, rng, (item.width, item.height), where=item.file_name)
+                    boxes, vis, size = transform_boxes(
+                        ops, np.asarray(item.boxes_xyxy), (item.width, item.height)
+                    )
+                    data = cpu.encode(cpu.apply_ops(img, ops), fmt, quality=q, png_compression=pc)
+                    _write_atomic(out_images / name, data)
+                    add(*_record(item, copy, name, data, size, ops, boxes, vis, pipeline, "opencv"))
+            except DataforgeError as exc:
+                fail_or_skip(item, exc)
+
+    manifest = {"records": records, "skipped": skipped}
+    done = Path(spec.out_root) / ".augment" / DONE_DIR
+    done.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(done / f"{uuid.uuid4().hex}.json", dumps(manifest), fsync=False)
+    return {
+        **counts,
+        "skipped": len(skipped),
+        "units": spec.units,
+        "started": started,
+        "finished": time.time(),
+    }
+
+
+def _run_torchvision(
+    spec: ChunkSpec, pipeline: Pipeline, out_images: Path, add: Any, fail_or_skip: Any
+) -> None:
+    from dataforge.augment import gpu
+
+    device = gpu.resolve_device(spec.device)
+    backend = f"torchvision-{device.split(':')[0]}"
+    out = pipeline.output
+    datas: list[bytes] = []
+    items: list[SourceItem] = []
+    for item in spec.items:
+        try:
+            datas.append(_read_source(spec.source_images_dir, item.file_name))
+            items.append(item)
+        except DataforgeError as exc:
+            fail_or_skip(item, exc)
+    try:
+        decoded = gpu.decode_batch(datas, device, names=[it.file_name for it in items])
+    except DataforgeError:
+        decoded = []  # one bad file: decode one at a time so the rest still run under --on-error skip
+        for it, d in zip(items, datas, strict=True):
+            try:
+                decoded.extend(gpu.decode_batch([d], device, names=[it.file_name]))
+            except DataforgeError as exc:
+                fail_or_skip(it, exc)
+                decoded.append(None)
+    pending: list[tuple[SourceItem, int, str, Any, list[dict[str, Any]], Any, Any]] = []
+    for item, img in zip(items, decoded, strict=True):
+        if img is None:
+            continue
+        for copy, name in zip(item.copies, item.out_names, strict=True):
+            rng = image_rng(pipeline.seed, item.file_name, copy)
+            ops = draw_ops(pipeline, rng, (item.width, item.height), where=item.file_name)
+            new, boxes, vis = gpu.apply_ops(img, np.asarray(item.boxes_xyxy), ops)
+            pending.append((item, copy, name, new, ops, boxes, vis))
+    encoded = gpu.encode_batch(
+        [p[3] for p in pending], out.format, quality=out.quality, png_compression=out.png_compression
+    )
+    for (item, copy, name, img, ops, boxes, vis), data in zip(pending, encoded, strict=True):
+        _write_atomic(out_images / name, data)
+        size = (int(img.shape[-1]), int(img.shape[-2]))
+        add(*_record(item, copy, name, data, size, ops, boxes, vis, pipeline, backend))
