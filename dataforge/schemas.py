@@ -15,13 +15,28 @@ def render_all() -> dict[str, str]:
     from dataforge.models import SCHEMAS
 
     out: dict[str, str] = {}
-    for name, model in SCHEMAS.items():
+    for name, model in {**SCHEMAS, **trainer_schemas()}.items():
         schema: dict[str, Any] = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": f"https://dataforge.invalid/schemas/{name}",
             **model.model_json_schema(),
         }
         out[name] = json.dumps(schema, indent=2, sort_keys=False) + "\n"
+    return out
+
+
+#: first-party trainer plugins whose config schemas ship in schemas/ (plugins/ in this repository)
+FIRST_PARTY_TRAINERS = ("torchvision-classifier", "torchvision-detector")
+
+
+def trainer_schemas() -> dict[str, Any]:
+    """``trainer-config`` (the options every trainer has) and one schema per first-party trainer."""
+    from dataforge.training.config import TrainerConfig
+    from dataforge.training.contract import get_trainer
+
+    out: dict[str, Any] = {"trainer-config.schema.json": TrainerConfig}
+    for name in FIRST_PARTY_TRAINERS:
+        out[f"trainer-{name}.schema.json"] = get_trainer(name).config
     return out
 
 

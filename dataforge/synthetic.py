@@ -115,3 +115,27 @@ def make_shapes_dataset(
     }
     write_json(out / "instances.json", coco)
     return coco
+
+
+def make_digits_folders(
+    out: Path, *, seed: int = 0, ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)
+) -> dict[str, int]:
+    """scikit-learn's digits (1,797 real 8x8 scans shipped with scikit-learn; nothing downloaded)
+    as class folders ``out/<split>/<digit>/<n>.png``. Returns images per split."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(digits.images))
+    n_train = round(ratios[0] * len(order))
+    n_val = round(ratios[1] * len(order))
+    counts: dict[str, int] = {}
+    for rank, i in enumerate(order):
+        split = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
+        folder = Path(out) / split / str(int(digits.target[i]))
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = (digits.images[i] * (255.0 / 16.0)).round().astype(np.uint8)
+        Image.fromarray(pixels, mode="L").save(folder / f"{i:04d}.png")
+        counts[split] = counts.get(split, 0) + 1
+    return counts

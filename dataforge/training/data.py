@@ -1,0 +1,177 @@
+"""torch datasets over a store: the right category mapping, the pipeline's CPU backend on the fly.
+
+Samples are plain tuples ``(image, target)``: ``image`` is a float32 ``(3, H, W)`` RGB tensor in
+[0, 1]; ``target`` holds ``image_id`` and, for classification, ``label`` (model index), for
+detection ``boxes`` (``(N, 4)`` float32 absolute xyxy) and ``labels`` (model index + 1; 0 is
+torchvision's background). Everything is picklable, so DataLoader workers (fork or spawn) work.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dataforge.errors import UsageError
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    image_id: int
+    path: str
+    file_name: str
+    width: int
+    height: int
+    boxes_xyxy: tuple[tuple[float, float, float, float], ...]
+    labels: tuple[int, ...]  # model indices (0-based) of the boxes, or the image's class
+
+
+def category_table(store: Any) -> list[dict[str, Any]]:
+    """The store's categories in model index order (by id)."""
+    return [{"id": c.id, "name": c.name} for c in sorted(store.categories, key=lambda c: c.id)]
+
+
+def samples(
+    store: Any, task: str, split: str | None, categories: list[dict[str, Any]], *, where: str = ""
+) -> list[Sample]:
+    """Store images of ``split`` as samples; classification images need exactly one image-level label
+    (images with none are left out, with a count in the error when nothing is left)."""
+    index = {c["id"]: i for i, c in enumerate(categories)}
+    by_name = {c["name"]: i for i, c in enumerate(categories)}
+    store_names = {c.id: c.name for c in store.categories}
+    out: list[Sample] = []
+    unlabeled = 0
+    for img in store.select(None, split=split):
+        iid = int(img["id"])
+        if task == "classification":
+            labels = [by_name.get(store_names.get(c, ""), index.get(c, -1)) for c in img.get("labels", ())]
+            if len(labels) != 1 or labels[0] < 0:
+                unlabeled += 1
+                continue
+            boxes: tuple[tuple[float, float, float, float], ...] = ()
+        else:
+            anns = store.index.anns_by_image.get(iid, ())
+            labels, bl = [], []
+            for a in anns:
+                k = by_name.get(store_names.get(a["category_id"], ""), -1)
+                if k < 0 or a.get("iscrowd"):
+                    continue
+                x, y, w, h = (float(v) for v in a["bbox"])
+                bl.append((x, y, x + w, y + h))
+                labels.append(k)
+            boxes = tuple(bl)
+        out.append(
+            Sample(
+                iid,
+                str(store.images_dir / img["file_name"]),
+                img["file_name"],
+                int(img["width"]),
+                int(img["height"]),
+                boxes,
+                tuple(labels),
+            )
+        )
+    if not out:
+        why = f" ({unlabeled} images have no single image-level label)" if unlabeled else ""
+        raise UsageError(
+            f"{store.root}: no {task} training images in split {split!r}{why}{where}",
+            hint="assign splits with `dataforge split`, or choose the split with --set train_split=NAME",
+        )
+    return out
+
+
+class StoreDataset:
+    """A map-style torch dataset. ``pipeline`` (a Pipeline's canonical dict) augments on the fly with
+    the CPU backend; draws depend on (pipeline seed, file, epoch), so runs are repeatable."""
+
+    def __init__(
+        self,
+        items: list[Sample],
+        task: str,
+        *,
+        pipeline: dict[str, Any] | None = None,
+        resize_to: int | None = None,
+    ) -> None:
+        self.items = items
+        self.task = task
+        self.pipeline = pipeline
+        self.resize_to = resize_to
+        self.epoch = 0
+        self._pipeline_obj: Any = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:
+        import cv2
+        import torch
+
+        from dataforge.augment import cpu
+
+        s = self.items[i]
+        with open(s.path, "rb") as f:
+            img = cpu.decode(f.read(), where=s.file_name)
+        boxes = np.asarray(s.boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+        labels = np.asarray(s.labels, dtype=np.int64)
+        if self.pipeline is not None:
+            from dataforge.augment.ops import apply_box_rules, draw_ops, image_rng, transform_boxes
+            from dataforge.augment.pipeline import Pipeline
+
+            if self._pipeline_obj is None:
+                self._pipeline_obj = Pipeline.model_validate(self.pipeline)
+            p = self._pipeline_obj
+            ops = [
+                o
+                for o in draw_ops(
+                    p, image_rng(p.seed, s.file_name, self.epoch), (s.width, s.height), where=s.file_name
+                )
+                if o["op"] != "normalize"
+            ]
+            img = cpu.apply_ops(img, ops)
+            if self.task == "detection":
+                b, vis, _ = transform_boxes(ops, boxes, (s.width, s.height))
+                keep = apply_box_rules(b, vis, p.boxes).keep
+                boxes, labels = b[keep], labels[keep]
+        if self.resize_to is not None and (img.shape[0], img.shape[1]) != (self.resize_to, self.resize_to):
+            img = cv2.resize(img, (self.resize_to, self.resize_to), interpolation=cv2.INTER_AREA)
+        rgb = np.ascontiguousarray(img[..., ::-1])
+        tensor = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
+        target: dict[str, Any] = {"image_id": s.image_id}
+        if self.task == "classification":
+            target["label"] = int(labels[0])
+        else:
+            target["boxes"] = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+            target["labels"] = torch.as_tensor(labels + 1, dtype=torch.int64)
+        return tensor, target
+
+
+def collate_classification(batch: list[tuple[Any, dict[str, Any]]]) -> tuple[Any, dict[str, Any]]:
+    import torch
+
+    images = torch.stack([b[0] for b in batch])
+    return images, {
+        "label": torch.as_tensor([b[1]["label"] for b in batch], dtype=torch.int64),
+        "image_id": [b[1]["image_id"] for b in batch],
+    }
+
+
+def collate_detection(batch: list[tuple[Any, dict[str, Any]]]) -> tuple[list[Any], list[dict[str, Any]]]:
+    return [b[0] for b in batch], [b[1] for b in batch]
+
+
+def worker_count(requested: int) -> int:
+    return max(0, min(requested, (os.cpu_count() or 1)))
+
+
+def load_pipeline_dict(path: str | None) -> dict[str, Any] | None:
+    if not path:
+        return None
+    from dataforge.augment import load_pipeline
+
+    return load_pipeline(Path(path)).canonical()
