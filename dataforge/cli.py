@@ -551,10 +551,19 @@ def cmd_ls_status(a: argparse.Namespace) -> int:
 
 
 def cmd_ls_serve(a: argparse.Namespace) -> int:
+    import signal
     import time
     from pathlib import Path
 
     from dataforge.labelstudio.server import LabelStudioServer
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # Ctrl-C and SIGTERM stop the server even when this process was started with SIGINT ignored
+    # (what a shell does to background jobs, and Python then installs no KeyboardInterrupt handler)
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
 
     srv = LabelStudioServer(Path(a.data_dir), files_root=Path(a.document_root), port=a.port)
     with srv:

@@ -49,6 +49,16 @@ _PROBES: dict[str, tuple[str, str, bool, float]] = {
         False,
         120,
     ),
+    "trainers": (
+        "from dataforge.training.contract import get_trainer, trainer_names\n"
+        "names = trainer_names()\n"
+        "if not names: raise RuntimeError('no trainer plugins installed')\n"
+        "tasks = [f'{n} ({get_trainer(n).task})' for n in names]\n"
+        "out = {'detail': ', '.join(tasks) + ': loaded'}\n",
+        "install the first-party trainer plugins from plugins/: " + SETUP_HINT,
+        True,
+        120,
+    ),
     "dask": (
         "import dask, distributed\n"
         "from distributed import Client, LocalCluster\n"

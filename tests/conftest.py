@@ -149,3 +149,38 @@ def interop_facts() -> dict[str, Any]:
             allow_module_level=True,
         )
     return json.loads((INTEROP / "facts.json").read_text())  # type: ignore[no-any-return]
+
+
+def pip_install_plugin(tmp_path: Path, dist: str, group: str, entries: str, module: str, code: str) -> Path:
+    """pip-install a one-module distribution registering ``entries`` (TOML lines) in entry-point
+    ``group`` into its own target folder; return the folder (put it on PYTHONPATH to use it)."""
+    import textwrap
+
+    src = tmp_path / f"src-{dist}"
+    src.mkdir()
+    (src / f"{module}.py").write_text(textwrap.dedent(code))
+    (src / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        f'[project]\nname = "{dist}"\nversion = "0.1"\n'
+        f'[project.entry-points."{group}"]\n{entries}\n'
+        f'[tool.setuptools]\npy-modules = ["{module}"]\n'
+    )
+    target = tmp_path / f"site-{dist}"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return target

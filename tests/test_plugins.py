@@ -7,12 +7,11 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import jpeg_bytes, run_dataforge
+from tests.conftest import jpeg_bytes, pip_install_plugin, run_dataforge
 
 TINY_FORMAT = '''
 from pathlib import Path
@@ -47,43 +46,8 @@ class TinyFormat:
 
 
 def install(tmp_path: Path, dist: str, entry: str, module: str, code: str) -> Path:
-    """pip-install a one-module distribution registering ``entry`` in dataforge.formats; return its target dir."""
-    src = tmp_path / f"src-{dist}"
-    src.mkdir()
-    (src / f"{module}.py").write_text(textwrap.dedent(code))
-    (src / "pyproject.toml").write_text(
-        textwrap.dedent(f"""
-        [build-system]
-        requires = ["setuptools"]
-        build-backend = "setuptools.build_meta"
-        [project]
-        name = "{dist}"
-        version = "0.1"
-        [project.entry-points."dataforge.formats"]
-        {entry}
-        [tool.setuptools]
-        py-modules = ["{module}"]
-    """)
-    )
-    target = tmp_path / f"site-{dist}"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(src),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    return target
+    """pip-install a one-module distribution registering ``entry`` in dataforge.formats."""
+    return pip_install_plugin(tmp_path, dist, "dataforge.formats", entry, module, code)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from dataforge.errors import ComponentError, DataError, UsageError
 from dataforge.synthetic import make_digits_folders
 from dataforge.training.checkpoint import load_checkpoint
 from dataforge.training.run import _ensemble_detection, predict, train
-from tests.conftest import run_dataforge
+from tests.conftest import pip_install_plugin, run_dataforge
 
 TINY = '''
 from typing import Any, Literal
@@ -71,50 +70,12 @@ class NotATrainer:
 '''
 
 
-def install(tmp_path: Path, dist: str, entries: str, module: str, code: str) -> Path:
-    src = tmp_path / f"src-{dist}"
-    src.mkdir()
-    (src / f"{module}.py").write_text(code)
-    (src / "pyproject.toml").write_text(
-        textwrap.dedent(f"""
-        [build-system]
-        requires = ["setuptools"]
-        build-backend = "setuptools.build_meta"
-        [project]
-        name = "{dist}"
-        version = "0.1"
-        [project.entry-points."dataforge.trainers"]
-        {entries}
-        [tool.setuptools]
-        py-modules = ["{module}"]
-        """)
-    )
-    target = tmp_path / f"site-{dist}"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(src),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    return target
-
-
 @pytest.fixture(scope="module")
 def tiny_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return install(
+    return pip_install_plugin(
         tmp_path_factory.mktemp("tiny"),
         "dataforge-tiny-trainer",
+        "dataforge.trainers",
         'tiny = "tinytrainer:TinyTrainer"\nbroken = "tinytrainer:NotATrainer"',
         "tinytrainer",
         TINY,
@@ -426,3 +387,104 @@ def test_demo_runs_the_whole_loop_in_an_empty_directory(tmp_path: Path) -> None:
         assert (demo / rel).is_file(), rel
     assert "[5/5] predicting on the test split and evaluating" in p.stdout and "test mAP" in p.stdout
     assert list((demo / "runs" / "detector" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_tfrecord_shards_feed_the_same_samples_as_the_store(tmp_path: Path) -> None:
+    import numpy as np
+    import torch
+
+    from dataforge.api import export_dataset
+    from dataforge.store import Store
+    from dataforge.synthetic import make_shapes_dataset
+    from dataforge.training.data import StoreDataset, TFRecordDataset, category_table, samples
+
+    make_shapes_dataset(tmp_path / "src", n_images=6, size_wh=(64, 48), seed=2)
+    import_dataset(source=tmp_path / "src" / "instances.json", store=tmp_path / "s")
+    export_dataset(tmp_path / "s", format="tfrecord", out=tmp_path / "tf", shards=2)
+    store = Store.open(tmp_path / "s")
+    cats = category_table(store)
+    tf = TFRecordDataset(sorted((tmp_path / "tf").glob("*.tfrecord*")), "detection", cats)
+    ds = StoreDataset(samples(store, "detection", None, cats), "detection")
+    assert len(tf) == len(ds) == 6
+    by_source = {}
+    for i in range(len(tf)):
+        img, t = tf[i]
+        by_source[t["source_id"]] = (img, t)
+    for i in range(len(ds)):
+        img, t = ds[i]
+        timg, tt = by_source[str(t["image_id"])]
+        assert torch.equal(img, timg)
+        assert torch.equal(t["labels"], tt["labels"])
+        assert np.allclose(t["boxes"].numpy(), tt["boxes"].numpy(), atol=1e-3)
+
+
+def test_training_options_pipeline_workers_early_stopping_weights_class_weights(
+    tiny_env: dict[str, str], digits: Path, tmp_path: Path
+) -> None:
+    from tests.conftest import REPO
+
+    # the augmentation pipeline runs in two DataLoader worker processes
+    res = train(
+        digits,
+        trainer="tiny",
+        out=tmp_path / "aug",
+        sets=[
+            "epochs=1",
+            f"pipeline={REPO / 'examples' / 'pipelines' / 'flip-crop-jitter.yaml'}",
+            "workers=2",
+            "class_weights=balanced",
+        ],
+    )
+    assert res.steps == 79  # ceil(1258 / 16)
+    # nothing improves with a vanishing learning rate: early stopping after 1 stale epoch
+    res = train(
+        digits, trainer="tiny", out=tmp_path / "es", sets=["epochs=10", "lr=1e-12", "early_stopping=1"]
+    )
+    assert res.stopped_early and res.epochs == 2
+    # start from a local weights file: identical start, so one epoch with lr ~0 keeps the weights
+    import torch
+
+    w = load_checkpoint(tmp_path / "aug")["model"]
+    torch.save(w, tmp_path / "w.pth")
+    train(
+        digits,
+        trainer="tiny",
+        out=tmp_path / "from-w",
+        sets=["epochs=1", "lr=1e-12", "val_split=null"],
+        weights=str(tmp_path / "w.pth"),
+    )
+    after = load_checkpoint(tmp_path / "from-w" / "last.pt")["model"]
+    assert all(torch.allclose(after[k], w[k], atol=1e-6) for k in w)
+    torch.save({"unrelated": torch.zeros(3)}, tmp_path / "bad.pth")
+    with pytest.raises(UsageError, match=r"none of its 1 tensors fit this model"):
+        train(
+            digits, trainer="tiny", out=tmp_path / "bad", sets=["epochs=1"], weights=str(tmp_path / "bad.pth")
+        )
+    with pytest.raises(UsageError, match=r"has no backbone to freeze"):
+        train(digits, trainer="tiny", out=tmp_path / "fr", sets=["epochs=1", "freeze_backbone=true"])
+
+
+def test_freeze_backbone_trains_only_the_head(digits: Path, tmp_path: Path) -> None:
+    import torch
+
+    res = train(
+        digits,
+        trainer="torchvision-classifier",
+        out=tmp_path / "r",
+        sets=[
+            "model=resnet18",
+            "image_size=16",
+            "epochs=1",
+            "max_steps=2",
+            "freeze_backbone=true",
+            "val_split=null",
+        ],
+    )
+    assert res.steps == 2
+    import torchvision
+
+    torch.manual_seed(0)
+    fresh = torchvision.models.resnet18(num_classes=10).state_dict()
+    trained = load_checkpoint(tmp_path / "r" / "last.pt")["model"]
+    assert torch.equal(trained["layer1.0.conv1.weight"], fresh["layer1.0.conv1.weight"])
+    assert not torch.equal(trained["fc.weight"], fresh["fc.weight"])

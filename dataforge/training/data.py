@@ -175,3 +175,82 @@ def load_pipeline_dict(path: str | None) -> dict[str, Any] | None:
     from dataforge.augment import load_pipeline
 
     return load_pipeline(Path(path)).canonical()
+
+
+class TFRecordDataset:
+    """A map-style torch dataset over TFRecord shards (TF Object Detection API schema), for training
+    straight from shards that ``dataforge export --format tfrecord`` (or another tool) wrote.
+
+    Records are indexed once (offsets; CRCs checked when read). Class ids come from
+    ``image/object/class/text`` matched by name to ``categories`` (the store's or a checkpoint's
+    table); boxes are de-normalized with the image's size. Same sample layout as :class:`StoreDataset`.
+    """
+
+    def __init__(
+        self,
+        shards: list[str | Path],
+        task: str,
+        categories: list[dict[str, Any]],
+        *,
+        resize_to: int | None = None,
+    ) -> None:
+        import struct
+
+        self.task = task
+        self.resize_to = resize_to
+        self.by_name = {c["name"]: i for i, c in enumerate(categories)}
+        self.index: list[tuple[str, int]] = []
+        for shard in shards:
+            with open(shard, "rb") as f:
+                pos = 0
+                while header := f.read(12):
+                    if len(header) < 12:
+                        raise UsageError(f"{shard}: truncated record header at byte {pos}")
+                    (length,) = struct.unpack("<Q", header[:8])
+                    self.index.append((str(shard), pos))
+                    pos += 12 + length + 4
+                    f.seek(pos)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:
+        import cv2
+        import torch
+
+        from dataforge.augment import cpu
+        from dataforge.formats.tfrecord_io import RecordError, parse_example, read_records
+
+        path, pos = self.index[i]
+        with open(path, "rb") as f:
+            f.seek(pos)
+            try:
+                data = next(read_records(f))
+            except RecordError as exc:
+                raise UsageError(f"{path}: record {i}: {exc}") from None
+        ex = parse_example(data)
+        img = cpu.decode(bytes(ex["image/encoded"][0]), where=f"{path} record {i}")  # type: ignore[arg-type]
+        h, w = img.shape[:2]
+        names = [bytes(t).decode("utf-8") for t in ex.get("image/object/class/text", [])]  # type: ignore[arg-type]
+        cols = [
+            np.asarray(ex.get(f"image/object/bbox/{k}", []), dtype=np.float64)
+            for k in ("xmin", "ymin", "xmax", "ymax")
+        ]
+        boxes = np.stack(cols, axis=1) * np.array([w, h, w, h]) if len(cols[0]) else np.zeros((0, 4))
+        labels = (
+            np.array([self.by_name[n] for n in names], dtype=np.int64) if names else np.zeros((0,), np.int64)
+        )
+        if self.resize_to is not None:
+            img = cv2.resize(img, (self.resize_to, self.resize_to), interpolation=cv2.INTER_AREA)
+        tensor = torch.from_numpy(np.ascontiguousarray(img[..., ::-1])).permute(2, 0, 1).float().div_(255.0)
+        source_id: Any = ex.get("image/source_id", [b""])
+        target: dict[str, Any] = {
+            "image_id": i,
+            "source_id": bytes(source_id[0]).decode() if source_id else "",
+        }
+        if self.task == "classification":
+            target["label"] = int(labels[0]) if len(labels) else -1
+        else:
+            target["boxes"] = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+            target["labels"] = torch.as_tensor(labels + 1, dtype=torch.int64)
+        return tensor, target
