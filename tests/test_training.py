@@ -488,3 +488,20 @@ def test_freeze_backbone_trains_only_the_head(digits: Path, tmp_path: Path) -> N
     trained = load_checkpoint(tmp_path / "r" / "last.pt")["model"]
     assert torch.equal(trained["layer1.0.conv1.weight"], fresh["layer1.0.conv1.weight"])
     assert not torch.equal(trained["fc.weight"], fresh["fc.weight"])
+
+
+def test_duplicate_trainer_names_are_an_error_naming_both_distributions(
+    tiny_site: Path, tmp_path: Path
+) -> None:
+    dup = pip_install_plugin(
+        tmp_path,
+        "dataforge-dup-trainer",
+        "dataforge.trainers",
+        'tiny = "duptrainer:Other"',
+        "duptrainer",
+        "class Other:\n    pass\n",
+    )
+    p = run_dataforge("trainers", env={"PYTHONPATH": f"{tiny_site}{os.pathsep}{dup}"})
+    assert p.returncode == 2
+    assert "plugin name 'tiny' in dataforge.trainers is registered twice" in p.stderr
+    assert "dataforge-dup-trainer" in p.stderr and "dataforge-tiny-trainer" in p.stderr
