@@ -255,8 +255,9 @@ def cmd_augment(a: argparse.Namespace) -> int:
         _out(f"preview of {a.preview} images (original | augmented copy 0) written to {path}")
         return 0
     from dataforge.augment.job import augment
+    from dataforge.progress import ProgressBar
 
-    bar = _ProgressBar("augment", unit="img", enabled=not a.json and not a.quiet)
+    bar = ProgressBar("augment", unit="img", enabled=not a.json and not a.quiet)
     try:
         res = augment(
             a.store,
@@ -271,7 +272,7 @@ def cmd_augment(a: argparse.Namespace) -> int:
             backend=a.backend,
             on_error=a.on_error,
             chunk_size=a.chunk_size,
-            progress=bar.update,
+            progress=bar.set_done,
             on_dashboard=lambda link: _err(f"dask dashboard: {link}"),
         )
     finally:
@@ -298,32 +299,6 @@ def cmd_augment(a: argparse.Namespace) -> int:
     for w in res.warnings:
         _err(f"warning: {w}")
     return 0
-
-
-class _ProgressBar:
-    """images done / total, images/s and ETA on stderr (only when stderr is a terminal or forced)."""
-
-    def __init__(self, what: str, *, unit: str, enabled: bool) -> None:
-        self.what, self.unit = what, unit
-        self.enabled = enabled and (sys.stderr.isatty() or os.environ.get("DATAFORGE_PROGRESS") == "1")
-        self._bar: Any = None
-        self._n = 0
-
-    def update(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if self._bar is None:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, initial=done, desc=self.what, unit=self.unit, file=sys.stderr)
-            self._n = done
-            return
-        self._bar.update(done - self._n)
-        self._n = done
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
 
 
 def cmd_trainers(a: argparse.Namespace) -> int:

@@ -416,6 +416,12 @@ def test_tfrecord_shards_feed_the_same_samples_as_the_store(tmp_path: Path) -> N
         assert torch.equal(img, timg)
         assert torch.equal(t["labels"], tt["labels"])
         assert np.allclose(t["boxes"].numpy(), tt["boxes"].numpy(), atol=1e-3)
+    shard = sorted((tmp_path / "tf").glob("*.tfrecord*"))[0]
+    broken = bytearray(shard.read_bytes())
+    broken[9] ^= 0xFF  # the first record's length CRC
+    (tmp_path / "broken.tfrecord").write_bytes(bytes(broken))
+    with pytest.raises(UsageError, match=r"broken\.tfrecord: record 0: length CRC mismatch"):
+        TFRecordDataset([tmp_path / "broken.tfrecord"], "detection", cats)
 
 
 def test_training_options_pipeline_workers_early_stopping_weights_class_weights(

@@ -5,8 +5,9 @@ Meant for CUDA: a chunk's JPEGs are decoded in one batched ``decode_jpeg(device=
 reads and writes files. On CPU tensors the same code runs (that is how CI tests it), but slowly:
 there the OpenCV backend is the engine.
 
-Boxes go through torchvision's own box kernels (unclamped), then the same clipping and
-visibility rule as the CPU backend, so tests can compare the two backends' geometry. Colour
+Boxes go through torchvision's own box kernels (unclamped), then the CPU backend's clipping and
+visibility rule (:func:`dataforge.augment.ops.clip_boxes`), so tests can compare the two
+backends' geometry. Colour
 jitter is the CPU backend's colour matrix as one tensor contraction (torchvision's own
 ``adjust_hue`` goes through HSV), so both backends make the same colours.
 """
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dataforge.augment.ops import GRAY_RGB, Op, color_matrix
+from dataforge.augment.ops import GRAY_RGB, Op, clip_boxes, color_matrix
 from dataforge.boxes import FloatArray
 from dataforge.errors import ComponentError, ImageError
 
@@ -108,22 +109,6 @@ def encode_batch(images: list[Any], fmt: str, *, quality: int, png_compression: 
     ]
 
 
-def _clip(boxes: Any, vis: Any, w: int, h: int) -> tuple[Any, Any]:
-    import torch
-
-    def area(b: Any) -> Any:
-        return (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
-
-    before = area(boxes)
-    out = boxes.clone()
-    out[:, 0::2] = out[:, 0::2].clamp(0, w)
-    out[:, 1::2] = out[:, 1::2].clamp(0, h)
-    after = area(out)
-    inside = (boxes[:, 2] > 0) & (boxes[:, 3] > 0) & (boxes[:, 0] < w) & (boxes[:, 1] < h)
-    ratio = torch.where(before > 0, after / torch.where(before > 0, before, 1), inside.to(boxes.dtype))
-    return out, vis * ratio
-
-
 def color(img: Any, brightness: float, contrast: float, saturation: float, hue: float) -> Any:
     """The CPU backend's colour matrix (:func:`dataforge.augment.ops.color_matrix`) on a
     ``(3, H, W)`` uint8 RGB tensor, so both backends jitter colours the same way."""
@@ -155,7 +140,13 @@ def apply_ops(img: Any, boxes_xyxy: FloatArray, ops: list[Op]) -> tuple[Any, Flo
         canvas_size=(h, w),
         clamping_mode=None,
     )
-    vis = torch.ones(len(b), dtype=torch.float64)
+    vis: FloatArray = np.ones(len(b), dtype=np.float64)
+
+    def clip(boxes: Any, w: int, h: int) -> Any:  # the CPU backend's rule, on the (CPU) box tensor
+        nonlocal vis
+        clipped, vis = clip_boxes(boxes.as_subclass(torch.Tensor).numpy(), vis, w, h)
+        return tv_tensors.wrap(torch.as_tensor(clipped), like=boxes)
+
     for op in ops:
         kind = op["op"]
         if kind == "hflip":
@@ -166,8 +157,7 @@ def apply_ops(img: Any, boxes_xyxy: FloatArray, ops: list[Op]) -> tuple[Any, Flo
             x0, y0, x1, y1 = op["xyxy"]
             img, b = F.crop(img, y0, x0, y1 - y0, x1 - x0), F.crop(b, y0, x0, y1 - y0, x1 - x0)
             h, w = y1 - y0, x1 - x0
-            clipped, vis = _clip(b.as_subclass(torch.Tensor), vis, w, h)
-            b = tv_tensors.wrap(clipped, like=b)
+            b = clip(b, w, h)
         elif kind == "resize":
             nw, nh = op["size"]
             if (nw, nh) != (w, h):
@@ -178,8 +168,7 @@ def apply_ops(img: Any, boxes_xyxy: FloatArray, ops: list[Op]) -> tuple[Any, Flo
             fill = [float(op.get("fill", 0))] * 3
             img = F.rotate(img, op["angle"], interpolation=InterpolationMode.BILINEAR, fill=fill)
             b = F.rotate(b, op["angle"])
-            clipped, vis = _clip(b.as_subclass(torch.Tensor), vis, w, h)
-            b = tv_tensors.wrap(clipped, like=b)
+            b = clip(b, w, h)
         elif kind == "color":
             img = color(img, op["brightness"], op["contrast"], op["saturation"], op["hue"])
         elif kind == "blur":
@@ -189,4 +178,4 @@ def apply_ops(img: Any, boxes_xyxy: FloatArray, ops: list[Op]) -> tuple[Any, Flo
             img = F.normalize(img.float() / 255.0, list(op["mean"]), list(op["std"]))
         else:
             raise ValueError(f"unknown op {kind!r}")
-    return img, b.as_subclass(torch.Tensor).cpu().numpy(), vis.numpy()
+    return img, b.as_subclass(torch.Tensor).numpy(), vis

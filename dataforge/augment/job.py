@@ -264,10 +264,11 @@ def augment(
     with StoreLock(out_path, timeout_s=1.0):
         state = _prepare_out(out_path, source, job)
         if state == "done":
-            meta = Store.open(out_path).data["dataforge"]["augment"]
+            finished = Store.open(out_path)
+            meta = finished.data["dataforge"]["augment"]
             return AugmentResult(
                 out_path,
-                len(Store.open(out_path).images),
+                len(finished.images),
                 len(selected),
                 copies,
                 0,
@@ -401,9 +402,7 @@ def _run(
 
     cluster = None
     gpu_only = device == "cuda"
-    with dask.config.set(
-        {"distributed.nanny.pre-spawn-environ": WORKER_MALLOC_ENV, "distributed.worker.daemon": False}
-    ):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_MALLOC_ENV}):
         if scheduler in SCHEDULERS:
             resources = {"GPU": 1} if gpu_only else None
             cluster = LocalCluster(

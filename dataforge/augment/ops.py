@@ -192,7 +192,8 @@ def _area(b: FloatArray) -> FloatArray:
     return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
 
 
-def _clip(boxes: FloatArray, vis: FloatArray, w: int, h: int) -> tuple[FloatArray, FloatArray]:
+def clip_boxes(boxes: FloatArray, vis: FloatArray, w: int, h: int) -> tuple[FloatArray, FloatArray]:
+    """Clip boxes to ``[0, w] x [0, h]``; multiply ``vis`` by the fraction of each box's area kept."""
     before = _area(boxes)
     out = boxes.copy()
     np.clip(out[:, 0::2], 0, w, out=out[:, 0::2])
@@ -226,7 +227,7 @@ def transform_boxes(
             x0, y0, x1, y1 = op["xyxy"]
             b -= np.array([x0, y0, x0, y0], dtype=np.float64)
             w, h = x1 - x0, y1 - y0
-            b, vis = _clip(b, vis, w, h)
+            b, vis = clip_boxes(b, vis, w, h)
         elif kind == "resize":
             nw, nh = op["size"]
             b *= np.array([nw / w, nh / h, nw / w, nh / h])
@@ -238,7 +239,7 @@ def transform_boxes(
             )  # (N, 4 corners, xy)
             moved = corners @ m[:, :2].T + m[:, 2]
             b = np.concatenate([moved.min(axis=1), moved.max(axis=1)], axis=1) if len(b) else b
-            b, vis = _clip(b, vis, w, h)
+            b, vis = clip_boxes(b, vis, w, h)
     return b, vis, (int(w), int(h))
 
 

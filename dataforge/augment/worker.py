@@ -90,15 +90,16 @@ def _record(
     vis: np.ndarray,
     pipeline: Pipeline,
     backend: str,
-) -> tuple[dict[str, Any], dict[str, int]]:
-    outcome = apply_box_rules(boxes, vis, pipeline.boxes)
+) -> dict[str, Any]:
+    """The manifest record of one augmented image; the driver derives every count from these."""
+    keep = apply_box_rules(boxes, vis, pipeline.boxes).keep
     anns = []
-    for k in np.flatnonzero(outcome.keep):
+    for k in np.flatnonzero(keep):
         x0, y0, x1, y1 = (float(v) for v in boxes[k])
         anns.append(
             {**item.annotations[k], "bbox_xyxy": [x0, y0, x1, y1], "visibility": round(float(vis[k]), 6)}
         )
-    rec = {
+    return {
         "source_image_id": item.image_id,
         "source_file_name": item.file_name,
         "copy": copy,
@@ -109,12 +110,6 @@ def _record(
         "ops": ops,
         "backend": backend,
         "annotations": anns,
-    }
-    return rec, {
-        "boxes_in": len(boxes),
-        "boxes_out": len(anns),
-        "boxes_clipped": outcome.clipped,
-        "boxes_dropped": outcome.dropped,
     }
 
 
@@ -128,7 +123,7 @@ def worker_has_cuda() -> bool:
 
 
 def run_chunk(spec: ChunkSpec) -> dict[str, Any]:
-    """Augment one chunk. Returns counts; the records go to the chunk's manifest file."""
+    """Augment one chunk. Returns sizes and timing; the records go to the chunk's manifest file."""
     import time
 
     import cv2
@@ -141,13 +136,7 @@ def run_chunk(spec: ChunkSpec) -> dict[str, Any]:
     out_images = Path(spec.out_root) / "images"
     records: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
-    counts = {"images": 0, "boxes_in": 0, "boxes_out": 0, "boxes_clipped": 0, "boxes_dropped": 0}
-
-    def add(rec: dict[str, Any], c: dict[str, int]) -> None:
-        records.append(rec)
-        counts["images"] += 1
-        for k, v in c.items():
-            counts[k] += v
+    add = records.append
 
     def fail_or_skip(item: SourceItem, exc: DataforgeError) -> None:
         if spec.on_error != "skip":
@@ -189,7 +178,7 @@ def run_chunk(spec: ChunkSpec) -> dict[str, Any]:
                     )
                     data = cpu.encode(cpu.apply_ops(img, ops), fmt, quality=q, png_compression=pc)
                     _write_atomic(out_images / name, data)
-                    add(*_record(item, copy, name, data, size, ops, boxes, vis, pipeline, "opencv"))
+                    add(_record(item, copy, name, data, size, ops, boxes, vis, pipeline, "opencv"))
             except DataforgeError as exc:
                 fail_or_skip(item, exc)
 
@@ -198,7 +187,7 @@ def run_chunk(spec: ChunkSpec) -> dict[str, Any]:
     done.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(done / f"{uuid.uuid4().hex}.json", dumps(manifest), fsync=False)
     return {
-        **counts,
+        "images": len(records),
         "skipped": len(skipped),
         "units": spec.units,
         "started": started,
@@ -247,4 +236,4 @@ def _run_torchvision(
     for (item, copy, name, img, ops, boxes, vis), data in zip(pending, encoded, strict=True):
         _write_atomic(out_images / name, data)
         size = (int(img.shape[-1]), int(img.shape[-2]))
-        add(*_record(item, copy, name, data, size, ops, boxes, vis, pipeline, backend))
+        add(_record(item, copy, name, data, size, ops, boxes, vis, pipeline, backend))

@@ -61,6 +61,22 @@ def read_records(f: BinaryIO) -> Iterator[bytes]:
         index += 1
 
 
+def record_offsets(f: BinaryIO) -> Iterator[int]:
+    """Byte offset of each record, reading only the headers (the length CRC is checked; the data's
+    CRC is checked when :func:`read_records` reads the record)."""
+    index = pos = 0
+    while header := f.read(12):
+        if len(header) < 12:
+            raise RecordError(index, f"record {index}: truncated header ({len(header)} of 12 bytes)")
+        length, length_crc = struct.unpack("<QI", header)
+        if masked_crc(header[:8]) != length_crc:
+            raise RecordError(index, f"record {index}: length CRC mismatch (corrupt file)")
+        yield pos
+        pos += 12 + length + 4
+        f.seek(pos)
+        index += 1
+
+
 def write_record(f: BinaryIO, data: bytes) -> None:
     header = struct.pack("<Q", len(data))
     f.write(header + struct.pack("<I", masked_crc(header)) + data + struct.pack("<I", masked_crc(data)))

@@ -34,20 +34,18 @@ def category_table(store: Any) -> list[dict[str, Any]]:
     return [{"id": c.id, "name": c.name} for c in sorted(store.categories, key=lambda c: c.id)]
 
 
-def samples(
-    store: Any, task: str, split: str | None, categories: list[dict[str, Any]], *, where: str = ""
-) -> list[Sample]:
+def samples(store: Any, task: str, split: str | None, categories: list[dict[str, Any]]) -> list[Sample]:
     """Store images of ``split`` as samples; classification images need exactly one image-level label
     (images with none are left out, with a count in the error when nothing is left)."""
-    index = {c["id"]: i for i, c in enumerate(categories)}
     by_name = {c["name"]: i for i, c in enumerate(categories)}
-    store_names = {c.id: c.name for c in store.categories}
+    # store category id -> model index, matched by name (a checkpoint's table may number them otherwise)
+    model_index = {c.id: by_name[c.name] for c in store.categories if c.name in by_name}
     out: list[Sample] = []
     unlabeled = 0
     for img in store.select(None, split=split):
         iid = int(img["id"])
         if task == "classification":
-            labels = [by_name.get(store_names.get(c, ""), index.get(c, -1)) for c in img.get("labels", ())]
+            labels = [model_index.get(c, -1) for c in img.get("labels", ())]
             if len(labels) != 1 or labels[0] < 0:
                 unlabeled += 1
                 continue
@@ -56,7 +54,7 @@ def samples(
             anns = store.index.anns_by_image.get(iid, ())
             labels, bl = [], []
             for a in anns:
-                k = by_name.get(store_names.get(a["category_id"], ""), -1)
+                k = model_index.get(a["category_id"], -1)
                 if k < 0 or a.get("iscrowd"):
                     continue
                 x, y, w, h = (float(v) for v in a["bbox"])
@@ -77,7 +75,7 @@ def samples(
     if not out:
         why = f" ({unlabeled} images have no single image-level label)" if unlabeled else ""
         raise UsageError(
-            f"{store.root}: no {task} training images in split {split!r}{why}{where}",
+            f"{store.root}: no {task} training images in split {split!r}{why}",
             hint="assign splits with `dataforge split`, or choose the split with --set train_split=NAME",
         )
     return out
@@ -194,7 +192,7 @@ class TFRecordDataset:
         *,
         resize_to: int | None = None,
     ) -> None:
-        import struct
+        from dataforge.formats.tfrecord_io import RecordError, record_offsets
 
         self.task = task
         self.resize_to = resize_to
@@ -202,14 +200,10 @@ class TFRecordDataset:
         self.index: list[tuple[str, int]] = []
         for shard in shards:
             with open(shard, "rb") as f:
-                pos = 0
-                while header := f.read(12):
-                    if len(header) < 12:
-                        raise UsageError(f"{shard}: truncated record header at byte {pos}")
-                    (length,) = struct.unpack("<Q", header[:8])
-                    self.index.append((str(shard), pos))
-                    pos += 12 + length + 4
-                    f.seek(pos)
+                try:
+                    self.index.extend((str(shard), pos) for pos in record_offsets(f))
+                except RecordError as exc:
+                    raise UsageError(f"{shard}: {exc}") from None
 
     def __len__(self) -> int:
         return len(self.index)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import sys
 import time
 from abc import abstractmethod
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 from dataforge.errors import ComponentError, DataforgeError, UsageError
 from dataforge.jsonio import write_json
+from dataforge.progress import ProgressBar
 from dataforge.training.checkpoint import save_checkpoint
 from dataforge.training.config import TrainerConfig
 from dataforge.training.contract import Callback, FitContext, FitResult, Trainer
@@ -150,15 +150,16 @@ class TorchTrainer(Trainer):
 
     # -- the loop ---------------------------------------------------------------------------
     def _loader(
-        self, ds: StoreDataset, config: TrainerConfig, *, shuffle: bool, dist: _Dist, seed: int
+        self, ds: StoreDataset, config: TrainerConfig, *, shuffle: bool, dist: _Dist | None, seed: int
     ) -> Any:
+        """``dist``: shard the data across processes (training); None: every process reads all of it."""
         import torch
         from torch.utils.data import DataLoader, DistributedSampler
 
         collate = collate_classification if self.task == "classification" else collate_detection
         sampler: Any = None
         dataset: Any = ds  # a map-style dataset (duck-typed: __len__ and __getitem__)
-        if dist.world > 1:
+        if dist is not None and dist.world > 1:
             sampler = DistributedSampler(
                 dataset, num_replicas=dist.world, rank=dist.rank, shuffle=shuffle, seed=seed
             )
@@ -219,7 +220,7 @@ class TorchTrainer(Trainer):
             val_ds = StoreDataset(val_items, self.task, resize_to=self.input_size(config))
             train_loader = self._loader(train_ds, config, shuffle=config.shuffle, dist=dist, seed=config.seed)
             val_loader = (
-                self._loader(val_ds, config, shuffle=False, dist=_NoDist(), seed=config.seed)
+                self._loader(val_ds, config, shuffle=False, dist=None, seed=config.seed)
                 if val_items
                 else None
             )
@@ -270,7 +271,13 @@ class TorchTrainer(Trainer):
                 for cb in callbacks:
                     cb.on_epoch_start(epoch)
                 train_model.train()
-                bar = _bar(len(train_loader), f"epoch {epoch + 1}/{config.epochs}", enabled=dist.main)
+                bar = ProgressBar(
+                    f"epoch {epoch + 1}/{config.epochs}",
+                    unit="batch",
+                    total=len(train_loader),
+                    enabled=dist.main,
+                    leave=False,
+                )
                 sums: dict[str, float] = {}
                 n_batches = 0
                 for images, targets in train_loader:
@@ -306,7 +313,7 @@ class TorchTrainer(Trainer):
                             writer.add_scalar(f"train/{kk}", v, step)
                     for cb in callbacks:
                         cb.on_step_end(step, logs)
-                    bar.update(1, loss=logs["loss"])
+                    bar.advance(1, loss=logs["loss"])
                     if config.max_steps and step >= config.max_steps:
                         break
                 bar.close()
@@ -464,11 +471,6 @@ class TorchTrainer(Trainer):
         return out
 
 
-class _NoDist(_Dist):
-    def __init__(self) -> None:
-        self.world, self.rank, self.local_rank, self.device = 1, 0, 0, "cpu"
-
-
 def _optimizer(config: TrainerConfig, params: list[Any], world: int) -> Any:
     import torch
 
@@ -518,24 +520,6 @@ def _writer(run_dir: Path) -> Any:
     except ImportError:  # pragma: no cover - tensorboard is in the "all" extra
         return None
     return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-
-
-class _bar:
-    def __init__(self, total: int, desc: str, *, enabled: bool) -> None:
-        self._t: Any = None
-        if enabled and (sys.stderr.isatty() or os.environ.get("DATAFORGE_PROGRESS") == "1"):
-            from tqdm import tqdm
-
-            self._t = tqdm(total=total, desc=desc, unit="batch", file=sys.stderr, leave=False)
-
-    def update(self, n: int, **postfix: float) -> None:
-        if self._t is not None:
-            self._t.set_postfix({k: f"{v:.4f}" for k, v in postfix.items()}, refresh=False)
-            self._t.update(n)
-
-    def close(self) -> None:
-        if self._t is not None:
-            self._t.close()
 
 
 def dump_config(run_dir: Path, trainer: str, config: TrainerConfig, categories: list[dict[str, Any]]) -> None:
