@@ -511,3 +511,33 @@ def test_duplicate_trainer_names_are_an_error_naming_both_distributions(
     assert p.returncode == 2
     assert "plugin name 'tiny' in dataforge.trainers is registered twice" in p.stderr
     assert "dataforge-dup-trainer" in p.stderr and "dataforge-tiny-trainer" in p.stderr
+
+
+def test_paths_in_a_config_file_are_relative_to_the_file(tmp_path: Path) -> None:
+    from dataforge.training.config import TrainerConfig, resolve_config
+
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "train.yaml").write_text(
+        "model: m\npipeline: ../pipelines/p.yaml\nweights: /abs/w.pth\n"
+    )
+    c = resolve_config(TrainerConfig, tmp_path / "cfg" / "train.yaml", ["epochs=2"])
+    assert c.pipeline == str(tmp_path / "cfg" / ".." / "pipelines" / "p.yaml")
+    assert c.weights == "/abs/w.pth" and c.epochs == 2
+    # --set values stay relative to where the command runs
+    assert (
+        resolve_config(TrainerConfig, tmp_path / "cfg" / "train.yaml", ["pipeline=p.yaml"]).pipeline
+        == "p.yaml"
+    )
+
+
+@pytest.mark.parametrize("name", ["pets-detector.yaml", "digits-classifier.yaml"])
+def test_example_training_configs_validate(name: str) -> None:
+    from dataforge.training.config import resolve_config
+    from dataforge.training.contract import get_trainer
+    from tests.conftest import REPO
+
+    path = REPO / "examples" / "training" / name
+    trainer = "torchvision-detector" if "detector" in name else "torchvision-classifier"
+    c = resolve_config(get_trainer(trainer).config, path, [])
+    if c.pipeline:
+        assert Path(c.pipeline).is_file()

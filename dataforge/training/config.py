@@ -66,6 +66,10 @@ class TrainerConfig(BaseModel):
         return self.lr * self.batch_size * world_size / self.base_batch_size
 
 
+#: options that name files; relative ones in a config file are resolved against the file's folder
+PATH_OPTIONS = ("pipeline", "weights")
+
+
 def _coerce(text: str) -> Any:
     try:
         return json.loads(text)
@@ -100,7 +104,12 @@ def resolve_config(
             raise UsageError(f"{path}: malformed config: {exc}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise UsageError(f"{path}: a training config is a mapping of option: value")
-        doc.update(loaded or {})
+        loaded = dict(loaded or {})
+        for key in PATH_OPTIONS:  # paths in a config file are relative to the file
+            value = loaded.get(key)
+            if isinstance(value, str) and not Path(value).is_absolute():
+                loaded[key] = str(path.parent / value)
+        doc.update(loaded)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
