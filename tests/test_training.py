@@ -447,6 +447,13 @@ def test_training_options_pipeline_workers_early_stopping_weights_class_weights(
         digits, trainer="tiny", out=tmp_path / "es", sets=["epochs=10", "lr=1e-12", "early_stopping=1"]
     )
     assert res.stopped_early and res.epochs == 2
+    # the count of stale epochs survives --resume: 2 stale epochs before, so 1 more and stop
+    res = train(
+        digits, trainer="tiny", out=tmp_path / "es2", sets=["epochs=10", "lr=1e-12", "early_stopping=2"]
+    )
+    assert res.stopped_early and res.epochs == 3
+    res = train(digits, trainer=None, out=tmp_path / "es2", sets=["epochs=10"], resume=True)
+    assert res.stopped_early and res.epochs == 4
     # start from a local weights file: identical start, so one epoch with lr ~0 keeps the weights
     import torch
 

@@ -260,7 +260,10 @@ class TorchTrainer(Trainer):
             for cb in callbacks:
                 cb.on_fit_start(ctx)
             steps_per_epoch = max(1, len(train_loader))
-            stale = 0
+            # epochs since the best one (its first occurrence: only a strictly better metric counts),
+            # so early stopping carries on across --resume
+            vals = [h.get(f"val_{self.metric}") for h in history]
+            stale = len(vals) - 1 - vals.index(best) if best in vals else 0
             stopped = False
             seen: list[int] = []
             epoch = start_epoch - 1
