@@ -331,6 +331,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         resume=bool(a.resume),
         weights=a.weights,
     )
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun rank 0 reports (it alone validates and writes)
     if a.json:
         _json({**res.__dict__, "best": str(res.best), "last": str(res.last)})
         return 0

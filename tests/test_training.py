@@ -244,6 +244,7 @@ def test_ddp_two_gloo_processes_see_disjoint_data_and_match_one_process(
         env=env,
     )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert ddp.stdout.count("trained 3 epochs") == 1  # rank 0 alone reports
     r0 = json.loads((tmp_path / "ddp" / "samples-rank0.json").read_text())
     r1 = json.loads((tmp_path / "ddp" / "samples-rank1.json").read_text())
     assert len(r0) == len(r1) == 3 * 629
