@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -40,11 +41,13 @@ def test_concurrent_tag_processes_lose_no_update(simple_coco: Path, tmp_path: Pa
 
 
 def _visible(files: dict[str, bytes]) -> dict[str, bytes]:
-    """A store's files without the lock, staging folders and commit journals."""
-    return {k: v for k, v in files.items() if not k.startswith((".lock", ".staging-", ".commit-"))}
+    """A store's files without the lock and commit journals."""
+    return {k: v for k, v in files.items() if not k.startswith((".lock", ".commit-"))}
 
 
 def test_killed_import_leaves_the_store_as_it_was_and_a_rerun_finishes(tmp_path: Path) -> None:
+    from dataforge.api import tag_images
+
     make_shapes_dataset(tmp_path / "base", n_images=3, seed=1)
     import_dataset(tmp_path / "base" / "instances.json", store=tmp_path / "s")
     before = file_bytes(tmp_path / "s")
@@ -55,39 +58,55 @@ def test_killed_import_leaves_the_store_as_it_was_and_a_rerun_finishes(tmp_path:
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any(".staging-" in k for k in file_bytes(tmp_path / "s")):
+    while time.monotonic() < deadline and not any(
+        k.startswith("images/big/") for k in file_bytes(tmp_path / "s")
+    ):
         time.sleep(0.002)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL  # killed mid-run, not after finishing
     after = file_bytes(tmp_path / "s")
-    assert any(k.startswith(".staging-") for k in after)  # it was killed while staging images
-    assert _visible(after) == _visible(before)  # every visible file is byte-identical
-    assert len(Store.open(tmp_path / "s")) == 3
-    # Re-running does the whole job and cleans up the leftovers.
+    journals = [k for k in after if k.startswith(".commit-")]
+    assert len(journals) == 1 and json.loads(after[journals[0]]) == ["big"]  # written before any image
+    written = {k for k in after if k.startswith("images/big/")}
+    assert written  # it was killed while writing images, all of them inside the journaled folder
+    assert {k: v for k, v in _visible(after).items() if k not in written} == _visible(before)
+    assert len(Store.open(tmp_path / "s")) == 3  # annotations.json is untouched
+    # The next command that takes the lock removes what the journal names and nothing else.
+    tag_images(tmp_path / "s", add=["t"])
+    recovered = file_bytes(tmp_path / "s")
+    assert {k: v for k, v in recovered.items() if k.startswith("images/")} == {
+        k: v for k, v in before.items() if k.startswith("images/")
+    }
+    assert not [k for k in recovered if k.startswith(".commit-")]
+    # Re-running does the whole job.
     res = import_dataset(tmp_path / "big" / "instances.json", store=tmp_path / "s")
     assert res.images == 1500
-    assert not [k for k in file_bytes(tmp_path / "s") if k.startswith((".staging-", ".commit-"))]
+    assert not [k for k in file_bytes(tmp_path / "s") if k.startswith(".commit-")]
     assert validate(tmp_path / "s").ok and not validate(tmp_path / "s").warnings
 
 
-def test_a_crash_between_moving_files_and_writing_annotations_is_undone(
+def test_a_crash_after_writing_images_but_before_annotations_is_undone(
     simple_coco: Path, tmp_path: Path
 ) -> None:
     from dataforge.api import tag_images
-    from dataforge.store.staging import commit_moves
+    from dataforge.store.staging import write_journal
 
     store = tmp_path / "s"
     import_dataset(simple_coco, store=store)
     before = _visible(file_bytes(store))
+    images = store / "images"
+    (images / "stray.jpg").write_bytes(b"s")  # a file no import made: recovery must keep it
     # What an import does right before it would write annotations.json, then "dies":
-    staging = store / ".staging-dead"
-    (staging / "new").mkdir(parents=True)
-    (staging / "new" / "x.jpg").write_bytes(b"x")
-    (staging / "y.jpg").write_bytes(b"y")
-    commit_moves(str(store), str(staging), str(store / "images"), "dead")
-    assert (store / "images" / "new" / "x.jpg").exists() and (store / ".commit-dead.json").exists()
+    names = ["new/deep/x.jpg", "y.jpg"]
+    write_journal(str(store), str(images), names, "dead")
+    assert json.loads((store / ".commit-dead.json").read_text()) == ["new", "y.jpg"]
+    (images / "new" / "deep").mkdir(parents=True)
+    for name in names:
+        (images / name).write_bytes(b"x")
     tag_images(store, add=["t"])  # the next command that takes the lock recovers
     after = _visible(file_bytes(store))
-    assert {k for k in after if k.startswith("images/")} == {k for k in before if k.startswith("images/")}
-    assert not (store / ".commit-dead.json").exists() and not staging.exists()
+    assert {k for k in after if k.startswith("images/")} == {k for k in before if k.startswith("images/")} | {
+        "images/stray.jpg"
+    }
+    assert not (images / "new").exists() and not (store / ".commit-dead.json").exists()

@@ -50,6 +50,24 @@ def test_the_python_codec_and_googles_protobuf_agree() -> None:
     assert parse_example(msg.SerializeToString()) == want
 
 
+def test_typed_reads_find_features_of_an_unexpected_kind() -> None:
+    """``parse_example(keys={name: kind})`` looks up the expected kind first; a writer that stored a
+    feature as another kind (labels as floats, an empty list) still reads right."""
+    Example = _example_class()
+    msg = Example()
+    msg.features.feature["label"].float_list.value.extend([1.0, 2.0])
+    msg.features.feature["empty"].bytes_list.value.extend([])
+    msg.features.feature["w"].int64_list.value.append(64)
+    msg.features.feature["ignored"].bytes_list.value.append(b"x")
+    got = parse_example(
+        msg.SerializeToString(), {"label": "int64", "empty": "bytes", "w": "int64", "gone": "bytes"}
+    )
+    assert {k: list(v) for k, v in got.items()} == {"label": [1.0, 2.0], "empty": [], "w": [64]}
+    assert {k: list(v) for k, v in parse_example_py(msg.SerializeToString()).items() if k in got} == {
+        k: list(v) for k, v in got.items()
+    }
+
+
 def test_exported_shards_read_with_tensorboards_record_reader(coco_factory, tmp_path: Path) -> None:
     from tensorboard.compat.tensorflow_stub import errors
     from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import PyRecordReader_New

@@ -40,21 +40,22 @@ if TYPE_CHECKING:
 
 _SHARD = re.compile(r"^(?P<split>.+?)\.(tfrecords?|record)(-\d+-of-\d+)?$")
 _ITEM = re.compile(r"item\s*\{(.*?)\}", re.S)
-#: the features the importer reads
-OD_API_KEYS = (
-    "image/encoded",
-    "image/format",
-    "image/filename",
-    "image/source_id",
-    "image/width",
-    "image/height",
-    "image/object/bbox/xmin",
-    "image/object/bbox/ymin",
-    "image/object/bbox/xmax",
-    "image/object/bbox/ymax",
-    "image/object/class/label",
-    "image/object/class/text",
-)
+#: the features the importer reads, with the kind each has in the TF OD API schema
+OD_API_KEYS = {
+    "image/encoded": "bytes",
+    "image/format": "bytes",
+    "image/filename": "bytes",
+    "image/source_id": "bytes",
+    "image/width": "int64",
+    "image/height": "int64",
+    "image/object/bbox/xmin": "float",
+    "image/object/bbox/ymin": "float",
+    "image/object/bbox/xmax": "float",
+    "image/object/bbox/ymax": "float",
+    "image/object/class/label": "int64",
+    "image/object/class/text": "bytes",
+}
+_BBOX_KEYS = tuple(f"image/object/bbox/{c}" for c in ("xmin", "ymin", "xmax", "ymax"))
 _FORMATS = {"jpeg": "jpg", "jpg": "jpg", "png": "png", "bmp": "bmp", "gif": "gif", "webp": "webp"}
 
 
@@ -166,11 +167,12 @@ class TfrecordFormat:
             record["file_name"] = where
             record["_problem"] = problem("malformed record", f"{where}: not a tf.train.Example ({exc})")
             return
-        fmt = _text(_first(ex, "image/format", b"")).lower()
-        filename = (
-            _text(_first(ex, "image/filename", b""))
-            or f"{_text(_first(ex, 'image/source_id', b'')) or image_id}.{_FORMATS.get(fmt, 'jpg')}"
-        )
+        get = ex.get
+        source_id = _text(_first(ex, "image/source_id", b""))
+        filename = _text(_first(ex, "image/filename", b""))
+        if not filename:
+            fmt = _text(_first(ex, "image/format", b"")).lower()
+            filename = f"{source_id or image_id}.{_FORMATS.get(fmt, 'jpg')}"
         record["file_name"] = f"{split}/{filename}" if split else filename
         encoded = _first(ex, "image/encoded", b"")
         if encoded:
@@ -178,39 +180,44 @@ class TfrecordFormat:
         else:
             record["_problem"] = problem("no embedded image", f"{where}: image/encoded is empty ({filename})")
         w, h = _first(ex, "image/width"), _first(ex, "image/height")
-        if isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0:
+        if type(w) is int and type(h) is int and w > 0 and h > 0:
             record["width"], record["height"] = w, h
         if split:
             record["split"] = split
-        source_id = _text(_first(ex, "image/source_id", b""))
         if source_id:
             record["tf_source_id"] = source_id
-        cols = [ex.get(f"image/object/bbox/{k}", []) for k in ("xmin", "ymin", "xmax", "ymax")]
-        labels = ex.get("image/object/class/label", [])
-        texts = [_text(t) for t in ex.get("image/object/class/text", [])]
-        n = max((len(c) for c in cols), default=0)
+        cols = [get(k, ()) for k in _BBOX_KEYS]
+        n = max(map(len, cols))
+        if not n:
+            return
+        same_length = all(len(c) == n for c in cols)
+        labels = get("image/object/class/label", ())
+        texts = get("image/object/class/text", ())
+        next_id = len(anns) + 1
         for k in range(n):
-            ann_where = f"{where} object {k}"
-            ann: dict[str, Any] = {"id": len(anns) + 1, "image_id": image_id, "_where": ann_where}
+            ann: dict[str, Any] = {"id": next_id + k, "image_id": image_id, "_where": f"{where} object {k}"}
             anns.append(ann)
-            if any(len(c) != n for c in cols):
-                ann["_problem"] = problem("bad bbox", f"{ann_where}: bbox lists have different lengths")
+            if not same_length:
+                ann["_problem"] = problem(
+                    "bad bbox", f"{where} object {k}: bbox lists have different lengths"
+                )
                 continue
             label = labels[k] if k < len(labels) else None
-            text = texts[k] if k < len(texts) else ""
-            if isinstance(label, int) and label in label_map:
+            if type(label) is int and label in label_map:
                 ann["category_id"] = label
-            elif not label_map and text:
-                ann["category_id"] = text_ids.setdefault(
-                    text, label if isinstance(label, int) and label > 0 else len(text_ids) + 1
-                )
             else:
-                ann["_problem"] = problem(
-                    "unknown category",
-                    f"{ann_where}: class/label {label!r} ({text!r}) is not in the label map",
-                )
-                continue
-            ann["_bbox_norm"] = ["xyxy", [float(c[k]) for c in cols]]
+                text = _text(texts[k]) if k < len(texts) else ""
+                if not label_map and text:
+                    ann["category_id"] = text_ids.setdefault(
+                        text, label if type(label) is int and label > 0 else len(text_ids) + 1
+                    )
+                else:
+                    ann["_problem"] = problem(
+                        "unknown category",
+                        f"{where} object {k}: class/label {label!r} ({text!r}) is not in the label map",
+                    )
+                    continue
+            ann["_bbox_norm"] = ["xyxy", [cols[0][k], cols[1][k], cols[2][k], cols[3][k]]]
 
     # -- export ----------------------------------------------------------------------------
     def export(

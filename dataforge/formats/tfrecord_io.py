@@ -17,7 +17,7 @@ A TFRecord file is a sequence of records::
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any, BinaryIO
 
@@ -155,15 +155,21 @@ def _feature(buf: bytes) -> Value:
     return []
 
 
-def parse_example(data: bytes, keys: tuple[str, ...] | None = None) -> dict[str, Value]:
-    """A serialized ``tf.train.Example`` as {feature name: list of values}. Raises ValueError.
+#: the ``Feature`` field that holds each kind of value list
+KINDS = {"bytes": "bytes_list", "float": "float_list", "int64": "int64_list"}
 
-    ``keys``: read only these features (faster when the caller knows what it needs). Uses the
-    protobuf runtime when it is installed (C speed), else the pure-Python parser.
+
+def parse_example(data: bytes, keys: dict[str, str] | None = None) -> dict[str, Sequence[Any]]:
+    """A serialized ``tf.train.Example`` as {feature name: values}. Raises ValueError.
+
+    ``keys``: {feature name: "bytes" | "float" | "int64"}: read only these features, looking first
+    for the kind given (about 2x faster than asking each feature for its kind; a feature of another
+    kind still reads right). Values are then sequences rather than lists. Uses the protobuf runtime
+    when it is installed (C speed), else the pure-Python parser.
     """
     example = _pb_example()
     if example is None:
-        parsed = parse_example_py(data)
+        parsed: dict[str, Sequence[Any]] = dict(parse_example_py(data))
         return parsed if keys is None else {k: parsed[k] for k in keys if k in parsed}
     from google.protobuf.message import DecodeError
 
@@ -171,13 +177,22 @@ def parse_example(data: bytes, keys: tuple[str, ...] | None = None) -> dict[str,
         msg = example.FromString(data)
     except DecodeError as exc:
         raise ValueError(str(exc)) from None
-    out: dict[str, Value] = {}
+    out: dict[str, Sequence[Any]] = {}
     fmap = msg.features.feature
-    for key in fmap if keys is None else keys:
-        if key in fmap:
+    if keys is None:
+        for key in fmap:
             feat = fmap[key]
             kind = feat.WhichOneof("kind")
             out[key] = list(getattr(feat, kind).value) if kind else []
+        return out
+    for key, kind in keys.items():
+        if key in fmap:
+            feat = fmap[key]
+            values = getattr(feat, KINDS[kind]).value
+            if not values:  # empty, or another kind than expected
+                actual = feat.WhichOneof("kind")
+                values = getattr(feat, actual).value if actual else values
+            out[key] = values
     return out
 
 

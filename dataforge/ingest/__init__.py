@@ -3,13 +3,13 @@
 The order of work makes an import all-or-nothing:
 
 1. Structural checks on categories, images and annotations (ids, references, boxes, paths).
-2. Under the store lock: every image is read once (hash, size, integrity) and written into a
-   hidden staging folder of the store; boxes are checked against the real image size.
-3. Commit (``dataforge.store.staging``): a journal names what moves, the staged files move into
-   ``images/`` (whole folders where possible), then ``annotations.json`` is replaced atomically.
-   Any error before that removes what was staged or moved; the store is as it was. A process
-   killed at any point leaves ``annotations.json`` untouched, and the next command that takes the
-   lock removes the leftovers.
+2. Under the store lock: a journal names every path the import will create in ``images/``
+   (``dataforge.store.staging``); every image is read once (hash, size, integrity) and written to
+   its final place; boxes are checked against the real image size.
+3. Commit: ``annotations.json`` is replaced atomically, then the journal is removed. Any error
+   before that removes the journaled files; the store is as it was. A process killed at any point
+   leaves ``annotations.json`` untouched, and the next command that takes the lock removes the
+   leftovers.
 
 Ids are kept when they are free in the store; an image, annotation or category whose id is
 taken gets the next free id, and an image keeps its original id in ``source.image_id``.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -45,7 +44,7 @@ from dataforge.ingest.checks import (
 )
 from dataforge.ingest.files import ImageStager, Job, Staged
 from dataforge.jsonio import write_json
-from dataforge.store.staging import STAGING_PREFIX, commit_moves, recover
+from dataforge.store.staging import recover, write_journal
 from dataforge.store.store import REPORTS_DIR, Store, check_tag, utc_now
 
 
@@ -105,7 +104,7 @@ def ingest(
         try:
             result = _ingest_locked(store, batch, policy, cats, images, split, tags, link, workers)
         except BaseException:
-            # Nothing was written to annotations.json: remove the staged and any moved files.
+            # Nothing was written to annotations.json: remove the journaled files.
             recover(str(store.root), str(store.images_dir), lambda: before)
             raise
         details.update(
@@ -130,10 +129,7 @@ def _ingest_locked(
     link: bool,
     workers: int | None,
 ) -> ImportResult:
-    txid = uuid.uuid4().hex[:8]
     warnings: list[str] = list(batch.warnings)
-    staging = str(store.root / f"{STAGING_PREFIX}{txid}")
-    os.mkdir(staging)
     # Names in use: every record's, and every file on disk (never overwrite a stray file).
     taken = {img["file_name"] for img in store.images}
     images_dir = str(store.images_dir)
@@ -149,7 +145,8 @@ def _ingest_locked(
         embedded = img.get("_bytes")
         jobs.append(("" if embedded is not None else str(img.get("_src", name)), iid, final, embedded))
 
-    stager = ImageStager(str(batch.images_root), staging, link=link)
+    journal = write_journal(str(store.root), images_dir, final_names.values(), uuid.uuid4().hex[:8])
+    stager = ImageStager(str(batch.images_root), images_dir, link=link)
     # Normalized boxes (YOLO, TFRecord) need the real image sizes before they can be checked.
     deferred = batch.private_keys and any("_bbox_norm" in a for a in batch.annotations if isinstance(a, dict))
     all_image_ids = dict(images)
@@ -191,12 +188,12 @@ def _ingest_locked(
             continue
         ok[res.orig_id] = res
     if dropped:
-        tmp_of = {r.orig_id: r.tmp for r in staged}
+        path_of = {r.orig_id: r.path for r in staged}
         for iid in dropped:
             images.pop(iid)
-            tmp = tmp_of.get(iid)
-            if tmp:
-                os.unlink(tmp)
+            path = path_of.get(iid)
+            if path:
+                os.unlink(path)
 
     # -- annotation problems -----------------------------------------------------------------
     size_of = {iid: (r.width, r.height) for iid, r in ok.items()}
@@ -318,15 +315,9 @@ def _ingest_locked(
 
     _merge_licenses(store.data, batch.licenses, new_images)
 
-    # -- commit: files into place, then (on leaving Store.edit) annotations.json ----------------
+    # -- commit: annotations.json is written on leaving Store.edit, then the journal goes -------
     report = _write_report(store, batch, policy, warnings, len(new_images), len(anns), now)
-    journal = commit_moves(str(store.root), staging, images_dir, txid)
-
-    def cleanup() -> None:
-        os.unlink(journal)
-        shutil.rmtree(staging, ignore_errors=True)
-
-    store.after_write(cleanup)
+    store.after_write(lambda: os.unlink(journal))
     store.images.extend(new_images)
     store.annotations.extend(anns)
     store.invalidate()

@@ -1,8 +1,9 @@
-"""Reading source images and staging them into the store, fast and without leaving the images root.
+"""Reading source images and writing them into the store, fast and without leaving the images root.
 
-Every image is read once: the bytes are probed (size, integrity), hashed, and written to a hidden
-temp file next to its final place in the store. Plain ``os`` calls on string paths keep the
-per-image cost near the cost of the syscalls themselves; a few threads overlap the I/O.
+Every image is read once: the bytes are probed (size, integrity), hashed, and written to its final
+place in the store's ``images/`` (which the import journaled first, see ``dataforge.store.staging``).
+Plain ``os`` calls on string paths keep the per-image cost near the cost of the syscalls themselves;
+a few threads overlap the I/O.
 """
 
 from __future__ import annotations
@@ -30,18 +31,18 @@ class Staged:
     width: int = 0
     height: int = 0
     sha256: str = ""
-    tmp: str | None = None
+    path: str | None = None  # where it was written in the store
     error: ImageError | None = None
 
 
 class ImageStager:
-    """Stages images from ``src_root`` (the import's images folder) into ``staging`` (a hidden folder
-    of the store that mirrors ``images/``)."""
+    """Copies images from ``src_root`` (the import's images folder) into ``dest`` (the store's
+    ``images/``)."""
 
-    def __init__(self, src_root: str, staging: str, *, link: bool = False) -> None:
+    def __init__(self, src_root: str, dest: str, *, link: bool = False) -> None:
         self.src_root = os.path.abspath(src_root)
         self.real_root = os.path.realpath(src_root)
-        self.staging = staging
+        self.dest = dest
         self.link = link
         self._dir_inside: dict[str, bool] = {self.src_root: True}
         self._cancelled = False
@@ -127,23 +128,23 @@ class ImageStager:
             return b"", res
 
     def write(self, name: str, final_name: str, data: bytes, res: Staged) -> Staged:
-        """Put one read image into the staging folder (runs on the calling thread)."""
-        tmp = os.path.join(self.staging, final_name)
-        parent = os.path.dirname(tmp)
+        """Write one read image to its place in the store (runs on the calling thread)."""
+        path = os.path.join(self.dest, final_name)
+        parent = os.path.dirname(path)
         if parent not in self._made:
             os.makedirs(parent, exist_ok=True)
             self._made.add(parent)
-        if not (self.link and name and _try_link(os.path.join(self.src_root, name), tmp)):
-            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        if not (self.link and name and _try_link(os.path.join(self.src_root, name), path)):
+            out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 os.write(out, data)
             finally:
                 os.close(out)
-        res.tmp = tmp
+        res.path = path
         return res
 
     def stage_all(self, jobs: list[Job], readers: int | None = None) -> list[Staged]:
-        """Stage ``(source name, orig_id, final_name, embedded bytes or None)`` jobs; results in job order.
+        """Copy ``(source name, orig_id, final_name, embedded bytes or None)`` jobs; results in job order.
 
         Reader threads read, probe and hash a bounded window of images ahead (reads wait on the
         disk and hashing releases the GIL), while this thread creates the staged files: file

@@ -223,9 +223,9 @@ class TFRecordDataset:
             except RecordError as exc:
                 raise UsageError(f"{path}: record {i}: {exc}") from None
         ex = parse_example(data)
-        img = cpu.decode(bytes(ex["image/encoded"][0]), where=f"{path} record {i}")  # type: ignore[arg-type]
+        img = cpu.decode(bytes(ex["image/encoded"][0]), where=f"{path} record {i}")
         h, w = img.shape[:2]
-        names = [bytes(t).decode("utf-8") for t in ex.get("image/object/class/text", [])]  # type: ignore[arg-type]
+        names = [bytes(t).decode("utf-8") for t in ex.get("image/object/class/text", [])]
         cols = [
             np.asarray(ex.get(f"image/object/bbox/{k}", []), dtype=np.float64)
             for k in ("xmin", "ymin", "xmax", "ymax")
