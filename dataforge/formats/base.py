@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol, runtime_checkable
 
 from dataforge.errors import DataError
 
@@ -17,6 +17,18 @@ if TYPE_CHECKING:
     from dataforge.store import Store
 
 OnError = Literal["fail", "skip"]
+
+
+class Embedded(NamedTuple):
+    """An image inside a container file: ``length`` bytes at ``offset`` of ``path``, which the
+    reader has already probed (``width``, ``height``; it is a complete image) and hashed."""
+
+    path: str
+    offset: int
+    length: int
+    width: int
+    height: int
+    sha256: str
 
 
 @dataclass
@@ -30,8 +42,9 @@ class ImportBatch:
 
     Optional image keys a reader may set (never stored): ``_src``, the path to read relative to
     ``images_root`` when it differs from ``file_name`` (the name in the store); ``_bytes``, the
-    encoded image when the source embeds it (TFRecord). ``labels`` (stored) lists image-level
-    category ids, for classification.
+    encoded image when the source embeds it; or ``_embedded``, an :class:`Embedded` that says where
+    in a container file the image lies (TFRecord: the bytes are not held in memory). ``labels``
+    (stored) lists image-level category ids, for classification.
 
     Optional annotation keys: ``_bbox_norm``, ``["cxcywh" | "xyxy", [4 numbers]]`` normalized to
     the image size, converted to ``bbox`` once the real size is known (YOLO, TFRecord);

@@ -22,18 +22,21 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
-from dataforge.errors import UsageError
-from dataforge.formats.base import ExportResult, ImportBatch
+from dataforge.errors import ImageError, UsageError
+from dataforge.formats.base import Embedded, ExportResult, ImportBatch
 from dataforge.formats.common import prepare_out_dir, problem, read_text, rel
 from dataforge.formats.tfrecord_io import (
     RecordError,
     encode_example,
     parse_example,
-    read_records,
+    read_record,
+    record_offsets,
     write_record,
 )
+from dataforge.imageio import probe_bytes, sha256_bytes
+from dataforge.parallel import map_ranges
 
 if TYPE_CHECKING:
     from dataforge.store import Store
@@ -84,6 +87,111 @@ def _text(v: Any) -> str:
     return v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v or "")
 
 
+def _split_of(f: Path, root: Path) -> str | None:
+    """The split a shard belongs to: its name (``train.tfrecord-00000-of-00004``) or its folder."""
+    m = _SHARD.match(f.name)
+    split = m.group("split") if m else None
+    if split in (None, "", "default") or (
+        split not in ("train", "val", "valid", "test") and f.parent != root
+    ):
+        split = f.parent.name if f.parent != root else split
+    return {"valid": "val", "default": None}.get(split or "", split) or None
+
+
+def _damaged(where_file: str, exc: RecordError, *, after: bool) -> dict[str, Any]:
+    rest = " (records after it in this file cannot be read)" if after else ""
+    return {
+        "file_name": f"{where_file}#{exc.index}",
+        "_problem": problem("damaged record", f"{where_file}: {exc}{rest}"),
+    }
+
+
+def _record(
+    data: bytes,
+    offset: int,
+    image_id: int,
+    where: str,
+    file_path: str,
+    split: str | None,
+    imgs: list[dict[str, Any]],
+    anns: list[dict[str, Any]],
+    label_map: dict[int, str],
+) -> None:
+    """Parse one record (at ``offset`` of ``file_path``) into an image record and its annotations.
+
+    The image is probed and hashed here, and kept as an :class:`Embedded` reference to its bytes
+    in the file. Annotation ids count from 1 within ``anns``; without a label map, categories are
+    left as ``_text``/``_label`` for the caller to number in order.
+    """
+    record: dict[str, Any] = {"id": image_id}
+    imgs.append(record)
+    try:
+        ex = parse_example(data, OD_API_KEYS)
+    except (ValueError, UnicodeDecodeError) as exc:
+        record["file_name"] = where
+        record["_problem"] = problem("malformed record", f"{where}: not a tf.train.Example ({exc})")
+        return
+    get = ex.get
+    source_id = _text(_first(ex, "image/source_id", b""))
+    filename = _text(_first(ex, "image/filename", b""))
+    if not filename:
+        fmt = _text(_first(ex, "image/format", b"")).lower()
+        filename = f"{source_id or image_id}.{_FORMATS.get(fmt, 'jpg')}"
+    record["file_name"] = f"{split}/{filename}" if split else filename
+    encoded = _first(ex, "image/encoded", b"")
+    if encoded:
+        try:
+            info = probe_bytes(encoded, where=f"{where} ({filename})")
+        except ImageError as exc:
+            record["_problem"] = problem(exc.reason or "bad image", str(exc))
+        else:
+            record["_embedded"] = Embedded(
+                file_path,
+                offset + 12 + data.find(encoded),
+                len(encoded),
+                info.width,
+                info.height,
+                sha256_bytes(encoded),
+            )
+    else:
+        record["_problem"] = problem("no embedded image", f"{where}: image/encoded is empty ({filename})")
+    w, h = _first(ex, "image/width"), _first(ex, "image/height")
+    if type(w) is int and type(h) is int and w > 0 and h > 0:
+        record["width"], record["height"] = w, h
+    if split:
+        record["split"] = split
+    if source_id:
+        record["tf_source_id"] = source_id
+    cols = [get(k, ()) for k in _BBOX_KEYS]
+    n = max(map(len, cols))
+    if not n:
+        return
+    same_length = all(len(c) == n for c in cols)
+    labels = get("image/object/class/label", ())
+    texts = get("image/object/class/text", ())
+    next_id = len(anns) + 1
+    for k in range(n):
+        ann: dict[str, Any] = {"id": next_id + k, "image_id": image_id, "_where": f"{where} object {k}"}
+        anns.append(ann)
+        if not same_length:
+            ann["_problem"] = problem("bad bbox", f"{where} object {k}: bbox lists have different lengths")
+            continue
+        label = labels[k] if k < len(labels) else None
+        if type(label) is int and label in label_map:
+            ann["category_id"] = label
+        else:
+            text = _text(texts[k]) if k < len(texts) else ""
+            if not label_map and text:
+                ann["_text"], ann["_label"] = text, label
+            else:
+                ann["_problem"] = problem(
+                    "unknown category",
+                    f"{where} object {k}: class/label {label!r} ({text!r}) is not in the label map",
+                )
+                continue
+        ann["_bbox_norm"] = ["xyxy", [cols[0][k], cols[1][k], cols[2][k], cols[3][k]]]
+
+
 class TfrecordFormat:
     name: ClassVar[str] = "tfrecord"
     description: ClassVar[str] = "TFRecord, TF Object Detection API schema + label_map.pbtxt (sharded export)"
@@ -104,36 +212,75 @@ class TfrecordFormat:
         for lm in sorted({f.parent / "label_map.pbtxt" for f in files} | {root / "label_map.pbtxt"}):
             if lm.is_file():
                 label_map.update(parse_label_map(read_text(lm, what="label map")))
-        text_ids: dict[str, int] = {}
+        # Every record's place, from the headers alone; then the records are parsed in ranges
+        # (in parallel processes for big imports: parsing is pure-Python work).
+        tasks: list[tuple[int, int, int]] = []  # (file number, record number, offset)
+        sources: list[tuple[str, str, str | None]] = []  # (path, name in messages, split)
+        damaged: list[dict[str, Any]] = []  # a problem image for each file whose framing breaks
+        for f in files:
+            where_file = rel(f, root) if f != path else f.name
+            sources.append((str(f), where_file, _split_of(f, root)))
+            with open(f, "rb") as fh:
+                try:
+                    for index, offset in enumerate(record_offsets(fh)):
+                        tasks.append((len(sources) - 1, index, offset))
+                except RecordError as exc:
+                    damaged.append(_damaged(where_file, exc, after=True))
+
+        def parse_range(start: int, stop: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            imgs: list[dict[str, Any]] = []
+            anns: list[dict[str, Any]] = []
+            handles: dict[int, BinaryIO] = {}
+            try:
+                for k in range(start, stop):
+                    fi, index, offset = tasks[k]
+                    file_path, where_file, split = sources[fi]
+                    fh = handles.get(fi)
+                    if fh is None:
+                        fh = handles[fi] = open(file_path, "rb")  # noqa: SIM115 - closed below
+                    fh.seek(offset)
+                    try:
+                        data = read_record(fh, index)
+                        if data is None:  # the file shrank since its headers were read
+                            raise RecordError(index, f"record {index}: truncated header (0 of 12 bytes)")
+                    except RecordError as exc:
+                        imgs.append({"id": k + 1, **_damaged(where_file, exc, after=False)})
+                        continue
+                    _record(
+                        data,
+                        offset,
+                        k + 1,
+                        f"{where_file} record {index}",
+                        file_path,
+                        split,
+                        imgs,
+                        anns,
+                        label_map,
+                    )
+            finally:
+                for fh in handles.values():
+                    fh.close()
+            return imgs, anns
+
         imgs: list[dict[str, Any]] = []
         anns: list[dict[str, Any]] = []
-        for f in files:
-            m = _SHARD.match(f.name)
-            split = m.group("split") if m else None
-            if split in (None, "", "default") or (
-                split not in ("train", "val", "valid", "test") and f.parent != root
-            ):
-                split = f.parent.name if f.parent != root else split
-            split = {"valid": "val", "default": None}.get(split or "", split) or None
-            where_file = rel(f, root) if f != path else f.name
-            with open(f, "rb") as fh:
-                index = 0
-                try:
-                    for data in read_records(fh):
-                        self._record(
-                            data, f"{where_file} record {index}", split, imgs, anns, label_map, text_ids
-                        )
-                        index += 1
-                except RecordError as exc:
-                    imgs.append(
-                        {
-                            "id": len(imgs) + 1,
-                            "file_name": f"{where_file}#{exc.index}",
-                            "_problem": problem(
-                                "damaged record",
-                                f"{where_file}: {exc} (records after it in this file cannot be read)",
-                            ),
-                        }
+        for part_imgs, part_anns in map_ranges(parse_range, len(tasks)):
+            imgs.extend(part_imgs)
+            base = len(anns)
+            if base:
+                for a in part_anns:
+                    a["id"] += base
+            anns.extend(part_anns)
+        for n, bad in enumerate(damaged, len(tasks) + 1):  # a damaged header ends its file
+            imgs.append({"id": n, **bad})
+        text_ids: dict[str, int] = {}
+        if not label_map:  # categories come from class/text, numbered in order of appearance
+            for a in anns:
+                text = a.pop("_text", None)
+                if text is not None:
+                    label = a.pop("_label")
+                    a["category_id"] = text_ids.setdefault(
+                        text, label if type(label) is int and label > 0 else len(text_ids) + 1
                     )
         cats = dict(label_map)
         for name, cid in text_ids.items():
@@ -147,77 +294,6 @@ class TfrecordFormat:
             categories=[{"id": k, "name": v} for k, v in sorted(cats.items())],
             private_keys=True,
         )
-
-    def _record(
-        self,
-        data: bytes,
-        where: str,
-        split: str | None,
-        imgs: list[dict[str, Any]],
-        anns: list[dict[str, Any]],
-        label_map: dict[int, str],
-        text_ids: dict[str, int],
-    ) -> None:
-        image_id = len(imgs) + 1
-        record: dict[str, Any] = {"id": image_id}
-        imgs.append(record)
-        try:
-            ex = parse_example(data, OD_API_KEYS)
-        except (ValueError, UnicodeDecodeError) as exc:
-            record["file_name"] = where
-            record["_problem"] = problem("malformed record", f"{where}: not a tf.train.Example ({exc})")
-            return
-        get = ex.get
-        source_id = _text(_first(ex, "image/source_id", b""))
-        filename = _text(_first(ex, "image/filename", b""))
-        if not filename:
-            fmt = _text(_first(ex, "image/format", b"")).lower()
-            filename = f"{source_id or image_id}.{_FORMATS.get(fmt, 'jpg')}"
-        record["file_name"] = f"{split}/{filename}" if split else filename
-        encoded = _first(ex, "image/encoded", b"")
-        if encoded:
-            record["_bytes"] = encoded
-        else:
-            record["_problem"] = problem("no embedded image", f"{where}: image/encoded is empty ({filename})")
-        w, h = _first(ex, "image/width"), _first(ex, "image/height")
-        if type(w) is int and type(h) is int and w > 0 and h > 0:
-            record["width"], record["height"] = w, h
-        if split:
-            record["split"] = split
-        if source_id:
-            record["tf_source_id"] = source_id
-        cols = [get(k, ()) for k in _BBOX_KEYS]
-        n = max(map(len, cols))
-        if not n:
-            return
-        same_length = all(len(c) == n for c in cols)
-        labels = get("image/object/class/label", ())
-        texts = get("image/object/class/text", ())
-        next_id = len(anns) + 1
-        for k in range(n):
-            ann: dict[str, Any] = {"id": next_id + k, "image_id": image_id, "_where": f"{where} object {k}"}
-            anns.append(ann)
-            if not same_length:
-                ann["_problem"] = problem(
-                    "bad bbox", f"{where} object {k}: bbox lists have different lengths"
-                )
-                continue
-            label = labels[k] if k < len(labels) else None
-            if type(label) is int and label in label_map:
-                ann["category_id"] = label
-            else:
-                text = _text(texts[k]) if k < len(texts) else ""
-                if not label_map and text:
-                    ann["category_id"] = text_ids.setdefault(
-                        text, label if type(label) is int and label > 0 else len(text_ids) + 1
-                    )
-                else:
-                    ann["_problem"] = problem(
-                        "unknown category",
-                        f"{where} object {k}: class/label {label!r} ({text!r}) is not in the label map",
-                    )
-                    continue
-            ann["_bbox_norm"] = ["xyxy", [cols[0][k], cols[1][k], cols[2][k], cols[3][k]]]
 
     # -- export ----------------------------------------------------------------------------
     def export(

@@ -39,24 +39,32 @@ def masked_crc(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
+def read_record(f: BinaryIO, index: int = 0) -> bytes | None:
+    """The data of the record at ``f``'s position (None at the end of the file), both CRCs checked.
+
+    ``index`` is the record's position in the file, for messages. Raises ``RecordError``.
+    """
+    header = f.read(12)
+    if not header:
+        return None
+    if len(header) < 12:
+        raise RecordError(index, f"record {index}: truncated header ({len(header)} of 12 bytes)")
+    length, length_crc = struct.unpack("<QI", header)
+    if masked_crc(header[:8]) != length_crc:
+        raise RecordError(index, f"record {index}: length CRC mismatch (corrupt file)")
+    data = f.read(length)
+    footer = f.read(4)
+    if len(data) < length or len(footer) < 4:
+        raise RecordError(index, f"record {index}: truncated (expected {length} bytes of data)")
+    if masked_crc(data) != struct.unpack("<I", footer)[0]:
+        raise RecordError(index, f"record {index}: data CRC mismatch (corrupt record)")
+    return data
+
+
 def read_records(f: BinaryIO) -> Iterator[bytes]:
     """Yield each record's data, checking both CRCs. Raises ``RecordError`` on damage."""
     index = 0
-    while True:
-        header = f.read(12)
-        if not header:
-            return
-        if len(header) < 12:
-            raise RecordError(index, f"record {index}: truncated header ({len(header)} of 12 bytes)")
-        length, length_crc = struct.unpack("<QI", header)
-        if masked_crc(header[:8]) != length_crc:
-            raise RecordError(index, f"record {index}: length CRC mismatch (corrupt file)")
-        data = f.read(length)
-        footer = f.read(4)
-        if len(data) < length or len(footer) < 4:
-            raise RecordError(index, f"record {index}: truncated (expected {length} bytes of data)")
-        if masked_crc(data) != struct.unpack("<I", footer)[0]:
-            raise RecordError(index, f"record {index}: data CRC mismatch (corrupt record)")
+    while (data := read_record(f, index)) is not None:
         yield data
         index += 1
 

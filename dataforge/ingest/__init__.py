@@ -30,7 +30,7 @@ from typing import Any
 
 from dataforge.boxes import OUT_OF_BOUNDS_TOLERANCE_PX
 from dataforge.errors import DataError, ImageError
-from dataforge.formats.base import ErrorPolicy, ImportBatch, OnError, Skipped
+from dataforge.formats.base import Embedded, ErrorPolicy, ImportBatch, OnError, Skipped
 from dataforge.ingest.checks import (
     assign_ids,
     check_annotations,
@@ -42,7 +42,7 @@ from dataforge.ingest.checks import (
     safe_relative_name,
     without_images,
 )
-from dataforge.ingest.files import ImageStager, Job, Staged
+from dataforge.ingest.files import BackgroundCopy, ImageStager, Job, Staged
 from dataforge.jsonio import write_json
 from dataforge.store.staging import recover, write_journal
 from dataforge.store.store import REPORTS_DIR, Store, check_tag, utc_now
@@ -95,15 +95,20 @@ def ingest(
     check_image_labels(images, cats, policy)
     details: dict[str, Any] = {"format": batch.format, "source": batch.source, "on_error": on_error}
     with Store.edit(store_path, "import", create=True, details=details) as store:
-        if not os.path.isdir(batch.images_root) and not all("_bytes" in img for img, _ in images.values()):
+        if not os.path.isdir(batch.images_root) and not all(
+            "_bytes" in img or "_embedded" in img for img, _ in images.values()
+        ):
             raise DataError(
                 f"{batch.source}: images folder {batch.images_root} does not exist",
                 hint="pass --images DIR (the folder that file_name values are relative to)",
             )
         before = {img["file_name"] for img in store.images}
+        running: list[BackgroundCopy] = []
         try:
-            result = _ingest_locked(store, batch, policy, cats, images, split, tags, link, workers)
+            result = _ingest_locked(store, batch, policy, cats, images, split, tags, link, workers, running)
         except BaseException:
+            for child in running:  # stop any copying before cleaning up after it
+                child.cancel()
             # Nothing was written to annotations.json: remove the journaled files.
             recover(str(store.root), str(store.images_dir), lambda: before)
             raise
@@ -128,6 +133,7 @@ def _ingest_locked(
     tags: list[str],
     link: bool,
     workers: int | None,
+    running: list[BackgroundCopy],
 ) -> ImportResult:
     warnings: list[str] = list(batch.warnings)
     # Names in use: every record's, and every file on disk (never overwrite a stray file).
@@ -142,7 +148,7 @@ def _ingest_locked(
         final = _unique_name(name, taken)
         taken.add(final)
         final_names[iid] = final
-        embedded = img.get("_bytes")
+        embedded = img.get("_embedded", img.get("_bytes"))
         jobs.append(("" if embedded is not None else str(img.get("_src", name)), iid, final, embedded))
 
     journal = write_journal(str(store.root), images_dir, final_names.values(), uuid.uuid4().hex[:8])
@@ -150,16 +156,24 @@ def _ingest_locked(
     # Normalized boxes (YOLO, TFRecord) need the real image sizes before they can be checked.
     deferred = batch.private_keys and any("_bbox_norm" in a for a in batch.annotations if isinstance(a, dict))
     all_image_ids = dict(images)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataforge-stage") as pool:
-        staging_done = pool.submit(stager.stage_all, jobs, workers)
-        try:
-            # The annotation checks are CPU work; staging waits on the disk. Do both at once.
-            if not deferred:
+    copying: BackgroundCopy | None = None
+    embedded_only = deferred and all(isinstance(job[3], Embedded) for job in jobs)
+    if embedded_only:
+        # Images inside container files (TFRecord) were probed and hashed by the reader: the
+        # checks below need nothing more, so the copying runs in the background, after them.
+        staged = stager.planned(jobs)
+    elif deferred:  # nothing to check until the images are in: copy them on this thread
+        staged = stager.stage_all(jobs, workers)
+    else:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataforge-stage") as pool:
+            staging_done = pool.submit(stager.stage_all, jobs, workers)
+            try:
+                # The annotation checks are CPU work; staging waits on the disk. Do both at once.
                 anns, boxes = check_annotations(batch, all_image_ids, cats, policy)
-        except BaseException:
-            stager.cancel()
-            raise
-        staged = staging_done.result()
+            except BaseException:
+                stager.cancel()
+                raise
+            staged = staging_done.result()
 
     # -- image problems: missing, corrupt, outside the root, already in the store --------------
     in_store = {
@@ -192,8 +206,11 @@ def _ingest_locked(
         for iid in dropped:
             images.pop(iid)
             path = path_of.get(iid)
-            if path:
+            if path and not embedded_only:
                 os.unlink(path)
+    if embedded_only:
+        copying = stager.copy_in_background([job for job in jobs if job[1] in ok], keep_fds=store.lock_fds)
+        running.append(copying)
 
     # -- annotation problems -----------------------------------------------------------------
     size_of = {iid: (r.width, r.height) for iid, r in ok.items()}
@@ -316,6 +333,8 @@ def _ingest_locked(
     _merge_licenses(store.data, batch.licenses, new_images)
 
     # -- commit: annotations.json is written on leaving Store.edit, then the journal goes -------
+    if copying is not None:
+        copying.wait()
     report = _write_report(store, batch, policy, warnings, len(new_images), len(anns), now)
     store.after_write(lambda: os.unlink(journal))
     store.images.extend(new_images)

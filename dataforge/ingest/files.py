@@ -9,20 +9,29 @@ a few threads overlap the I/O.
 from __future__ import annotations
 
 import errno
+import marshal
 import os
+import subprocess
+import sys
+import tempfile
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 
 from dataforge.errors import ImageError
+from dataforge.formats.base import Embedded
 from dataforge.imageio import probe_bytes, sha256_bytes
+from dataforge.ingest import copier
+from dataforge.parallel import default_processes
 
 _CHUNK = 64  # images per read task
+HELPER_MIN_IMAGES = 256  # fewer embedded images are copied in-process: a helper takes ~20 ms to start
 _WINDOW = 6  # read tasks in flight: bounds the image bytes held in memory
 
 
-Job = tuple[str, int, str, "bytes | None"]
+Job = tuple[str, int, str, "bytes | Embedded | None"]
 
 
 @dataclass(slots=True)
@@ -47,6 +56,8 @@ class ImageStager:
         self._dir_inside: dict[str, bool] = {self.src_root: True}
         self._cancelled = False
         self._made: set[str] = set()
+        self._containers: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def _inside(self, real: str) -> bool:
         return real == self.real_root or real.startswith(self.real_root + os.sep)
@@ -90,12 +101,49 @@ class ImageStager:
         """Make a running :meth:`stage_all` stop after the images in flight."""
         self._cancelled = True
 
-    def read(self, name: str, orig_id: int, embedded: bytes | None = None) -> tuple[bytes, Staged]:
+    def _container(self, path: str) -> int:
+        fd = self._containers.get(path)
+        if fd is None:
+            with self._lock:
+                fd = self._containers.get(path)
+                if fd is None:
+                    fd = self._containers[path] = os.open(path, os.O_RDONLY)
+        return fd
+
+    def __enter__(self) -> ImageStager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Close the container files that embedded images were read from."""
+        with self._lock:
+            for fd in self._containers.values():
+                os.close(fd)
+            self._containers.clear()
+
+    def read(self, name: str, orig_id: int, embedded: bytes | Embedded | None = None) -> tuple[bytes, Staged]:
         """Read, probe and hash one source image (runs on reader threads).
 
-        ``embedded``: the image's bytes when the source carries them (TFRecord); no file is read.
+        ``embedded``: the image's bytes when the source carries them, or where they lie in a
+        container file (already probed and hashed by the reader); no image file is read.
         """
         res = Staged(orig_id)
+        if isinstance(embedded, Embedded):
+            try:
+                data = os.pread(self._container(embedded.path), embedded.length, embedded.offset)
+            except OSError as exc:
+                data, error = b"", exc.strerror
+            else:
+                error = f"{len(data)} of {embedded.length} bytes"
+            if len(data) != embedded.length:
+                res.error = ImageError(
+                    f"image {orig_id} ({name}): cannot read it from {embedded.path} ({error}); "
+                    "did the file change during the import?",
+                    item=f"image {orig_id}",
+                    reason="unreadable file",
+                )
+                return b"", res
+            res.width, res.height, res.sha256 = embedded.width, embedded.height, embedded.sha256
+            return data, res
         if embedded is not None:
             try:
                 info = probe_bytes(embedded, where=f"image {orig_id} ({name})")
@@ -157,7 +205,7 @@ class ImageStager:
             return [self.read(name, orig_id, embedded) for name, orig_id, _final, embedded in chunk]
 
         out: list[Staged] = []
-        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="dataforge-read") as pool:
+        with self, ThreadPoolExecutor(max_workers=n, thread_name_prefix="dataforge-read") as pool:
             window: deque[tuple[list[Job], Future[list[tuple[bytes, Staged]]]]] = deque()
             pending = iter(chunks)
             for chunk in islice(pending, _WINDOW):
@@ -170,6 +218,73 @@ class ImageStager:
                 for (name, _orig_id, final, _emb), (data, res) in zip(chunk, fut.result(), strict=True):
                     out.append(res if res.error is not None else self.write(name, final, data, res))
         return out
+
+    def planned(self, jobs: list[Job]) -> list[Staged]:
+        """What copying ``jobs`` (all :class:`Embedded`, already probed and hashed) will give,
+        before anything is written: :meth:`copy_in_background` writes the files."""
+        out: list[Staged] = []
+        for _name, orig_id, final, embedded in jobs:
+            assert isinstance(embedded, Embedded)
+            path = os.path.join(self.dest, final)
+            out.append(Staged(orig_id, embedded.width, embedded.height, embedded.sha256, path))
+        return out
+
+    def copy_in_background(self, jobs: list[Job], *, keep_fds: tuple[int, ...] = ()) -> BackgroundCopy:
+        """Start copying :class:`Embedded` images out of their container files in a helper process
+        (``dataforge.ingest.copier``) while this one goes on. ``keep_fds`` stay open in the helper
+        (the store lock: it is held until the helper is gone)."""
+        ranges: list[copier.Job] = []
+        for _name, _orig_id, final, embedded in jobs:
+            assert isinstance(embedded, Embedded)
+            ranges.append((embedded.path, embedded.offset, embedded.length, os.path.join(self.dest, final)))
+        return BackgroundCopy(jobs, ranges, keep_fds)
+
+
+class BackgroundCopy:
+    """A running :mod:`dataforge.ingest.copier`; :meth:`wait` raises ``ImageError`` if any image
+    could not be copied. With ``DATAFORGE_PROCESSES=1`` the copying is done here, at once."""
+
+    def __init__(self, jobs: list[Job], ranges: list[copier.Job], keep_fds: tuple[int, ...]) -> None:
+        self.jobs = jobs
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._failures: list[tuple[int, str]] = []
+        if len(ranges) < HELPER_MIN_IMAGES or default_processes() == 1:
+            self._failures = copier.copy(ranges)
+            return
+        with tempfile.TemporaryFile() as spec:
+            marshal.dump((os.getpid(), ranges), spec)
+            spec.seek(0)
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", copier.__file__],
+                stdin=spec,
+                stdout=subprocess.PIPE,
+                pass_fds=keep_fds,
+            )
+
+    def wait(self) -> None:
+        if self._proc is not None:
+            out, _ = self._proc.communicate()
+            code, self._proc = self._proc.returncode, None
+            if code != 0:
+                raise ImageError(f"the process copying images into the store failed (exit code {code})")
+            self._failures = marshal.loads(out)
+        if self._failures:
+            i, reason = self._failures[0]
+            _name, orig_id, final, embedded = self.jobs[i]
+            more = f" (and {len(self._failures) - 1} more images)" if len(self._failures) > 1 else ""
+            raise ImageError(
+                f"image {orig_id} ({final}): cannot copy it from {getattr(embedded, 'path', '?')} "
+                f"into the store: {reason}{more}",
+                item=f"image {orig_id}",
+                reason="unreadable file",
+            )
+
+    def cancel(self) -> None:
+        """Stop the helper if it still runs (after an error: what it wrote is journaled)."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.communicate()
+            self._proc = None
 
 
 def _read_rest(fd: int) -> bytes:

@@ -45,6 +45,13 @@ class StoreLock:
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
 
+    @property
+    def fd(self) -> int:
+        """The locked file's descriptor (while held)."""
+        if self._fd is None:
+            raise StoreError(f"{self.path.parent}: the store lock is not held")
+        return self._fd
+
     def _holder(self) -> str:
         try:
             pid = self.path.read_text().strip()

@@ -65,6 +65,9 @@ class Store:
         self.data = data
         self._index: _Index | None = None
         self._after_write: list[Callable[[], None]] = []
+        #: the store lock's file descriptor while ``Store.edit`` holds it: a helper process that
+        #: writes into the store keeps it open, so the lock outlives the helper's last write
+        self.lock_fds: tuple[int, ...] = ()
 
     # -- opening -------------------------------------------------------------------------
     @staticmethod
@@ -119,7 +122,7 @@ class Store:
             root.mkdir(parents=True)
         if not create and not cls.is_store(root):
             cls.open(root)  # raises the right error
-        with StoreLock(root):
+        with StoreLock(root) as lock:
             new_store = False
             if cls.is_store(root):
                 store = cls(root, _load(root))
@@ -132,6 +135,7 @@ class Store:
                 new_store = True
             else:  # pragma: no cover - the check above raised
                 raise StoreError(f"{root}: not a store")
+            store.lock_fds = (lock.fd,)
             try:
                 yield store
             except BaseException:

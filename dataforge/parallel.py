@@ -1,0 +1,152 @@
+"""Split CPU-bound Python work over forked processes, results back in order.
+
+The GIL keeps threads from sharing pure-Python work (parsing protobufs, probing images), and
+threads that mix such work with syscalls are slower than one thread (each GIL hand-off is a
+context switch). Forked processes share the parent's memory for free, so a reader can hand each
+child a range of records and get compact results back through a pipe.
+
+Forking is only done where it is safe and pays: on platforms with ``fork``, when the calling
+process runs a single thread (forking a threaded process can copy a lock that some other thread
+holds), and for enough items. Otherwise the work runs in this process, with the same results.
+Set ``DATAFORGE_PROCESSES=1`` to always stay in one process.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import pickle
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from dataforge.errors import DataforgeError
+
+T = TypeVar("T")
+
+
+def default_processes() -> int:
+    env = os.environ.get("DATAFORGE_PROCESSES")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise DataforgeError(f"DATAFORGE_PROCESSES must be a whole number, not {env!r}") from None
+    return min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def can_fork() -> bool:
+    return hasattr(os, "fork") and threading.active_count() == 1
+
+
+def ranges(n: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous [start, stop) ranges covering ``range(n)``, sizes differing by at most 1."""
+    parts = max(1, min(parts, n))
+    q, r = divmod(n, parts)
+    out, start = [], 0
+    for i in range(parts):
+        stop = start + q + (i < r)
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+class Background:
+    """``fn()`` running in a forked child process while this one goes on; :meth:`result` waits.
+
+    Where forking is not safe (see the module docs) ``fn`` runs at once, in this process. Use it
+    as a context manager: leaving the block with an exception kills and reaps the child, so that
+    nothing keeps running behind an error.
+    """
+
+    def __init__(self, fn: Callable[[], Any], *, fork: bool = True) -> None:
+        self._pid = 0
+        self._fd = -1
+        self._value: Any = None
+        if not (fork and can_fork()):
+            self._value = fn()
+            return
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: compute, send, and leave without running the parent's cleanup
+            os.close(r)
+            code = 0
+            try:
+                try:
+                    payload = pickle.dumps((True, fn()), protocol=pickle.HIGHEST_PROTOCOL)
+                except BaseException as exc:  # sent to the parent, which raises it
+                    code = 1
+                    payload = _pickled_error(exc)
+                with os.fdopen(w, "wb") as out:
+                    out.write(payload)
+            finally:
+                os._exit(code)
+        os.close(w)
+        self._pid, self._fd = pid, r
+
+    def result(self) -> Any:
+        if not self._pid:
+            return self._value
+        with os.fdopen(self._fd, "rb") as f:
+            self._fd = -1  # closed by the with block
+            data = f.read()
+        os.waitpid(self._pid, 0)
+        self._pid = 0
+        if not data:
+            raise DataforgeError("a worker process died before it sent its result (killed? out of memory?)")
+        ok, self._value = pickle.loads(data)
+        if not ok:
+            raise self._value
+        return self._value
+
+    def cancel(self) -> None:
+        """Kill the child if it is still running, and reap it."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._pid:
+            try:
+                os.kill(self._pid, signal.SIGKILL)
+                os.waitpid(self._pid, 0)
+            except OSError:
+                pass
+            self._pid = 0
+
+    def __enter__(self) -> Background:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is not None:
+            self.cancel()
+
+
+def map_ranges(
+    fn: Callable[[int, int], T], n: int, *, processes: int | None = None, min_per_process: int = 1000
+) -> list[T]:
+    """``[fn(start, stop) for each range]`` over ``range(n)`` cut into one range per process.
+
+    The calling process computes the first range itself while forked children compute the rest;
+    each child pickles its result back through a pipe. An exception raised by ``fn`` in a child is
+    re-raised here; a child that dies is a ``DataforgeError``.
+    """
+    want = processes or default_processes()
+    parts = min(want, max(1, n // min_per_process))
+    if parts <= 1 or not can_fork():
+        return [fn(0, n)]
+    spans = ranges(n, parts)
+    children: list[Background] = []
+    try:
+        for start, stop in spans[1:]:
+            children.append(Background(functools.partial(fn, start, stop)))
+        return [fn(*spans[0])] + [child.result() for child in children]
+    finally:
+        for child in children:  # after an error: stop whatever is still running
+            child.cancel()
+
+
+def _pickled_error(exc: BaseException) -> bytes:
+    try:
+        return pickle.dumps((False, exc))
+    except Exception:  # cannot be pickled: send its text
+        return pickle.dumps((False, DataforgeError(f"{type(exc).__name__}: {exc}")))
