@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -160,3 +161,45 @@ def test_map_ranges_splits_evenly_and_passes_errors_back() -> None:
     )
     out = subprocess.run([sys.executable, "-c", _MAP], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "bad range 1000:2000 x"
+
+
+def _copiers() -> list[int]:
+    """Pids of running copy helpers."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"ingest/copier.py" in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the helper process")
+def test_a_killed_import_leaves_no_helper_running_and_the_store_recovers(
+    shards: Path, simple_coco: Path, tmp_path: Path
+) -> None:
+    from dataforge.api import tag_images
+
+    store = tmp_path / "s"
+    import_dataset(simple_coco, store=store)
+    before = file_bytes(store)
+    env = {**os.environ, "DATAFORGE_PROCESSES": "2"}
+    dataforge = str(Path(sys.executable).parent / "dataforge")
+    proc = subprocess.Popen([dataforge, "import", str(shards), "--store", str(store)], env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not _copiers():
+        time.sleep(0.001)
+    assert _copiers(), "the import started no copy helper"
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _copiers():
+        time.sleep(0.01)
+    assert not _copiers()  # it dies with the import (PR_SET_PDEATHSIG), or finishes
+    tag_images(store, add=["t"])  # the next command that takes the lock removes the journaled files
+    after = file_bytes(store)
+    assert {k: v for k, v in after.items() if k.startswith("images/")} == {
+        k: v for k, v in before.items() if k.startswith("images/")
+    }
+    assert not [k for k in after if k.startswith(".commit-")]

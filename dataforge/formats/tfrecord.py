@@ -120,7 +120,7 @@ def _record(
     """Parse one record (at ``offset`` of ``file_path``) into an image record and its annotations.
 
     The image is probed and hashed here, and kept as an :class:`Embedded` reference to its bytes
-    in the file. Annotation ids count from 1 within ``anns``; without a label map, categories are
+    in the file; boxes are made absolute with its real size. Annotation ids count from 1 within ``anns``; without a label map, categories are
     left as ``_text``/``_label`` for the caller to number in order.
     """
     record: dict[str, Any] = {"id": image_id}
@@ -139,6 +139,7 @@ def _record(
         filename = f"{source_id or image_id}.{_FORMATS.get(fmt, 'jpg')}"
     record["file_name"] = f"{split}/{filename}" if split else filename
     encoded = _first(ex, "image/encoded", b"")
+    size: tuple[int, int] | None = None
     if encoded:
         try:
             info = probe_bytes(encoded, where=f"{where} ({filename})")
@@ -153,6 +154,7 @@ def _record(
                 info.height,
                 sha256_bytes(encoded),
             )
+            size = info.width, info.height
     else:
         record["_problem"] = problem("no embedded image", f"{where}: image/encoded is empty ({filename})")
     w, h = _first(ex, "image/width"), _first(ex, "image/height")
@@ -189,7 +191,15 @@ def _record(
                     f"{where} object {k}: class/label {label!r} ({text!r}) is not in the label map",
                 )
                 continue
-        ann["_bbox_norm"] = ["xyxy", [cols[0][k], cols[1][k], cols[2][k], cols[3][k]]]
+        x0, y0, x1, y1 = cols[0][k], cols[1][k], cols[2][k], cols[3][k]
+        if size is None or not type(x0) is type(y0) is type(x1) is type(y1) is float:  # the import reports it
+            ann["_bbox_norm"] = ["xyxy", [x0, y0, x1, y1]]
+            continue
+        # The image's real size is known (probed above), so the box is made absolute here, in
+        # the parsing process, rather than by the import.
+        iw, ih = size
+        bw, bh = (x1 - x0) * iw, (y1 - y0) * ih
+        ann.update(bbox=[x0 * iw, y0 * ih, bw, bh], area=bw * bh, iscrowd=0, segmentation=[])
 
 
 class TfrecordFormat:

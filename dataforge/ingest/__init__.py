@@ -157,11 +157,15 @@ def _ingest_locked(
     deferred = batch.private_keys and any("_bbox_norm" in a for a in batch.annotations if isinstance(a, dict))
     all_image_ids = dict(images)
     copying: BackgroundCopy | None = None
-    embedded_only = deferred and all(isinstance(job[3], Embedded) for job in jobs)
+    embedded_only = bool(jobs) and all(isinstance(job[3], Embedded) for job in jobs)
     if embedded_only:
         # Images inside container files (TFRecord) were probed and hashed by the reader: the
-        # checks below need nothing more, so the copying runs in the background, after them.
+        # checks below need nothing more, so the copying runs in the background, beside them.
         staged = stager.planned(jobs)
+        copying = stager.copy_in_background(jobs, keep_fds=store.lock_fds)
+        running.append(copying)
+        if not deferred:
+            anns, boxes = check_annotations(batch, all_image_ids, cats, policy)
     elif deferred:  # nothing to check until the images are in: copy them on this thread
         staged = stager.stage_all(jobs, workers)
     else:
@@ -201,16 +205,17 @@ def _ingest_locked(
             dropped.add(res.orig_id)
             continue
         ok[res.orig_id] = res
+    unwanted: list[str] = []  # files of dropped images
     if dropped:
         path_of = {r.orig_id: r.path for r in staged}
         for iid in dropped:
             images.pop(iid)
             path = path_of.get(iid)
-            if path and not embedded_only:
+            if path:
+                unwanted.append(path)
+        if copying is None:
+            for path in unwanted:
                 os.unlink(path)
-    if embedded_only:
-        copying = stager.copy_in_background([job for job in jobs if job[1] in ok], keep_fds=store.lock_fds)
-        running.append(copying)
 
     # -- annotation problems -----------------------------------------------------------------
     size_of = {iid: (r.width, r.height) for iid, r in ok.items()}
@@ -335,6 +340,8 @@ def _ingest_locked(
     # -- commit: annotations.json is written on leaving Store.edit, then the journal goes -------
     if copying is not None:
         copying.wait()
+        for path in unwanted:
+            os.unlink(path)
     report = _write_report(store, batch, policy, warnings, len(new_images), len(anns), now)
     store.after_write(lambda: os.unlink(journal))
     store.images.extend(new_images)
