@@ -5,7 +5,8 @@ The plain loops do only the I/O each direction cannot avoid:
   import baseline: read those raw records (checking CRCs) and write each image's bytes to its own file,
                    as any store that keeps images as files must.
 dataforge does the real thing on top: tf.train.Example encoding/parsing, label map, normalized boxes,
-image probing and hashing, all-or-nothing staging and the annotations file.
+image probing and hashing, box checks, the commit journal, the annotations file and the report.
+The import uses this machine's cores as a user's import would (DATAFORGE_PROCESSES=1: one process).
 
 Target (issue 3): each direction within 1.5x of its plain loop. Usage:
 
