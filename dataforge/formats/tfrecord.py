@@ -327,7 +327,7 @@ class TfrecordFormat:
         prepare_out_dir(out)
         cats = sorted(store.data["categories"], key=lambda c: c["id"])
         tf_id = {c["id"]: i + 1 for i, c in enumerate(cats)}
-        names = {c["id"]: c["name"] for c in cats}
+        names = {c["id"]: c["name"].encode("utf-8") for c in cats}
         (out / "label_map.pbtxt").write_text(
             "".join(f"item {{\n  id: {tf_id[c['id']]}\n  name: {_quote(c['name'])}\n}}\n" for c in cats),
             encoding="utf-8",
@@ -348,10 +348,10 @@ class TfrecordFormat:
             handles = [open(p, "wb") for p in paths]  # noqa: SIM115 - closed below
             try:
                 images_dir = str(store.images_dir)
+                anns_by_image = store.index.anns_by_image
                 for i, img in enumerate(imgs):
-                    with open(os.path.join(images_dir, img["file_name"]), "rb") as fh:
-                        data = fh.read()
-                    encoded, kept, lost = self._example(img, data, store, tf_id, names)
+                    data = _read_file(os.path.join(images_dir, img["file_name"]))
+                    encoded, kept, lost = self._example(img, data, anns_by_image, tf_id, names)
                     write_record(handles[i % k], encoded)
                     n_boxes += kept
                     dropped += lost
@@ -371,22 +371,31 @@ class TfrecordFormat:
 
     @staticmethod
     def _example(
-        img: dict[str, Any], data: bytes, store: Store, tf_id: dict[int, int], names: dict[int, str]
+        img: dict[str, Any],
+        data: bytes,
+        anns_by_image: dict[int, list[dict[str, Any]]],
+        tf_id: dict[int, int],
+        names: dict[int, bytes],
     ) -> tuple[bytes, int, int]:
         w, h = img["width"], img["height"]
-        cols: list[list[float]] = [[], [], [], []]
+        xmin: list[float] = []
+        ymin: list[float] = []
+        xmax: list[float] = []
+        ymax: list[float] = []
         labels: list[int] = []
         texts: list[bytes] = []
         lost = 0
-        for a in store.index.anns_by_image.get(img["id"], []):
+        for a in anns_by_image.get(img["id"], ()):
             x, y, bw, bh = a["bbox"]
             if bw <= 0 or bh <= 0:
                 lost += 1
                 continue
-            for col, v in zip(cols, (x / w, y / h, (x + bw) / w, (y + bh) / h), strict=True):
-                col.append(v)
+            xmin.append(x / w)
+            ymin.append(y / h)
+            xmax.append((x + bw) / w)
+            ymax.append((y + bh) / h)
             labels.append(tf_id[a["category_id"]])
-            texts.append(names[a["category_id"]].encode("utf-8"))
+            texts.append(names[a["category_id"]])
         ext = os.path.splitext(img["file_name"])[1].lower().lstrip(".")
         encoded = encode_example(
             {
@@ -398,14 +407,26 @@ class TfrecordFormat:
                 "image/object/class/text": texts,
             },
             {
-                "image/object/bbox/xmin": cols[0],
-                "image/object/bbox/ymin": cols[1],
-                "image/object/bbox/xmax": cols[2],
-                "image/object/bbox/ymax": cols[3],
+                "image/object/bbox/xmin": xmin,
+                "image/object/bbox/ymin": ymin,
+                "image/object/bbox/xmax": xmax,
+                "image/object/bbox/ymax": ymax,
             },
             {"image/width": [w], "image/height": [h], "image/object/class/label": labels},
         )
         return encoded, len(labels), lost
+
+
+def _read_file(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size + 1)  # one call for the usual case; +1 notices a file that grew
+        while len(data) > size and (more := os.read(fd, 1 << 20)):
+            data += more
+        return data
+    finally:
+        os.close(fd)
 
 
 def _quote(name: str) -> str:
