@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
@@ -28,11 +29,20 @@ from dataforge.errors import ImageError, UsageError
 from dataforge.formats.base import Embedded, ExportResult, ImportBatch
 from dataforge.formats.common import prepare_out_dir, problem, read_text, rel
 from dataforge.formats.tfrecord_io import (
+    BYTES_LIST,
+    FLOAT_LIST,
+    INT64_LIST,
     RecordError,
-    encode_example,
+    bytes_entry,
+    entry_head,
+    entry_key,
+    example_bytes,
+    one_bytes_head,
+    packed_entry,
     parse_example,
     read_record,
     record_offsets,
+    varint,
     write_record,
 )
 from dataforge.imageio import probe_bytes, sha256_bytes
@@ -346,6 +356,7 @@ class TfrecordFormat:
             if img["id"] in wanted:
                 by_split.setdefault(img.get("split") or "default", []).append(img)
         files = [out / "label_map.pbtxt"]
+        writer = _ExampleWriter(tf_id, names)
         n_boxes = dropped = n_images = 0
         for split, imgs in sorted(by_split.items()):
             k = min(n_shards, len(imgs))
@@ -355,11 +366,12 @@ class TfrecordFormat:
             ]
             handles = [open(p, "wb") for p in paths]  # noqa: SIM115 - closed below
             try:
-                images_dir = str(store.images_dir)
-                anns_by_image = store.index.anns_by_image
+                prefix = os.path.join(str(store.images_dir), "")  # file names are relative POSIX paths
+                anns_of = store.index.anns_by_image.get
+                example = writer.example
                 for i, img in enumerate(imgs):
-                    data = _read_file(os.path.join(images_dir, img["file_name"]))
-                    encoded, kept, lost = self._example(img, data, anns_by_image, tf_id, names)
+                    data = _read_file(prefix + img["file_name"])
+                    encoded, kept, lost = example(img, data, anns_of(img["id"], ()))
                     write_record(handles[i % k], encoded)
                     n_boxes += kept
                     dropped += lost
@@ -377,52 +389,112 @@ class TfrecordFormat:
             notes=["label map ids 1..K in store category-id order (label_map.pbtxt)"],
         )
 
-    @staticmethod
-    def _example(
-        img: dict[str, Any],
-        data: bytes,
-        anns_by_image: dict[int, list[dict[str, Any]]],
-        tf_id: dict[int, int],
-        names: dict[int, bytes],
+
+class _ExampleWriter:
+    """Serializes TF OD API Examples for one export, byte for byte what the protobuf runtime writes
+    with ``deterministic=True`` (keys sorted), from prefixes computed once per export (13 µs -> 4 µs
+    an image: filling a protobuf message costs more than the image's I/O)."""
+
+    def __init__(self, tf_id: dict[int, int], names: dict[int, bytes]) -> None:
+        k = entry_key
+        self.encoded, self.filename, self.format = k("image/encoded"), k("image/filename"), k("image/format")
+        self.height, self.sha256 = k("image/height"), k("image/key/sha256")
+        self.label, self.text = k("image/object/class/label"), k("image/object/class/text")
+        self.source_id, self.width = k("image/source_id"), k("image/width")
+        self.bbox = [k(f"image/object/bbox/{c}") for c in ("xmax", "xmin", "ymax", "ymin")]  # key order
+        self.label_of = {cid: varint(tf_id[cid]) for cid in tf_id}
+        self.text_of = {cid: b"\n" + varint(len(name)) + name for cid, name in names.items()}
+        self._boxes: dict[int, tuple[struct.Struct, list[bytes]]] = {}
+        self._cached: dict[tuple[bytes, Any], bytes] = {}
+        self._heads: dict[tuple[bytes, int], bytes] = {}
+        self._classes: dict[tuple[int, ...], bytes] = {}
+
+    def _head(self, key: bytes, n: int) -> bytes:
+        """``one_bytes_head``, remembered: names, ids and hashes repeat their lengths."""
+        head = self._heads.get((key, n))
+        if head is None:
+            head = self._heads[(key, n)] = one_bytes_head(key, n)
+        return head
+
+    def _class_entries(self, cids: list[int]) -> bytes:
+        """The class/label and class/text entries of boxes of these categories, remembered for
+        the few short combinations most images have."""
+        key = tuple(cids)
+        entries = self._classes.get(key)
+        if entries is None:
+            texts = [self.text_of[c] for c in cids]
+            entries = packed_entry(self.label, INT64_LIST, b"".join([self.label_of[c] for c in cids]))
+            content = b"".join(texts)
+            entries += entry_head(self.text, BYTES_LIST, len(content)) + content
+            if len(cids) <= 8 and len(self._classes) < 4096:
+                self._classes[key] = entries
+        return entries
+
+    def _const(self, key: bytes, kind: bytes, value: Any) -> bytes:
+        """The whole entry of a one-value feature that repeats across images (sizes, format)."""
+        entry = self._cached.get((key, value))
+        if entry is None:
+            if kind is INT64_LIST:
+                entry = packed_entry(key, kind, varint(value))
+            else:
+                entry = bytes_entry(key, [value])
+            self._cached[(key, value)] = entry
+        return entry
+
+    def _boxes_of(self, n: int) -> tuple[struct.Struct, list[bytes]]:
+        """For ``n`` boxes: a Struct that packs the four bbox entries in one call (their heads as
+        ``s`` fields, then the values as float32), and those heads."""
+        got = self._boxes.get(n)
+        if got is None:
+            content = b"\n" + varint(4 * n) if n else b""
+            heads = [entry_head(key, FLOAT_LIST, len(content) + 4 * n) + content for key in self.bbox]
+            got = self._boxes[n] = struct.Struct("<" + "".join(f"{len(h)}s{n}f" for h in heads)), heads
+        return got
+
+    def example(
+        self, img: dict[str, Any], data: bytes, anns: list[dict[str, Any]] | tuple[()]
     ) -> tuple[bytes, int, int]:
+        """(serialized Example, boxes written, degenerate boxes left out) for one image."""
         w, h = img["width"], img["height"]
         xmin: list[float] = []
         ymin: list[float] = []
         xmax: list[float] = []
         ymax: list[float] = []
-        labels: list[int] = []
-        texts: list[bytes] = []
-        lost = 0
-        for a in anns_by_image.get(img["id"], ()):
+        cids: list[int] = []
+        for a in anns:
             x, y, bw, bh = a["bbox"]
             if bw <= 0 or bh <= 0:
-                lost += 1
                 continue
             xmin.append(x / w)
             ymin.append(y / h)
             xmax.append((x + bw) / w)
             ymax.append((y + bh) / h)
-            labels.append(tf_id[a["category_id"]])
-            texts.append(names[a["category_id"]])
-        ext = os.path.splitext(img["file_name"])[1].lower().lstrip(".")
-        encoded = encode_example(
-            {
-                "image/encoded": [data],
-                "image/format": [("jpeg" if ext in ("jpg", "jpeg") else ext).encode()],
-                "image/filename": [img["file_name"].encode("utf-8")],
-                "image/source_id": [str(img["id"]).encode()],
-                "image/key/sha256": [(img.get("sha256") or hashlib.sha256(data).hexdigest()).encode()],
-                "image/object/class/text": texts,
-            },
-            {
-                "image/object/bbox/xmin": xmin,
-                "image/object/bbox/ymin": ymin,
-                "image/object/bbox/xmax": xmax,
-                "image/object/bbox/ymax": ymax,
-            },
-            {"image/width": [w], "image/height": [h], "image/object/class/label": labels},
-        )
-        return encoded, len(labels), lost
+            cids.append(a["category_id"])
+        n = len(cids)
+        st, (hx, hn, hy, hm) = self._boxes_of(n)
+        file_name = img["file_name"]
+        name = file_name.encode("utf-8")
+        slash, dot = file_name.rfind("/"), file_name.rfind(".")  # os.path.splitext's rule, faster
+        ext = file_name[dot + 1 :].lower() if dot > slash and file_name[slash + 1 : dot].strip(".") else ""
+        sha = (img.get("sha256") or hashlib.sha256(data).hexdigest()).encode()
+        sid = str(img["id"]).encode()
+        head = self._head
+        parts = [
+            head(self.encoded, len(data)),
+            data,
+            head(self.filename, len(name)),
+            name,
+            self._const(self.format, BYTES_LIST, ("jpeg" if ext in ("jpg", "jpeg") else ext).encode()),
+            self._const(self.height, INT64_LIST, h),
+            head(self.sha256, len(sha)),
+            sha,
+            st.pack(hx, *xmax, hn, *xmin, hy, *ymax, hm, *ymin),
+            self._class_entries(cids),
+            head(self.source_id, len(sid)),
+            sid,
+            self._const(self.width, INT64_LIST, w),
+        ]
+        return example_bytes(parts), n, len(anns) - n
 
 
 def _read_file(path: str) -> bytes:
