@@ -55,6 +55,7 @@ def baseline_import(raw: Path, out: Path) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, default=10_000)
+    p.add_argument("--size", default="64x48", help="image size WxH (default 64x48: per-image costs dominate)")
     p.add_argument("--settle", type=float, default=5.0)
     # tmpfs by default: this machine's virtual disk throttles bursts of small writes, which makes
     # file-writing runs swing 10x between repeats; on tmpfs both sides are measured without that noise.
@@ -63,8 +64,9 @@ def main() -> None:
     a = p.parse_args()
     work = Path(a.workdir)
     shutil.rmtree(work, ignore_errors=True)
-    print(f"making a store of {a.images} images (64x48 JPEG, up to 4 boxes each) in {work}")
-    make_shapes_dataset(work / "src", n_images=a.images, size_wh=(64, 48), seed=0)
+    w, h = (int(v) for v in a.size.lower().split("x"))
+    print(f"making a store of {a.images} images ({w}x{h} JPEG, up to 4 boxes each) in {work}")
+    make_shapes_dataset(work / "src", n_images=a.images, size_wh=(w, h), seed=0)
     import_dataset(work / "src" / "instances.json", store=work / "store")
     store = Store.open(work / "store")
     n_boxes = len(store.annotations)

@@ -23,7 +23,7 @@ import os
 import re
 import struct
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from dataforge.errors import ImageError, UsageError
 from dataforge.formats.base import Embedded, ExportResult, ImportBatch
@@ -40,12 +40,12 @@ from dataforge.formats.tfrecord_io import (
     one_bytes_head,
     packed_entry,
     parse_example,
-    read_record,
-    record_offsets,
+    read_span,
+    record_spans,
     varint,
     write_record,
 )
-from dataforge.imageio import probe_bytes, sha256_bytes
+from dataforge.imageio import _fast_probe, probe_bytes, sha256_bytes
 from dataforge.parallel import map_ranges
 
 if TYPE_CHECKING:
@@ -159,20 +159,17 @@ def _record(
     encoded = _first(ex, "image/encoded", b"")
     size: tuple[int, int] | None = None
     if encoded:
+        info = _fast_probe(encoded)  # a complete JPEG or PNG: its size from the header
         try:
-            info = probe_bytes(encoded, where=f"{where} ({filename})")
+            if info is None or info.width <= 0 or info.height <= 0:
+                info = probe_bytes(encoded, where=f"{where} ({filename})")
         except ImageError as exc:
             record["_problem"] = problem(exc.reason or "bad image", str(exc))
         else:
-            record["_embedded"] = Embedded(
-                file_path,
-                offset + 12 + _position(data, encoded),
-                len(encoded),
-                info.width,
-                info.height,
-                sha256_bytes(encoded),
-            )
             size = info.width, info.height
+            record["_embedded"] = Embedded(
+                file_path, offset + 12 + _position(data, encoded), len(encoded), *size, sha256_bytes(encoded)
+            )
     else:
         record["_problem"] = problem("no embedded image", f"{where}: image/encoded is empty ({filename})")
     w, h = _first(ex, "image/width"), _first(ex, "image/height")
@@ -186,9 +183,50 @@ def _record(
     n = max(map(len, cols))
     if not n:
         return
-    same_length = all(len(c) == n for c in cols)
     labels = get("image/object/class/label", ())
-    texts = get("image/object/class/text", ())
+    next_id = len(anns) + 1
+    if (
+        size is not None
+        and all(len(c) == n for c in cols)
+        and len(labels) == n
+        and all(type(c[0]) is float for c in cols)  # a float_list holds nothing but floats
+        and all(type(label) is int and label in label_map for label in labels)
+    ):
+        # The common case, in one pass: boxes made absolute with the image's real size (probed
+        # above) here, in the parsing process, rather than by the import.
+        iw, ih = size
+        for k, (x0, y0, x1, y1, label) in enumerate(zip(*cols, labels, strict=True)):
+            bw, bh = (x1 - x0) * iw, (y1 - y0) * ih
+            anns.append(
+                {
+                    "id": next_id + k,
+                    "image_id": image_id,
+                    "_where": f"{where} object {k}",
+                    "category_id": label,
+                    "bbox": [x0 * iw, y0 * ih, bw, bh],
+                    "area": bw * bh,
+                    "iscrowd": 0,
+                    "segmentation": [],
+                }
+            )
+        return
+    _objects(cols, n, labels, get("image/object/class/text", ()), size, image_id, where, anns, label_map)
+
+
+def _objects(
+    cols: list[Any],
+    n: int,
+    labels: Any,
+    texts: Any,
+    size: tuple[int, int] | None,
+    image_id: int,
+    where: str,
+    anns: list[dict[str, Any]],
+    label_map: dict[int, str],
+) -> None:
+    """The objects of a record that needs care: box lists of different lengths, categories by
+    text, labels outside the label map, numbers of the wrong kind, an image without a size."""
+    same_length = all(len(c) == n for c in cols)
     next_id = len(anns) + 1
     for k in range(n):
         ann: dict[str, Any] = {"id": next_id + k, "image_id": image_id, "_where": f"{where} object {k}"}
@@ -213,8 +251,6 @@ def _record(
         if size is None or not type(x0) is type(y0) is type(x1) is type(y1) is float:  # the import reports it
             ann["_bbox_norm"] = ["xyxy", [x0, y0, x1, y1]]
             continue
-        # The image's real size is known (probed above), so the box is made absolute here, in
-        # the parsing process, rather than by the import.
         iw, ih = size
         bw, bh = (x1 - x0) * iw, (y1 - y0) * ih
         ann.update(bbox=[x0 * iw, y0 * ih, bw, bh], area=bw * bh, iscrowd=0, segmentation=[])
@@ -242,35 +278,34 @@ class TfrecordFormat:
                 label_map.update(parse_label_map(read_text(lm, what="label map")))
         # Every record's place, from the headers alone; then the records are parsed in ranges
         # (in parallel processes for big imports: parsing is pure-Python work).
-        tasks: list[tuple[int, int, int]] = []  # (file number, record number, offset)
+        tasks: list[tuple[int, int, int, int]] = []  # (file number, record number, offset, length)
         sources: list[tuple[str, str, str | None]] = []  # (path, name in messages, split)
         damaged: list[dict[str, Any]] = []  # a problem image for each file whose framing breaks
         for f in files:
             where_file = rel(f, root) if f != path else f.name
             sources.append((str(f), where_file, _split_of(f, root)))
-            with open(f, "rb") as fh:
-                try:
-                    for index, offset in enumerate(record_offsets(fh)):
-                        tasks.append((len(sources) - 1, index, offset))
-                except RecordError as exc:
-                    damaged.append(_damaged(where_file, exc, after=True))
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                for index, (offset, length) in enumerate(record_spans(fd)):
+                    tasks.append((len(sources) - 1, index, offset, length))
+            except RecordError as exc:
+                damaged.append(_damaged(where_file, exc, after=True))
+            finally:
+                os.close(fd)
 
         def parse_range(start: int, stop: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             imgs: list[dict[str, Any]] = []
             anns: list[dict[str, Any]] = []
-            handles: dict[int, BinaryIO] = {}
+            fds: dict[int, int] = {}
             try:
                 for k in range(start, stop):
-                    fi, index, offset = tasks[k]
+                    fi, index, offset, length = tasks[k]
                     file_path, where_file, split = sources[fi]
-                    fh = handles.get(fi)
-                    if fh is None:
-                        fh = handles[fi] = open(file_path, "rb")  # noqa: SIM115 - closed below
-                    fh.seek(offset)
+                    fd = fds.get(fi)
+                    if fd is None:
+                        fd = fds[fi] = os.open(file_path, os.O_RDONLY)
                     try:
-                        data = read_record(fh, index)
-                        if data is None:  # the file shrank since its headers were read
-                            raise RecordError(index, f"record {index}: truncated header (0 of 12 bytes)")
+                        data = read_span(fd, offset, length, index)
                     except RecordError as exc:
                         imgs.append({"id": k + 1, **_damaged(where_file, exc, after=False)})
                         continue
@@ -286,8 +321,8 @@ class TfrecordFormat:
                         label_map,
                     )
             finally:
-                for fh in handles.values():
-                    fh.close()
+                for fd in fds.values():
+                    os.close(fd)
             return imgs, anns
 
         imgs: list[dict[str, Any]] = []

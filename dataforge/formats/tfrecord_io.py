@@ -16,6 +16,7 @@ A TFRecord file is a sequence of records::
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
@@ -72,17 +73,43 @@ def read_records(f: BinaryIO) -> Iterator[bytes]:
 def record_offsets(f: BinaryIO) -> Iterator[int]:
     """Byte offset of each record, reading only the headers (the length CRC is checked; the data's
     CRC is checked when :func:`read_records` reads the record)."""
+    for offset, _length in record_spans(f.fileno()):
+        yield offset
+
+
+_HEADER = struct.Struct("<QI")
+
+
+def record_spans(fd: int) -> Iterator[tuple[int, int]]:
+    """(offset, data length) of each record of the open file ``fd``, from its 12-byte header alone
+    (one ``pread`` each; the length CRC is checked). Raises ``RecordError`` at a damaged header."""
     index = pos = 0
-    while header := f.read(12):
+    unpack = _HEADER.unpack
+    while header := os.pread(fd, 12, pos):
         if len(header) < 12:
             raise RecordError(index, f"record {index}: truncated header ({len(header)} of 12 bytes)")
-        length, length_crc = struct.unpack("<QI", header)
-        if masked_crc(header[:8]) != length_crc:
+        length, length_crc = unpack(header)
+        crc = _crc32c(header[:8])
+        if (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF != length_crc:
             raise RecordError(index, f"record {index}: length CRC mismatch (corrupt file)")
-        yield pos
+        yield pos, length
         pos += 12 + length + 4
-        f.seek(pos)
         index += 1
+
+
+def read_span(fd: int, offset: int, length: int, index: int = 0) -> bytes:
+    """The data of the record that :func:`record_spans` found at ``offset``, its CRC checked."""
+    buf = os.pread(fd, length + 4, offset + 12)
+    if len(buf) < length + 4:
+        raise RecordError(index, f"record {index}: truncated (expected {length} bytes of data)")
+    data = buf[:length]
+    crc = _crc32c(data)
+    if _FOOTER.pack((((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF) != buf[length:]:
+        raise RecordError(index, f"record {index}: data CRC mismatch (corrupt record)")
+    return data
+
+
+_FOOTER = struct.Struct("<I")
 
 
 def write_record(f: BinaryIO, data: bytes) -> None:

@@ -25,6 +25,7 @@ from dataforge.formats.base import Embedded
 from dataforge.imageio import probe_bytes, sha256_bytes
 from dataforge.ingest import copier
 from dataforge.parallel import default_processes
+from dataforge.parallel import ranges as split_ranges
 
 _CHUNK = 64  # images per read task
 HELPER_MIN_IMAGES = 256  # fewer embedded images are copied in-process: a helper takes ~20 ms to start
@@ -241,33 +242,45 @@ class ImageStager:
 
 
 class BackgroundCopy:
-    """A running :mod:`dataforge.ingest.copier`; :meth:`wait` raises ``ImageError`` if any image
-    could not be copied. With ``DATAFORGE_PROCESSES=1`` the copying is done here, at once."""
+    """Running :mod:`dataforge.ingest.copier` helpers, one per core, each copying a contiguous
+    part of the jobs; :meth:`wait` raises ``ImageError`` if any image could not be copied. With
+    ``DATAFORGE_PROCESSES=1`` (or few images) the copying is done here, at once."""
 
     def __init__(self, jobs: list[Job], ranges: list[copier.Job], keep_fds: tuple[int, ...]) -> None:
         self.jobs = jobs
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._procs: list[tuple[int, subprocess.Popen[bytes]]] = []  # (first job index, helper)
         self._failures: list[tuple[int, str]] = []
-        if len(ranges) < HELPER_MIN_IMAGES or default_processes() == 1:
+        helpers = min(default_processes(), len(ranges) // HELPER_MIN_IMAGES)
+        if helpers < 1 or default_processes() == 1:
             self._failures = copier.copy(ranges)
             return
-        with tempfile.TemporaryFile() as spec:
-            marshal.dump((os.getpid(), ranges), spec)
-            spec.seek(0)
-            self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", copier.__file__],
-                stdin=spec,
-                stdout=subprocess.PIPE,
-                pass_fds=keep_fds,
-            )
+        try:
+            for start, stop in split_ranges(len(ranges), helpers):
+                with tempfile.TemporaryFile() as spec:
+                    marshal.dump((os.getpid(), ranges[start:stop]), spec)
+                    spec.seek(0)
+                    proc = subprocess.Popen(
+                        [sys.executable, "-I", "-S", copier.__file__],
+                        stdin=spec,
+                        stdout=subprocess.PIPE,
+                        pass_fds=keep_fds,
+                    )
+                self._procs.append((start, proc))
+        except BaseException:
+            self.cancel()
+            raise
 
     def wait(self) -> None:
-        if self._proc is not None:
-            out, _ = self._proc.communicate()
-            code, self._proc = self._proc.returncode, None
-            if code != 0:
-                raise ImageError(f"the process copying images into the store failed (exit code {code})")
-            self._failures = marshal.loads(out)
+        while self._procs:
+            start, proc = self._procs[0]
+            out, _ = proc.communicate()
+            self._procs.pop(0)
+            if proc.returncode != 0:
+                self.cancel()
+                raise ImageError(
+                    f"the process copying images into the store failed (exit code {proc.returncode})"
+                )
+            self._failures.extend((start + i, reason) for i, reason in marshal.loads(out))
         if self._failures:
             i, reason = self._failures[0]
             _name, orig_id, final, embedded = self.jobs[i]
@@ -280,11 +293,11 @@ class BackgroundCopy:
             )
 
     def cancel(self) -> None:
-        """Stop the helper if it still runs (after an error: what it wrote is journaled)."""
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.communicate()
-            self._proc = None
+        """Stop the helpers that still run (after an error: what they wrote is journaled)."""
+        for _start, proc in self._procs:
+            proc.kill()
+            proc.communicate()
+        self._procs = []
 
 
 def _read_rest(fd: int) -> bytes:
