@@ -184,3 +184,60 @@ def test_damaged_records(damage, message: str, coco_factory, tmp_path: Path, sim
 def test_label_map_variants() -> None:
     text = "item {\n name: 'b'\n id: 2\n display_name: 'Bee'\n}\nitem { id: 1 name: \"a\" }\n"
     assert parse_label_map(text) == {2: "b", 1: "a"}
+
+
+def test_objects_that_need_care(tmp_path: Path) -> None:
+    """Records outside the one-pass path: categories by class/text alone (numbered in order of
+    appearance), bbox lists of different lengths, and boxes stored as int64 (read as numbers)."""
+    from dataforge.formats.tfrecord_io import encode_example, write_record
+    from tests.conftest import jpeg_bytes
+
+    img = jpeg_bytes((40, 20))
+
+    def record(
+        name: str, floats: dict[str, list[float]], ints: dict[str, list[int]], texts: list[bytes]
+    ) -> bytes:
+        return encode_example(
+            {"image/encoded": [img], "image/filename": [name.encode()], "image/object/class/text": texts},
+            floats,
+            {"image/width": [40], "image/height": [20], **ints},
+        )
+
+    box = {"image/object/bbox/xmin": [0.5], "image/object/bbox/ymin": [0.25], "image/object/bbox/xmax": [1.0]}
+    src = tmp_path / "train.tfrecord"
+    with src.open("wb") as f:
+        write_record(f, record("a.jpg", {**box, "image/object/bbox/ymax": [0.75]}, {}, [b"dog"]))
+        write_record(f, record("b.jpg", {**box, "image/object/bbox/ymax": [0.75, 1.0]}, {}, [b"cat", b"dog"]))
+        write_record(
+            f,
+            record(
+                "c.jpg",
+                {},
+                {
+                    "image/object/bbox/xmin": [0],
+                    "image/object/bbox/ymin": [0],
+                    "image/object/bbox/xmax": [1],
+                    "image/object/bbox/ymax": [1],
+                },
+                [b"cat"],
+            ),
+        )
+    res = import_dataset(src, store=tmp_path / "s", on_error="skip")
+    assert [(s.kind, s.reason) for s in res.skipped] == [("annotation", "bad bbox")] * 2
+    for k, skipped in enumerate(res.skipped):
+        assert f"train.tfrecord record 1 object {k}: bbox lists have different lengths" in skipped.message
+    from dataforge.store import Store
+
+    store = Store.open(tmp_path / "s")
+    assert [(c.id, c.name) for c in store.categories] == [(1, "dog"), (2, "cat")]
+    got = {
+        r.file_name: [
+            (store.index.category_names[a["category_id"]], a["bbox"]) for a in store.index.anns_by_image[r.id]
+        ]
+        for r in store
+    }
+    assert got == {
+        "train/a.jpg": [("dog", [20.0, 5.0, 20.0, 10.0])],
+        "train/b.jpg": [],
+        "train/c.jpg": [("cat", [0.0, 0.0, 40.0, 20.0])],
+    }

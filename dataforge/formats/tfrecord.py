@@ -45,7 +45,7 @@ from dataforge.formats.tfrecord_io import (
     varint,
     write_record,
 )
-from dataforge.imageio import _fast_probe, probe_bytes, sha256_bytes
+from dataforge.imageio import probe_bytes, sha256_bytes
 from dataforge.parallel import map_ranges
 
 if TYPE_CHECKING:
@@ -159,10 +159,8 @@ def _record(
     encoded = _first(ex, "image/encoded", b"")
     size: tuple[int, int] | None = None
     if encoded:
-        info = _fast_probe(encoded)  # a complete JPEG or PNG: its size from the header
         try:
-            if info is None or info.width <= 0 or info.height <= 0:
-                info = probe_bytes(encoded, where=f"{where} ({filename})")
+            info = probe_bytes(encoded, where=f"{where} ({filename})")
         except ImageError as exc:
             record["_problem"] = problem(exc.reason or "bad image", str(exc))
         else:
