@@ -32,6 +32,7 @@ from dataforge.formats.tfrecord_io import (
     BYTES_LIST,
     FLOAT_LIST,
     INT64_LIST,
+    FeatureKeys,
     RecordError,
     bytes_entry,
     entry_head,
@@ -54,20 +55,22 @@ if TYPE_CHECKING:
 _SHARD = re.compile(r"^(?P<split>.+?)\.(tfrecords?|record)(-\d+-of-\d+)?$")
 _ITEM = re.compile(r"item\s*\{(.*?)\}", re.S)
 #: the features the importer reads, with the kind each has in the TF OD API schema
-OD_API_KEYS = {
-    "image/encoded": "bytes",
-    "image/format": "bytes",
-    "image/filename": "bytes",
-    "image/source_id": "bytes",
-    "image/width": "int64",
-    "image/height": "int64",
-    "image/object/bbox/xmin": "float",
-    "image/object/bbox/ymin": "float",
-    "image/object/bbox/xmax": "float",
-    "image/object/bbox/ymax": "float",
-    "image/object/class/label": "int64",
-    "image/object/class/text": "bytes",
-}
+OD_API_KEYS = FeatureKeys(
+    {
+        "image/encoded": "bytes",
+        "image/format": "bytes",
+        "image/filename": "bytes",
+        "image/source_id": "bytes",
+        "image/width": "int64",
+        "image/height": "int64",
+        "image/object/bbox/xmin": "float",
+        "image/object/bbox/ymin": "float",
+        "image/object/bbox/xmax": "float",
+        "image/object/bbox/ymax": "float",
+        "image/object/class/label": "int64",
+        "image/object/class/text": "bytes",
+    }
+)
 _BBOX_KEYS = tuple(f"image/object/bbox/{c}" for c in ("xmin", "ymin", "xmax", "ymax"))
 _FORMATS = {"jpeg": "jpg", "jpg": "jpg", "png": "png", "bmp": "bmp", "gif": "gif", "webp": "webp"}
 
