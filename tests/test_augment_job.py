@@ -312,7 +312,13 @@ def _cmd(store: Path, out: Path) -> list[str]:
     ]
 
 
+def _named_semaphores() -> set[Path]:
+    shm = Path("/dev/shm")
+    return set(shm.glob("sem.mp-*")) if shm.is_dir() else set()
+
+
 def test_kill_the_whole_command_and_rerun_finishes_only_the_rest(big_store: Path, tmp_path: Path) -> None:
+    semaphores = _named_semaphores()
     proc = subprocess.Popen(
         _cmd(big_store, tmp_path / "out"),
         stdout=subprocess.PIPE,
@@ -324,6 +330,10 @@ def test_kill_the_whole_command_and_rerun_finishes_only_the_rest(big_store: Path
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the command and its dask workers, mid-job
         proc.wait()
+        # SIGKILL left multiprocessing's resource tracker no time to unlink the killed cluster's
+        # named semaphores; remove them (the suite runs serially: new ones are that command's).
+        for sem in _named_semaphores() - semaphores:
+            sem.unlink(missing_ok=True)
     assert not (tmp_path / "out" / "annotations.json").exists()
     r = run_dataforge(*_cmd(big_store, tmp_path / "out")[1:], "--json")
     assert r.returncode == 0, r.stderr
