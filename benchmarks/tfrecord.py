@@ -6,7 +6,7 @@ The plain loops do only the I/O each direction cannot avoid:
                    as any store that keeps images as files must.
 dataforge does the real thing on top: tf.train.Example encoding/parsing, label map, normalized boxes,
 image probing and hashing, box checks, the commit journal, the annotations file and the report.
-The import uses this machine's cores as a user's import would (DATAFORGE_PROCESSES=1: one process).
+The import uses this machine's cores as a user's import would (set DATAFORGE_PROCESSES=1 to time one process).
 
 Target (issue 3): each direction within 1.5x of its plain loop. Usage:
 
