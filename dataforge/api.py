@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dataforge.errors import UsageError
+from dataforge.errors import DataforgeError, ImageError, UsageError
 from dataforge.formats import detect_format, get_format
 from dataforge.formats.base import ExportResult, OnError
 from dataforge.gcpause import paused_gc
@@ -125,14 +126,53 @@ def export_dataset(
     split: str | None = None,
     **options: Any,
 ) -> ExportResult:
-    """Export the matched images of a store with a format plugin."""
+    """Export the matched images of a store with a format plugin.
+
+    An export that fails (a store image gone missing, a full disk) raises a ``DataforgeError`` and
+    removes what it wrote, so that the same command can simply be run again.
+    """
     fmt = get_format(format)
     if not fmt.can_export:
         raise UsageError(f"format {fmt.name!r} cannot be exported")
+    out_dir = Path(out)
+    existed = out_dir.exists()
+    ours = not existed or (out_dir.is_dir() and not any(out_dir.iterdir()))  # nothing in it to keep
     with paused_gc():
         s = Store.open(store)
         ids = [img["id"] for img in s.select(where, split=split)]
-        return fmt.export(s, Path(out), image_ids=ids, **options)
+        try:
+            return fmt.export(s, out_dir, image_ids=ids, **options)
+        except BaseException as exc:
+            if ours:
+                _remove_export(out_dir, keep_dir=existed)
+            if isinstance(exc, OSError):
+                raise _export_os_error(exc, s, out_dir) from exc
+            raise
+
+
+def _remove_export(out: Path, *, keep_dir: bool) -> None:
+    if not keep_dir:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for child in out.iterdir() if out.is_dir() else ():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def _export_os_error(exc: OSError, store: Store, out: Path) -> DataforgeError:
+    """An OSError from an exporter as the one-line error a user can act on."""
+    name = str(exc.filename or "")
+    what = exc.strerror or str(exc)
+    if name and Path(name).resolve().is_relative_to(store.images_dir.resolve()):
+        return ImageError(
+            f"store image {name}: {what}; the export stopped and removed what it wrote to {out}",
+            hint=f"`dataforge validate {store.root}` lists every missing or unreadable image",
+        )
+    return DataforgeError(
+        f"export to {out} failed: {name + ': ' if name else ''}{what}; what it wrote was removed"
+    )
 
 
 def validate(store: PathLike, *, check_files: bool = True) -> ValidationReport:

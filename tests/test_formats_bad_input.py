@@ -234,3 +234,20 @@ def test_exporters_count_boxes_they_cannot_hold(fmt: str, tmp_path: Path, simple
     r = cli("export", tmp_path / "s", "--format", fmt, "--out", tmp_path / "out")
     assert r.code == 0 and "exported 3 images, 3 annotations" in r.out
     assert "warning: 1 degenerate boxes could not be written in this format and were dropped" in r.err
+
+
+@pytest.mark.parametrize("fmt", ["coco", "tfrecord", "yolo", "voc", "csv"])
+def test_an_export_that_meets_a_missing_store_image_names_it_and_removes_its_output(
+    fmt: str, tmp_path: Path, simple_coco: Path, cli
+) -> None:
+    import_dataset(simple_coco, store=tmp_path / "s")
+    gone = sorted((tmp_path / "s" / "images").rglob("*.jpg"))[-1]
+    gone.unlink()
+    r = cli("export", str(tmp_path / "s"), "--format", fmt, "--out", str(tmp_path / "out"))
+    assert r.code == 3
+    assert f"error: store image {gone}: No such file or directory; the export stopped" in r.err
+    assert "dataforge validate" in r.err and "Traceback" not in r.err
+    assert not (tmp_path / "out").exists()  # nothing half-written; the same command can run again
+    (tmp_path / "empty").mkdir()  # a folder that was there (empty) stays, still empty
+    assert cli("export", str(tmp_path / "s"), "--format", fmt, "--out", str(tmp_path / "empty")).code == 3
+    assert list((tmp_path / "empty").iterdir()) == []

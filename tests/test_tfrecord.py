@@ -241,3 +241,17 @@ def test_objects_that_need_care(tmp_path: Path) -> None:
         "train/b.jpg": [],
         "train/c.jpg": [("cat", [0.0, 0.0, 40.0, 20.0])],
     }
+
+
+def test_export_of_a_box_beyond_float32_is_a_clear_error(coco_factory, tmp_path: Path) -> None:
+    """A hand-edited store with a box no float32 can hold: one error naming the image, no crash."""
+    import json
+
+    src = coco_factory([(1, "a.jpg", (32, 16))], [(1, 1, "cat", [1, 2, 10, 5])])
+    import_dataset(src, store=tmp_path / "s")
+    path = tmp_path / "s" / "annotations.json"
+    doc = json.loads(path.read_text())
+    doc["annotations"][0]["bbox"] = [1e300, 2, 10, 5]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=r"image 1 \(a\.jpg\): a box lies beyond what float32"):
+        export_dataset(tmp_path / "s", format="tfrecord", out=tmp_path / "tf")

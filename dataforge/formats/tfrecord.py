@@ -25,7 +25,7 @@ import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from dataforge.errors import ImageError, UsageError
+from dataforge.errors import DataError, ImageError, UsageError
 from dataforge.formats.base import Embedded, ExportResult, ImportBatch
 from dataforge.formats.common import prepare_out_dir, problem, read_text, rel
 from dataforge.formats.tfrecord_io import (
@@ -446,10 +446,13 @@ class _ExampleWriter:
         self._classes: dict[tuple[int, ...], bytes] = {}
 
     def _head(self, key: bytes, n: int) -> bytes:
-        """``one_bytes_head``, remembered: names, ids and hashes repeat their lengths."""
+        """``one_bytes_head``, remembered (up to 65,536 of them): names, ids, hashes and often image
+        sizes repeat their lengths."""
         head = self._heads.get((key, n))
         if head is None:
-            head = self._heads[(key, n)] = one_bytes_head(key, n)
+            head = one_bytes_head(key, n)
+            if len(self._heads) < 65536:
+                self._heads[(key, n)] = head
         return head
 
     def _class_entries(self, cids: list[int]) -> bytes:
@@ -486,6 +489,17 @@ class _ExampleWriter:
             heads = [entry_head(key, FLOAT_LIST, len(content) + 4 * n) + content for key in self.bbox]
             got = self._boxes[n] = struct.Struct("<" + "".join(f"{len(h)}s{n}f" for h in heads)), heads
         return got
+
+    @staticmethod
+    def _boxes_bytes(img: dict[str, Any], st: struct.Struct, values: tuple[Any, ...]) -> bytes:
+        try:
+            return st.pack(*values)
+        except OverflowError:  # a float32 cannot hold it: the store's boxes are broken
+            raise DataError(
+                f"image {img['id']} ({img['file_name']}): a box lies beyond what float32 coordinates "
+                "can hold; nothing can be exported",
+                hint="run `dataforge validate` on the store",
+            ) from None
 
     def example(
         self, img: dict[str, Any], data: bytes, anns: list[dict[str, Any]] | tuple[()]
@@ -524,7 +538,7 @@ class _ExampleWriter:
             self._const(self.height, INT64_LIST, h),
             head(self.sha256, len(sha)),
             sha,
-            st.pack(hx, *xmax, hn, *xmin, hy, *ymax, hm, *ymin),
+            self._boxes_bytes(img, st, (hx, *xmax, hn, *xmin, hy, *ymax, hm, *ymin)),
             self._class_entries(cids),
             head(self.source_id, len(sid)),
             sid,
