@@ -13,6 +13,7 @@ from typing import Any
 from dataforge.errors import DataforgeError, ImageError, UsageError
 from dataforge.formats import detect_format, get_format
 from dataforge.formats.base import ExportResult, OnError
+from dataforge.formats.common import EXPORT_INCOMPLETE
 from dataforge.gcpause import paused_gc
 from dataforge.ingest import ImportResult, ingest
 from dataforge.splits import normalize_ratios, random_split, stratified_split
@@ -128,26 +129,42 @@ def export_dataset(
 ) -> ExportResult:
     """Export the matched images of a store with a format plugin.
 
-    An export that fails (a store image gone missing, a full disk) raises a ``DataforgeError`` and
-    removes what it wrote, so that the same command can simply be run again.
+    An export writes into a new or empty folder and marks it incomplete until it ends. One that
+    fails (a store image gone missing, a full disk) raises a ``DataforgeError`` and removes what it
+    wrote; one that was killed leaves the mark, and the next export into that folder clears it
+    first. Either way the same command can simply be run again.
     """
     fmt = get_format(format)
     if not fmt.can_export:
         raise UsageError(f"format {fmt.name!r} cannot be exported")
     out_dir = Path(out)
+    marker = out_dir / EXPORT_INCOMPLETE
+    if marker.is_file():  # an export into this folder was killed: all in it is that export's
+        _remove_export(out_dir, keep_dir=True)
     existed = out_dir.exists()
     ours = not existed or (out_dir.is_dir() and not any(out_dir.iterdir()))  # nothing in it to keep
     with paused_gc():
         s = Store.open(store)
         ids = [img["id"] for img in s.select(where, split=split)]
+        if ours:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            marker.write_text(
+                f"dataforge export --format {fmt.name} from {s.root} is writing this folder; if this "
+                "file is still here, it stopped before the end, and the next export into this "
+                "folder starts it afresh\n",
+                encoding="utf-8",
+            )
         try:
-            return fmt.export(s, out_dir, image_ids=ids, **options)
+            result = fmt.export(s, out_dir, image_ids=ids, **options)
         except BaseException as exc:
             if ours:
                 _remove_export(out_dir, keep_dir=existed)
             if isinstance(exc, OSError):
                 raise _export_os_error(exc, s, out_dir) from exc
             raise
+        if ours:
+            marker.unlink()
+        return result
 
 
 def _remove_export(out: Path, *, keep_dir: bool) -> None:

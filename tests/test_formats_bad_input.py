@@ -251,3 +251,31 @@ def test_an_export_that_meets_a_missing_store_image_names_it_and_removes_its_out
     (tmp_path / "empty").mkdir()  # a folder that was there (empty) stays, still empty
     assert cli("export", str(tmp_path / "s"), "--format", fmt, "--out", str(tmp_path / "empty")).code == 3
     assert list((tmp_path / "empty").iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["coco", "tfrecord", "yolo"])
+def test_an_export_killed_midway_is_redone_by_the_same_command(
+    fmt: str, tmp_path: Path, simple_coco: Path, cli
+) -> None:
+    """A killed export leaves its folder marked incomplete; the same command clears it and
+    exports again (a folder without the mark, holding anything, is never touched)."""
+    from dataforge.api import export_dataset
+    from dataforge.formats.common import EXPORT_INCOMPLETE
+
+    import_dataset(simple_coco, store=tmp_path / "s")
+    export_dataset(tmp_path / "s", format=fmt, out=tmp_path / "clean")
+    assert not (tmp_path / "clean" / EXPORT_INCOMPLETE).exists()
+    # what SIGKILL midway leaves: the mark and part of the files
+    out = tmp_path / "out"
+    (out / "images").mkdir(parents=True)
+    (out / EXPORT_INCOMPLETE).write_text("dataforge export ... is writing this folder\n")
+    (out / "images" / "half.jpg").write_bytes(b"\xff\xd8half")
+    (out / "label_map.pbtxt").write_text("item {")
+    assert cli("export", str(tmp_path / "s"), "--format", fmt, "--out", str(out)).code == 0
+    assert file_bytes(out) == file_bytes(tmp_path / "clean")
+    # without the mark, a folder that holds anything is refused, and left as it was
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    r = cli("export", str(tmp_path / "s"), "--format", fmt, "--out", str(tmp_path / "mine"))
+    assert r.code == 2 and "exists and is not empty" in r.err
+    assert file_bytes(tmp_path / "mine") == {"notes.txt": b"keep me"}

@@ -57,11 +57,15 @@ def read_text(path: Path, *, what: str = "file") -> str:
         raise DataError(f"{path}: cannot read {what} ({exc.strerror})", source=str(path)) from None
 
 
+#: written into an export folder while an export runs (see ``dataforge.api.export_dataset``)
+EXPORT_INCOMPLETE = ".dataforge-export-incomplete"
+
+
 def prepare_out_dir(out: Path) -> None:
     """Create an export folder; refuse one that has anything in it (exports never overwrite)."""
     from dataforge.errors import UsageError
 
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and (not out.is_dir() or any(p.name != EXPORT_INCOMPLETE for p in out.iterdir())):
         raise UsageError(
             f"{out}: the output directory exists and is not empty",
             hint="choose a new --out directory (dataforge never overwrites an export)",
