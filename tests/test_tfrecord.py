@@ -9,14 +9,7 @@ import pytest
 from dataforge.api import export_dataset, import_dataset
 from dataforge.errors import DataError
 from dataforge.formats.tfrecord import parse_label_map
-from dataforge.formats.tfrecord_io import (
-    build_example,
-    bytes_feature,
-    float_feature,
-    int64_feature,
-    parse_example,
-    parse_example_py,
-)
+from dataforge.formats.tfrecord_io import encode_example_py, parse_example, parse_example_py
 from tests.conftest import file_bytes
 
 
@@ -29,13 +22,13 @@ def _example_class():  # type: ignore[no-untyped-def]
 
 def test_the_python_codec_and_googles_protobuf_agree() -> None:
     Example = _example_class()
-    ours = build_example(
-        {
-            "a": bytes_feature([b"x", b""]),
-            "f": float_feature([0.25, 1e-3]),
-            "i": int64_feature([0, 5, -7, 2**40]),
-        }
-    )
+    features = ({"a": [b"x", b""], "e": []}, {"f": [0.25, 1e-3], "g": []}, {"i": [0, 5, -7, 2**40]})
+    ours = encode_example_py(*features)
+    msg = Example()
+    for kind, values in zip(("bytes_list", "float_list", "int64_list"), features, strict=True):
+        for k, v in values.items():
+            getattr(msg.features.feature[k], kind).value.extend(v)
+    assert ours == msg.SerializeToString(deterministic=True)
     theirs = Example.FromString(ours)
     assert list(theirs.features.feature["a"].bytes_list.value) == [b"x", b""]
     assert list(theirs.features.feature["i"].int64_list.value) == [0, 5, -7, 2**40]

@@ -182,36 +182,17 @@ def _record(
         record["tf_source_id"] = source_id
     cols = [get(k, ()) for k in _BBOX_KEYS]
     n = max(map(len, cols))
-    if not n:
-        return
-    labels = get("image/object/class/label", ())
-    next_id = len(anns) + 1
-    if (
-        size is not None
-        and all(len(c) == n for c in cols)
-        and len(labels) == n
-        and all(type(c[0]) is float for c in cols)  # a float_list holds nothing but floats
-        and all(type(label) is int and label in label_map for label in labels)
-    ):
-        # The common case, in one pass: boxes made absolute with the image's real size (probed
-        # above) here, in the parsing process, rather than by the import.
-        iw, ih = size
-        for k, (x0, y0, x1, y1, label) in enumerate(zip(*cols, labels, strict=True)):
-            bw, bh = (x1 - x0) * iw, (y1 - y0) * ih
-            anns.append(
-                {
-                    "id": next_id + k,
-                    "image_id": image_id,
-                    "_where": f"{where} object {k}",
-                    "category_id": label,
-                    "bbox": [x0 * iw, y0 * ih, bw, bh],
-                    "area": bw * bh,
-                    "iscrowd": 0,
-                    "segmentation": [],
-                }
-            )
-        return
-    _objects(cols, n, labels, get("image/object/class/text", ()), size, image_id, where, anns, label_map)
+    _objects(
+        cols,
+        n,
+        get("image/object/class/label", ()),
+        get("image/object/class/text", ()),
+        size,
+        image_id,
+        where,
+        anns,
+        label_map,
+    )
 
 
 def _objects(
@@ -225,8 +206,11 @@ def _objects(
     anns: list[dict[str, Any]],
     label_map: dict[int, str],
 ) -> None:
-    """The objects of a record that needs care: box lists of different lengths, categories by
-    text, labels outside the label map, numbers of the wrong kind, an image without a size."""
+    """A record's ``n`` objects as annotations. Boxes are made absolute with the image's real
+    ``size`` (probed by the caller) here, in the parsing process; what the import must report
+    instead is marked: box lists of different lengths, a label outside the label map, numbers of
+    another kind, an image without a size. Without a label map, categories are left as
+    ``_text``/``_label`` for the caller to number."""
     same_length = all(len(c) == n for c in cols)
     next_id = len(anns) + 1
     for k in range(n):
@@ -524,8 +508,7 @@ class _ExampleWriter:
         st, (hx, hn, hy, hm) = self._boxes_of(n)
         file_name = img["file_name"]
         name = file_name.encode("utf-8")
-        slash, dot = file_name.rfind("/"), file_name.rfind(".")  # os.path.splitext's rule, faster
-        ext = file_name[dot + 1 :].lower() if dot > slash and file_name[slash + 1 : dot].strip(".") else ""
+        ext = os.path.splitext(file_name)[1].lower().lstrip(".")
         sha = (img.get("sha256") or hashlib.sha256(data).hexdigest()).encode()
         sid = str(img["id"]).encode()
         head = self._head

@@ -41,41 +41,26 @@ def masked_crc(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def read_record(f: BinaryIO, index: int = 0) -> bytes | None:
-    """The data of the record at ``f``'s position (None at the end of the file), both CRCs checked.
-
-    ``index`` is the record's position in the file, for messages. Raises ``RecordError``.
-    """
-    header = f.read(12)
-    if not header:
-        return None
-    if len(header) < 12:
-        raise RecordError(index, f"record {index}: truncated header ({len(header)} of 12 bytes)")
-    length, length_crc = struct.unpack("<QI", header)
-    if masked_crc(header[:8]) != length_crc:
-        raise RecordError(index, f"record {index}: length CRC mismatch (corrupt file)")
-    data = f.read(length)
-    footer = f.read(4)
-    if len(data) < length or len(footer) < 4:
-        raise RecordError(index, f"record {index}: truncated (expected {length} bytes of data)")
-    if masked_crc(data) != struct.unpack("<I", footer)[0]:
-        raise RecordError(index, f"record {index}: data CRC mismatch (corrupt record)")
-    return data
-
-
 def read_records(f: BinaryIO) -> Iterator[bytes]:
     """Yield each record's data, checking both CRCs. Raises ``RecordError`` on damage."""
     index = 0
-    while (data := read_record(f, index)) is not None:
+    while True:
+        header = f.read(12)
+        if not header:
+            return
+        if len(header) < 12:
+            raise RecordError(index, f"record {index}: truncated header ({len(header)} of 12 bytes)")
+        length, length_crc = struct.unpack("<QI", header)
+        if masked_crc(header[:8]) != length_crc:
+            raise RecordError(index, f"record {index}: length CRC mismatch (corrupt file)")
+        data = f.read(length)
+        footer = f.read(4)
+        if len(data) < length or len(footer) < 4:
+            raise RecordError(index, f"record {index}: truncated (expected {length} bytes of data)")
+        if masked_crc(data) != struct.unpack("<I", footer)[0]:
+            raise RecordError(index, f"record {index}: data CRC mismatch (corrupt record)")
         yield data
         index += 1
-
-
-def record_offsets(f: BinaryIO) -> Iterator[int]:
-    """Byte offset of each record, reading only the headers (the length CRC is checked; the data's
-    CRC is checked when :func:`read_records` reads the record)."""
-    for offset, _length in record_spans(f.fileno()):
-        yield offset
 
 
 _HEADER = struct.Struct("<QI")
@@ -90,12 +75,14 @@ def record_spans(fd: int) -> Iterator[tuple[int, int]]:
         if len(header) < 12:
             raise RecordError(index, f"record {index}: truncated header ({len(header)} of 12 bytes)")
         length, length_crc = unpack(header)
-        crc = _crc32c(header[:8])
-        if (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF != length_crc:
+        if masked_crc(header[:8]) != length_crc:
             raise RecordError(index, f"record {index}: length CRC mismatch (corrupt file)")
         yield pos, length
         pos += 12 + length + 4
         index += 1
+
+
+_FOOTER = struct.Struct("<I")
 
 
 def read_span(fd: int, offset: int, length: int, index: int = 0) -> bytes:
@@ -104,13 +91,9 @@ def read_span(fd: int, offset: int, length: int, index: int = 0) -> bytes:
     if len(buf) < length + 4:
         raise RecordError(index, f"record {index}: truncated (expected {length} bytes of data)")
     data = buf[:length]
-    crc = _crc32c(data)
-    if _FOOTER.pack((((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF) != buf[length:]:
+    if _FOOTER.pack(masked_crc(data)) != buf[length:]:
         raise RecordError(index, f"record {index}: data CRC mismatch (corrupt record)")
     return data
-
-
-_FOOTER = struct.Struct("<I")
 
 
 def write_record(f: BinaryIO, data: bytes) -> None:
@@ -286,13 +269,6 @@ def varint(n: int) -> bytes:
     return _SMALL_VARINTS[n] if 0 <= n < 16384 else _enc_varint_slow(n)
 
 
-_enc_varint = varint
-
-
-def _len_field(num: int, payload: bytes) -> bytes:
-    return _SMALL_VARINTS[num << 3 | 2] + _enc_varint(len(payload)) + payload
-
-
 # -- writing an Example piece by piece ----------------------------------------------------------
 # An Example is ``0x0A varint(n) <n bytes of entries>``; each map entry is
 # ``0x0A varint(len) 0x0A varint(len(key)) key 0x12 varint(len(Feature)) Feature`` and a Feature is
@@ -304,7 +280,8 @@ BYTES_LIST, FLOAT_LIST, INT64_LIST = b"\n", b"\x12", b"\x1a"  # the Feature fiel
 @lru_cache(maxsize=512)
 def entry_key(key: str) -> bytes:
     """The part of a map entry before its Feature's length: the key field and the value's tag."""
-    return _len_field(1, key.encode("utf-8")) + b"\x12"
+    name = key.encode("utf-8")
+    return b"\n" + varint(len(name)) + name + b"\x12"
 
 
 def entry_head(key: bytes, kind: bytes, content_len: int) -> bytes:
@@ -338,27 +315,6 @@ def packed_entry(key: bytes, kind: bytes, packed: bytes) -> bytes:
 def example_bytes(entries: list[bytes]) -> bytes:
     """An Example from its map entries, which must be in key order for deterministic output."""
     return b"\n" + varint(sum(map(len, entries))) + b"".join(entries)
-
-
-def bytes_feature(values: list[bytes]) -> bytes:
-    return _len_field(1, b"".join(_len_field(1, v) for v in values))
-
-
-def float_feature(values: list[float]) -> bytes:
-    return _len_field(2, _len_field(1, struct.pack(f"<{len(values)}f", *values)) if values else b"")
-
-
-def int64_feature(values: list[int]) -> bytes:
-    return _len_field(3, _len_field(1, b"".join(_enc_varint(v) for v in values)) if values else b"")
-
-
-def build_example(features: dict[str, bytes]) -> bytes:
-    """``features``: name -> an encoded Feature (from ``*_feature``). Keys are written sorted."""
-    entries = b"".join(
-        _len_field(1, _len_field(1, k.encode("utf-8")) + _len_field(2, v))
-        for k, v in sorted(features.items())
-    )
-    return _len_field(1, entries)
 
 
 _DECODE_ERRORS: tuple[type[Exception], ...] = ()  # protobuf's DecodeError, once it is imported
@@ -428,10 +384,7 @@ def encode_example(
     """Serialize a ``tf.train.Example`` (protobuf runtime when installed, else the Python encoder)."""
     example = _pb_example()
     if example is None:
-        feats = {k: bytes_feature(v) for k, v in bytes_features.items()}
-        feats.update({k: float_feature(v) for k, v in float_features.items()})
-        feats.update({k: int64_feature(v) for k, v in int_features.items()})
-        return build_example(feats)
+        return encode_example_py(bytes_features, float_features, int_features)
     msg = example()
     fmap = msg.features.feature
     for k, bv in bytes_features.items():
@@ -441,3 +394,18 @@ def encode_example(
     for k, iv in int_features.items():
         fmap[k].int64_list.value.extend(iv)
     return bytes(msg.SerializeToString(deterministic=True))
+
+
+def encode_example_py(
+    bytes_features: dict[str, list[bytes]],
+    float_features: dict[str, list[float]],
+    int_features: dict[str, list[int]],
+) -> bytes:
+    """Pure-Python ``tf.train.Example`` encoder, giving the same bytes as the protobuf runtime's
+    deterministic serialization (keys sorted, numbers packed)."""
+    entries = {k: bytes_entry(entry_key(k), v) for k, v in bytes_features.items()}
+    for k, fv in float_features.items():
+        entries[k] = packed_entry(entry_key(k), FLOAT_LIST, struct.pack(f"<{len(fv)}f", *fv))
+    for k, iv in int_features.items():
+        entries[k] = packed_entry(entry_key(k), INT64_LIST, b"".join(varint(v) for v in iv))
+    return example_bytes([entries[k] for k in sorted(entries)])

@@ -192,18 +192,21 @@ class TFRecordDataset:
         *,
         resize_to: int | None = None,
     ) -> None:
-        from dataforge.formats.tfrecord_io import RecordError, record_offsets
+        from dataforge.formats.tfrecord_io import RecordError, record_spans
 
         self.task = task
         self.resize_to = resize_to
         self.by_name = {c["name"]: i for i, c in enumerate(categories)}
-        self.index: list[tuple[str, int]] = []
+        self.index: list[tuple[str, int, int, int]] = []  # (shard, record number, offset, length)
         for shard in shards:
-            with open(shard, "rb") as f:
-                try:
-                    self.index.extend((str(shard), pos) for pos in record_offsets(f))
-                except RecordError as exc:
-                    raise UsageError(f"{shard}: {exc}") from None
+            fd = os.open(shard, os.O_RDONLY)
+            try:
+                for n, (offset, length) in enumerate(record_spans(fd)):
+                    self.index.append((str(shard), n, offset, length))
+            except RecordError as exc:
+                raise UsageError(f"{shard}: {exc}") from None
+            finally:
+                os.close(fd)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -213,17 +216,18 @@ class TFRecordDataset:
         import torch
 
         from dataforge.augment import cpu
-        from dataforge.formats.tfrecord_io import RecordError, parse_example, read_records
+        from dataforge.formats.tfrecord_io import RecordError, parse_example, read_span
 
-        path, pos = self.index[i]
-        with open(path, "rb") as f:
-            f.seek(pos)
-            try:
-                data = next(read_records(f))
-            except RecordError as exc:
-                raise UsageError(f"{path}: record {i}: {exc}") from None
+        path, n, offset, length = self.index[i]
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            data = read_span(fd, offset, length, n)
+        except RecordError as exc:
+            raise UsageError(f"{path}: {exc}") from None
+        finally:
+            os.close(fd)
         ex = parse_example(data)
-        img = cpu.decode(bytes(ex["image/encoded"][0]), where=f"{path} record {i}")
+        img = cpu.decode(bytes(ex["image/encoded"][0]), where=f"{path} record {n}")
         h, w = img.shape[:2]
         names = [bytes(t).decode("utf-8") for t in ex.get("image/object/class/text", [])]
         cols = [
