@@ -23,7 +23,7 @@ from dataforge.parallel import map_ranges, ranges
 from dataforge.synthetic import make_shapes_dataset
 from tests.conftest import file_bytes
 
-N = 2100  # enough for two parsing processes (1,000 records each at least) and the copy helper
+N = 2100  # enough for two parsing processes (1,000 records each at least) and two copy helpers
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_parallel_import_equals_one_process(shards: Path, tmp_path: Path, label_
     if not label_map:  # categories are then numbered by first appearance, across processes too
         (src / "label_map.pbtxt").unlink()
     assert _import(src, tmp_path / "one", 1) == 0
-    assert _import(src, tmp_path / "two", 2) == 1  # a second parsing process (and the copy helper)
+    assert _import(src, tmp_path / "two", 2) == 1  # a second parsing process (copy helpers are spawned)
     one, two = _stored(tmp_path / "one"), _stored(tmp_path / "two")
     assert len(one["images"]) == N and len(one["annotations"]) > N
     assert two == one
@@ -124,11 +124,13 @@ def test_a_container_that_changed_is_a_clear_error(
     container.write_bytes(b"x" * 100)
     jobs: list[Any] = [
         ("", i, f"out/{i}.jpg", Embedded(str(container), 10 * (i % 5), 10, 1, 1, ""))
-        for i in range(HELPER_MIN_IMAGES)
+        for i in range(2 * HELPER_MIN_IMAGES)
     ]
-    jobs.append(("", 999, "out/999.jpg", Embedded(str(container), 95, 10, 1, 1, "")))  # 5 bytes short
+    # 5 bytes short, in the last helper's part: its failure is named by its place in all the jobs
+    jobs.append(("", 999, "out/999.jpg", Embedded(str(container), 95, 10, 1, 1, "")))
     ranges_ = [(e.path, e.offset, e.length, str(tmp_path / final)) for _, _, final, e in jobs]
     copy = BackgroundCopy(jobs, ranges_, ())
+    assert len(copy._procs) == (0 if processes == 1 else 2)  # copied here, or by two helpers
     with pytest.raises(
         ImageError, match=r"image 999 \(out/999\.jpg\): cannot copy it from .*c\.bin.*read 5 of 10"
     ):
@@ -203,3 +205,43 @@ def test_a_killed_import_leaves_no_helper_running_and_the_store_recovers(
         k: v for k, v in before.items() if k.startswith("images/")
     }
     assert not [k for k in after if k.startswith(".commit-")]
+
+
+def test_a_batch_mixing_embedded_images_and_files(tmp_path: Path) -> None:
+    """A reader may give some images as places in a container file and others as files: the
+    helpers copy the first kind while the import reads the second, and both land in the store."""
+    from dataforge.formats.base import ImportBatch
+    from dataforge.imageio import sha256_bytes
+    from dataforge.ingest import ingest
+    from tests.conftest import jpeg_bytes
+
+    inner = [jpeg_bytes((20 + i, 10), (i, 2 * i, 3)) for i in range(HELPER_MIN_IMAGES)]
+    container = tmp_path / "pack.bin"
+    container.write_bytes(b"head" + b"".join(inner))
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "loose.jpg").write_bytes(jpeg_bytes((33, 11)))
+    images: list[dict[str, Any]] = [{"id": 1, "file_name": "loose.jpg"}]
+    offset = 4
+    for i, data in enumerate(inner):
+        images.append(
+            {
+                "id": i + 2,
+                "file_name": f"packed/{i}.jpg",
+                "_embedded": Embedded(str(container), offset, len(data), 20 + i, 10, sha256_bytes(data)),
+            }
+        )
+        offset += len(data)
+    batch = ImportBatch(
+        format="test",
+        source=str(container),
+        images_root=tmp_path / "src",
+        images=images,
+        annotations=[{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1.0, 1.0, 5.0, 5.0]}],
+        categories=[{"id": 1, "name": "cat"}],
+        private_keys=True,
+    )
+    res = ingest(tmp_path / "s", batch)
+    assert (res.images, res.annotations) == (HELPER_MIN_IMAGES + 1, 1)
+    stored = tmp_path / "s" / "images"
+    assert (stored / "loose.jpg").read_bytes() == (tmp_path / "src" / "loose.jpg").read_bytes()
+    assert [(stored / "packed" / f"{i}.jpg").read_bytes() for i in range(len(inner))] == inner

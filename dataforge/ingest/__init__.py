@@ -156,18 +156,19 @@ def _ingest_locked(
     # Normalized boxes (YOLO, TFRecord) need the real image sizes before they can be checked.
     deferred = batch.private_keys and any("_bbox_norm" in a for a in batch.annotations if isinstance(a, dict))
     all_image_ids = dict(images)
+    # Images inside container files (TFRecord) were probed and hashed by the reader: the checks
+    # below need nothing more, so helper processes copy them out in the background, beside them.
+    embedded = [job for job in jobs if isinstance(job[3], Embedded)]
+    staged = stager.planned(embedded)
     copying: BackgroundCopy | None = None
-    embedded_only = bool(jobs) and all(isinstance(job[3], Embedded) for job in jobs)
-    if embedded_only:
-        # Images inside container files (TFRecord) were probed and hashed by the reader: the
-        # checks below need nothing more, so the copying runs in the background, beside them.
-        staged = stager.planned(jobs)
-        copying = stager.copy_in_background(jobs, keep_fds=store.lock_fds)
+    if embedded:
+        copying = stager.copy_in_background(embedded, keep_fds=store.lock_fds)
         running.append(copying)
-        if not deferred:
-            anns, boxes = check_annotations(batch, all_image_ids, cats, policy)
-    elif deferred:  # nothing to check until the images are in: copy them on this thread
-        staged = stager.stage_all(jobs, workers)
+        jobs = [job for job in jobs if not isinstance(job[3], Embedded)]
+    if deferred:  # nothing to check until the images are in: copy them on this thread
+        staged += stager.stage_all(jobs, workers)
+    elif not jobs:
+        anns, boxes = check_annotations(batch, all_image_ids, cats, policy)
     else:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataforge-stage") as pool:
             staging_done = pool.submit(stager.stage_all, jobs, workers)
@@ -177,7 +178,7 @@ def _ingest_locked(
             except BaseException:
                 stager.cancel()
                 raise
-            staged = staging_done.result()
+            staged += staging_done.result()
 
     # -- image problems: missing, corrupt, outside the root, already in the store --------------
     in_store = {

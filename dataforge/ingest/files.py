@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -57,8 +56,6 @@ class ImageStager:
         self._dir_inside: dict[str, bool] = {self.src_root: True}
         self._cancelled = False
         self._made: set[str] = set()
-        self._containers: dict[str, int] = {}
-        self._lock = threading.Lock()
 
     def _inside(self, real: str) -> bool:
         return real == self.real_root or real.startswith(self.real_root + os.sep)
@@ -102,49 +99,13 @@ class ImageStager:
         """Make a running :meth:`stage_all` stop after the images in flight."""
         self._cancelled = True
 
-    def _container(self, path: str) -> int:
-        fd = self._containers.get(path)
-        if fd is None:
-            with self._lock:
-                fd = self._containers.get(path)
-                if fd is None:
-                    fd = self._containers[path] = os.open(path, os.O_RDONLY)
-        return fd
-
-    def __enter__(self) -> ImageStager:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        """Close the container files that embedded images were read from."""
-        with self._lock:
-            for fd in self._containers.values():
-                os.close(fd)
-            self._containers.clear()
-
-    def read(self, name: str, orig_id: int, embedded: bytes | Embedded | None = None) -> tuple[bytes, Staged]:
+    def read(self, name: str, orig_id: int, embedded: bytes | None = None) -> tuple[bytes, Staged]:
         """Read, probe and hash one source image (runs on reader threads).
 
-        ``embedded``: the image's bytes when the source carries them, or where they lie in a
-        container file (already probed and hashed by the reader); no image file is read.
+        ``embedded``: the image's bytes when the source carries them; no file is read. (Images
+        that lie in container files are copied by :meth:`copy_in_background`.)
         """
         res = Staged(orig_id)
-        if isinstance(embedded, Embedded):
-            try:
-                data = os.pread(self._container(embedded.path), embedded.length, embedded.offset)
-            except OSError as exc:
-                data, error = b"", exc.strerror
-            else:
-                error = f"{len(data)} of {embedded.length} bytes"
-            if len(data) != embedded.length:
-                res.error = ImageError(
-                    f"image {orig_id} ({name}): cannot read it from {embedded.path} ({error}); "
-                    "did the file change during the import?",
-                    item=f"image {orig_id}",
-                    reason="unreadable file",
-                )
-                return b"", res
-            res.width, res.height, res.sha256 = embedded.width, embedded.height, embedded.sha256
-            return data, res
         if embedded is not None:
             try:
                 info = probe_bytes(embedded, where=f"image {orig_id} ({name})")
@@ -203,10 +164,14 @@ class ImageStager:
         chunks = [jobs[i : i + _CHUNK] for i in range(0, len(jobs), _CHUNK)]
 
         def read_chunk(chunk: list[Job]) -> list[tuple[bytes, Staged]]:
-            return [self.read(name, orig_id, embedded) for name, orig_id, _final, embedded in chunk]
+            read = []
+            for name, orig_id, _final, embedded in chunk:
+                assert not isinstance(embedded, Embedded), "copy_in_background copies those"
+                read.append(self.read(name, orig_id, embedded))
+            return read
 
         out: list[Staged] = []
-        with self, ThreadPoolExecutor(max_workers=n, thread_name_prefix="dataforge-read") as pool:
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="dataforge-read") as pool:
             window: deque[tuple[list[Job], Future[list[tuple[bytes, Staged]]]]] = deque()
             pending = iter(chunks)
             for chunk in islice(pending, _WINDOW):
