@@ -6,7 +6,7 @@ Built-in plugins register through the same entry points as third-party ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -22,6 +22,7 @@ class PluginInfo:
     name: str
     value: str  # "module:attr"
     distribution: str
+    entry: EntryPoint | None = field(default=None, compare=False, repr=False)
 
 
 def _dist_name(ep: EntryPoint) -> str:
@@ -34,7 +35,7 @@ def available(group: str) -> dict[str, PluginInfo]:
     """Plugins of ``group`` by name, without importing them. Duplicate names are an error."""
     found: dict[str, PluginInfo] = {}
     for ep in entry_points(group=group):
-        info = PluginInfo(ep.name, ep.value, _dist_name(ep))
+        info = PluginInfo(ep.name, ep.value, _dist_name(ep), ep)
         prev = found.get(ep.name)
         if prev is not None and prev.value != info.value:
             raise PluginError(
@@ -53,9 +54,9 @@ def load(group: str, name: str) -> Any:
         names = ", ".join(plugins) or "none installed"
         raise PluginError(f"unknown {group.rsplit('.', 1)[-1][:-1]} {name!r} (available: {names})")
     info = plugins[name]
-    (ep,) = [e for e in entry_points(group=group) if e.name == name and e.value == info.value][:1]
+    assert info.entry is not None
     try:
-        return ep.load()
+        return info.entry.load()
     except Exception as exc:
         raise PluginError(
             f"plugin {name!r} from {info.distribution} ({info.value}) failed to load: {type(exc).__name__}: {exc}",
