@@ -16,6 +16,7 @@ from dataforge.formats.base import ExportResult, OnError
 from dataforge.formats.common import EXPORT_INCOMPLETE
 from dataforge.gcpause import paused_gc
 from dataforge.ingest import ImportResult, ingest
+from dataforge.ingest.direct import ingest_records
 from dataforge.splits import normalize_ratios, random_split, stratified_split
 from dataforge.store import Store
 from dataforge.validate import ValidationReport, validate_store
@@ -43,6 +44,11 @@ def import_dataset(
     if not fmt.can_import:
         raise UsageError(f"format {fmt.name!r} cannot be imported")
     with paused_gc():  # a large import builds millions of acyclic dicts
+        scan = getattr(fmt, "scan", None)
+        if scan is not None:  # records with embedded images: parsed, checked and written per process
+            return ingest_records(
+                Path(store), scan(src, **options), on_error=on_error, split=split, tags=tags
+            )
         batch = fmt.read(src, images=Path(images) if images is not None else None, **options)
         return ingest(Path(store), batch, on_error=on_error, split=split, tags=tags, link=link)
 

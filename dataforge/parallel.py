@@ -13,6 +13,7 @@ Set ``DATAFORGE_PROCESSES=1`` to always stay in one process.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import pickle
@@ -24,6 +25,8 @@ from typing import Any, TypeVar
 from dataforge.errors import DataforgeError
 
 T = TypeVar("T")
+A = TypeVar("A")
+D = TypeVar("D")
 
 
 def default_processes() -> int:
@@ -143,6 +146,156 @@ def map_ranges(
     finally:
         for child in children:  # after an error: stop whatever is still running
             child.cancel()
+
+
+class _Stepper:
+    """A forked child that runs ``first`` on its range, waits for the parent's decision, then runs
+    ``second``; each result goes back as one length-prefixed pickle."""
+
+    def __init__(self, first: Callable[[], Any], second: Callable[[Any], Any]) -> None:
+        up_r, up_w = os.pipe()  # child -> parent: results
+        down_r, down_w = os.pipe()  # parent -> child: the decision
+        parent, prctl = os.getpid(), _prctl()
+        pid = os.fork()
+        if pid == 0:
+            os.close(up_r)
+            os.close(down_w)
+            code = 1
+            try:
+                _die_with(parent, prctl)
+                with os.fdopen(up_w, "wb") as up, os.fdopen(down_r, "rb") as down:
+                    if _send(up, first):
+                        ok, decision = _receive(down)
+                        if ok and _send(up, lambda: second(decision)):
+                            code = 0
+            finally:
+                os._exit(code)
+        os.close(up_w)
+        os.close(down_r)
+        self.pid = pid
+        self._up = os.fdopen(up_r, "rb")
+        self._down = os.fdopen(down_w, "wb")
+
+    def result(self) -> Any:
+        ok, value = _receive(self._up)
+        if not ok:
+            raise value
+        return value
+
+    def decide(self, decision: Any) -> None:
+        data = pickle.dumps((True, decision), protocol=pickle.HIGHEST_PROTOCOL)
+        self._down.write(len(data).to_bytes(8, "little") + data)
+        self._down.close()
+
+    def close(self) -> None:
+        """Kill the child if it still runs, and reap it."""
+        for f in (self._up, self._down):
+            with contextlib.suppress(OSError):
+                f.close()
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except OSError:
+                pass
+            self.pid = 0
+
+
+@functools.lru_cache(maxsize=1)
+def _prctl() -> Callable[..., int] | None:
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+def _die_with(parent: int, prctl: Callable[..., int] | None) -> None:
+    """Make this forked child die when ``parent`` does (Linux): a child that writes into a store
+    must not go on after the import that started it was killed. Elsewhere the broken pipe to the
+    parent stops it at its next result."""
+    if prctl is not None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before the prctl
+        os._exit(1)
+
+
+_exiting: list[int] = []  # children that sent their results and were still exiting
+
+
+def _reap(pids: list[int]) -> None:
+    """Reap children that have sent their results, and those of earlier calls. One with a big
+    inherited heap takes milliseconds to exit, and nothing needs to wait for that: one that is
+    still exiting is reaped by a later call (or is gone with this process)."""
+    for pid in [*_exiting, *pids]:
+        try:
+            done = os.waitpid(pid, os.WNOHANG)[0] != 0
+        except ChildProcessError:  # reaped elsewhere
+            done = True
+        if pid in _exiting and done:
+            _exiting.remove(pid)
+        elif pid not in _exiting and not done:
+            _exiting.append(pid)
+
+
+def _send(out: Any, fn: Callable[[], Any]) -> bool:
+    try:
+        data, ok = pickle.dumps((True, fn()), protocol=pickle.HIGHEST_PROTOCOL), True
+    except BaseException as exc:  # sent to the parent, which raises it
+        data, ok = _pickled_error(exc), False
+    out.write(len(data).to_bytes(8, "little") + data)
+    out.flush()
+    return ok
+
+
+def _receive(f: Any) -> tuple[bool, Any]:
+    head = f.read(8)
+    size = int.from_bytes(head, "little") if len(head) == 8 else -1
+    data = f.read(size) if size >= 0 else b""
+    if size < 0 or len(data) != size:
+        raise DataforgeError("a worker process died before it sent its result (killed? out of memory?)")
+    return pickle.loads(data)
+
+
+def map_ranges_in_two_steps(
+    first: Callable[[int, int], A],
+    decide: Callable[[list[A]], D],
+    second: Callable[[int, int, D], T],
+    n: int,
+    *,
+    processes: int | None = None,
+    min_per_process: int = 1000,
+) -> tuple[D, list[T]]:
+    """Like :func:`map_ranges`, in two steps with a decision between them, each range staying in
+    its process: ``first(start, stop)`` runs for every range; ``decide`` (in this process) turns
+    their results into one decision; ``second(start, stop, decision)`` then runs for every range,
+    in the process that ran its ``first``, which may keep state from one step to the next.
+    Returns the decision and the results of ``second`` in range order."""
+    want = processes or default_processes()
+    parts = min(want, max(1, n // min_per_process))
+    if parts <= 1 or not can_fork():
+        decision = decide([first(0, n)])
+        return decision, [second(0, n, decision)]
+    spans = ranges(n, parts)
+    children: list[_Stepper] = []
+    try:
+        for start, stop in spans[1:]:
+            children.append(
+                _Stepper(functools.partial(first, start, stop), functools.partial(second, start, stop))
+            )
+        firsts = [first(*spans[0])] + [child.result() for child in children]
+        decision = decide(firsts)
+        for child in children:
+            child.decide(decision)
+        seconds = [second(*spans[0], decision)] + [child.result() for child in children]
+        _reap([child.pid for child in children])
+        for child in children:
+            child.pid = 0
+        return decision, seconds
+    finally:
+        for child in children:  # after an error: stop whatever is still running
+            child.close()
 
 
 def _pickled_error(exc: BaseException) -> bytes:

@@ -177,28 +177,60 @@ def _copiers() -> list[int]:
     return pids
 
 
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the helper process")
-def test_a_killed_import_leaves_no_helper_running_and_the_store_recovers(
-    shards: Path, simple_coco: Path, tmp_path: Path
+def _importers(src: Path) -> list[int]:
+    """Pids of running ``dataforge import SRC`` processes (the command and the children it forked)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if (
+                proc.name.isdigit()
+                and str(src).encode() in (proc / "cmdline").read_bytes()
+                and (proc / "stat").read_bytes().split(b") ")[1][:1] != b"Z"  # zombies are dead
+            ):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the helper processes")
+@pytest.mark.parametrize("label_map", [True, False], ids=["direct-import", "general-import"])
+def test_a_killed_import_leaves_nothing_running_and_the_store_recovers(
+    shards: Path, simple_coco: Path, tmp_path: Path, label_map: bool
 ) -> None:
+    """Killed while images are being written: by the parsing processes of the direct import, or by
+    the copy helpers of the general one (no label map). Every process it started dies with it."""
     from dataforge.api import tag_images
 
+    src = tmp_path / "tf"
+    for copy in "abcd":  # 4 x 2,100 images (split a/ ... d/): a longer time to catch it writing
+        shutil.copytree(shards, src / copy, ignore=shutil.ignore_patterns("label_map.pbtxt"))
+    if label_map:
+        shutil.copy(shards / "label_map.pbtxt", src)
     store = tmp_path / "s"
     import_dataset(simple_coco, store=store)
     before = file_bytes(store)
     env = {**os.environ, "DATAFORGE_PROCESSES": "2"}
     dataforge = str(Path(sys.executable).parent / "dataforge")
-    proc = subprocess.Popen([dataforge, "import", str(shards), "--store", str(store)], env=env)
+    proc = subprocess.Popen([dataforge, "import", str(src), "--store", str(store)], env=env)
+
+    def writing() -> bool:
+        if not label_map:
+            return bool(_copiers())
+        new = [store / "images" / c for c in "abcd" if (store / "images" / c).is_dir()]
+        return sum(len(os.listdir(d)) for d in new) > 50
+
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not _copiers():
-        time.sleep(0.001)
-    assert _copiers(), "the import started no copy helper"
+    while time.monotonic() < deadline and not writing():
+        time.sleep(0.0005)
+    assert writing(), "the import wrote no images before it ended"
+    assert proc.poll() is None, "the import ended before it could be killed"
     proc.kill()
     proc.wait()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _copiers():
+    while time.monotonic() < deadline and (_copiers() or _importers(src)):
         time.sleep(0.01)
-    assert not _copiers()  # it dies with the import (PR_SET_PDEATHSIG), or finishes
+    assert not _copiers() and not _importers(src)  # they die with the import (PR_SET_PDEATHSIG)
     tag_images(store, add=["t"])  # the next command that takes the lock removes the journaled files
     after = file_bytes(store)
     assert {k: v for k, v in after.items() if k.startswith("images/")} == {

@@ -67,6 +67,34 @@ class ImportBatch:
     private_keys: bool = False
 
 
+class RecordScan(Protocol):
+    """What a reader of record files with embedded images (TFRecord) knows before parsing: how many
+    records there are, and how to parse any range of them. ``dataforge.ingest.direct`` then parses
+    the ranges in parallel processes and writes each image into the store from the process that
+    parsed it. A format offers this with a ``scan(path, **options)`` method beside ``read``.
+    """
+
+    format: str
+    source: str
+    images_root: Path
+    #: the number of records (images)
+    n: int
+    #: the categories, when known before parsing (a label map); None makes the import general
+    categories: list[dict[str, Any]] | None
+    #: False when the scan already found something the general import must report (a damaged file)
+    direct: bool
+
+    def parse_range(self, start: int, stop: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Records ``start..stop-1`` as (images, annotations) in :class:`ImportBatch` form: image
+        ``id`` is the record number + 1, images as :class:`Embedded` with their size and hash;
+        annotation ids count from 1 within the range, boxes absolute."""
+        ...
+
+    def batch(self, parts: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]) -> ImportBatch:
+        """The batch of all records, from the parts :meth:`parse_range` made of consecutive ranges."""
+        ...
+
+
 @dataclass
 class Skipped:
     kind: str  # "image" | "annotation" | "category"

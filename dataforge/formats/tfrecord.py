@@ -32,6 +32,7 @@ from dataforge.formats.tfrecord_io import (
     BYTES_LIST,
     FLOAT_LIST,
     INT64_LIST,
+    ChunkReader,
     FeatureKeys,
     RecordError,
     bytes_entry,
@@ -41,7 +42,6 @@ from dataforge.formats.tfrecord_io import (
     one_bytes_head,
     packed_entry,
     parse_example,
-    read_span,
     record_spans,
     varint,
     write_record,
@@ -71,6 +71,7 @@ OD_API_KEYS = FeatureKeys(
         "image/object/class/text": "bytes",
     }
 )
+_INF = float("inf")
 _BBOX_KEYS = tuple(f"image/object/bbox/{c}" for c in ("xmin", "ymin", "xmax", "ymax"))
 _FORMATS = {"jpeg": "jpg", "jpg": "jpg", "png": "png", "bmp": "bmp", "gif": "gif", "webp": "webp"}
 
@@ -130,14 +131,15 @@ def _record(
     data: bytes,
     offset: int,
     image_id: int,
-    where: str,
+    where_file: str,
+    index: int,
     file_path: str,
     split: str | None,
     imgs: list[dict[str, Any]],
     anns: list[dict[str, Any]],
     label_map: dict[int, str],
 ) -> None:
-    """Parse one record (at ``offset`` of ``file_path``) into an image record and its annotations.
+    """Parse record ``index`` (at ``offset`` of ``file_path``) into an image record and its annotations.
 
     The image is probed and hashed here, and kept as an :class:`Embedded` reference to its bytes
     in the file; boxes are made absolute with its real size. Annotation ids count from 1 within
@@ -146,6 +148,7 @@ def _record(
     """
     record: dict[str, Any] = {"id": image_id}
     imgs.append(record)
+    where = f"{where_file} record {index}"
     try:
         ex = parse_example(data, OD_API_KEYS)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -153,13 +156,17 @@ def _record(
         record["_problem"] = problem("malformed record", f"{where}: not a tf.train.Example ({exc})")
         return
     get = ex.get
-    source_id = _text(_first(ex, "image/source_id", b""))
-    filename = _text(_first(ex, "image/filename", b""))
+    v = get("image/source_id")
+    source_id = _text(v[0]) if v else ""
+    v = get("image/filename")
+    filename = _text(v[0]) if v else ""
     if not filename:
-        fmt = _text(_first(ex, "image/format", b"")).lower()
+        v = get("image/format")
+        fmt = _text(v[0]).lower() if v else ""
         filename = f"{source_id or image_id}.{_FORMATS.get(fmt, 'jpg')}"
     record["file_name"] = f"{split}/{filename}" if split else filename
-    encoded = _first(ex, "image/encoded", b"")
+    v = get("image/encoded")
+    encoded = v[0] if v else b""
     size: tuple[int, int] | None = None
     if encoded:
         try:
@@ -173,26 +180,29 @@ def _record(
             )
     else:
         record["_problem"] = problem("no embedded image", f"{where}: image/encoded is empty ({filename})")
-    w, h = _first(ex, "image/width"), _first(ex, "image/height")
-    if type(w) is int and type(h) is int and w > 0 and h > 0:
-        record["width"], record["height"] = w, h
+    w, h = get("image/width"), get("image/height")
+    if w and h:
+        w, h = w[0], h[0]
+        if type(w) is int and type(h) is int and w > 0 and h > 0:
+            record["width"], record["height"] = w, h
     if split:
         record["split"] = split
     if source_id:
         record["tf_source_id"] = source_id
     cols = [get(k, ()) for k in _BBOX_KEYS]
     n = max(map(len, cols))
-    _objects(
-        cols,
-        n,
-        get("image/object/class/label", ()),
-        get("image/object/class/text", ()),
-        size,
-        image_id,
-        where,
-        anns,
-        label_map,
-    )
+    if n:
+        _objects(
+            cols,
+            n,
+            get("image/object/class/label", ()),
+            get("image/object/class/text", ()),
+            size,
+            image_id,
+            where,
+            anns,
+            label_map,
+        )
 
 
 def _objects(
@@ -210,16 +220,20 @@ def _objects(
     ``size`` (probed by the caller) here, in the parsing process; what the import must report
     instead is marked: box lists of different lengths, a label outside the label map, numbers of
     another kind, an image without a size. Without a label map, categories are left as
-    ``_text``/``_label`` for the caller to number."""
+    ``_text``/``_label`` for the caller to number. Only annotations that the import may have to
+    report name their place (``_where``)."""
     same_length = all(len(c) == n for c in cols)
     next_id = len(anns) + 1
+    xs0, ys0, xs1, ys1 = cols
+    n_labels = len(labels)
     for k in range(n):
-        ann: dict[str, Any] = {"id": next_id + k, "image_id": image_id, "_where": f"{where} object {k}"}
+        ann: dict[str, Any] = {"id": next_id + k, "image_id": image_id}
         anns.append(ann)
         if not same_length:
-            ann["_problem"] = problem("bad bbox", f"{where} object {k}: bbox lists have different lengths")
+            ann["_where"] = at = f"{where} object {k}"
+            ann["_problem"] = problem("bad bbox", f"{at}: bbox lists have different lengths")
             continue
-        label = labels[k] if k < len(labels) else None
+        label = labels[k] if k < n_labels else None
         if type(label) is int and label in label_map:
             ann["category_id"] = label
         else:
@@ -227,18 +241,120 @@ def _objects(
             if not label_map and text:
                 ann["_text"], ann["_label"] = text, label
             else:
+                ann["_where"] = at = f"{where} object {k}"
                 ann["_problem"] = problem(
                     "unknown category",
-                    f"{where} object {k}: class/label {label!r} ({text!r}) is not in the label map",
+                    f"{at}: class/label {label!r} ({text!r}) is not in the label map",
                 )
                 continue
-        x0, y0, x1, y1 = cols[0][k], cols[1][k], cols[2][k], cols[3][k]
+        x0, y0, x1, y1 = xs0[k], ys0[k], xs1[k], ys1[k]
         if size is None or not type(x0) is type(y0) is type(x1) is type(y1) is float:  # the import reports it
+            ann["_where"] = f"{where} object {k}"
             ann["_bbox_norm"] = ["xyxy", [x0, y0, x1, y1]]
             continue
         iw, ih = size
         bw, bh = (x1 - x0) * iw, (y1 - y0) * ih
-        ann.update(bbox=[x0 * iw, y0 * ih, bw, bh], area=bw * bh, iscrowd=0, segmentation=[])
+        area = bw * bh
+        if not (bw > 0 and bh > 0 and area < _INF):  # empty or not finite: the import reports it
+            ann["_where"] = f"{where} object {k}"
+        ann.update(bbox=[x0 * iw, y0 * ih, bw, bh], area=area, iscrowd=0, segmentation=[])
+
+
+class TfrecordScan:
+    """The records of a set of TFRecord files, found from their headers; parsed by range."""
+
+    format = "tfrecord"
+
+    def __init__(self, source: str, root: Path, label_map: dict[int, str]) -> None:
+        self.source = source
+        self.images_root = root
+        self.label_map = label_map
+        self.tasks: list[tuple[int, int, int, int]] = []  # (file number, record number, offset, length)
+        self.sources: list[tuple[str, str, str | None]] = []  # (path, name in messages, split)
+        self.damaged: list[dict[str, Any]] = []  # a problem image for each file whose framing breaks
+
+    @property
+    def n(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def categories(self) -> list[dict[str, Any]] | None:
+        """The label map's; without one, categories come from ``class/text`` as records are read."""
+        return [{"id": k, "name": v} for k, v in sorted(self.label_map.items())] if self.label_map else None
+
+    @property
+    def direct(self) -> bool:
+        return not self.damaged
+
+    def parse_range(self, start: int, stop: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        imgs: list[dict[str, Any]] = []
+        anns: list[dict[str, Any]] = []
+        fds: dict[int, int] = {}
+        readers: dict[int, ChunkReader] = {}
+        tasks, sources, label_map = self.tasks, self.sources, self.label_map
+        try:
+            for k in range(start, stop):
+                fi, index, offset, length = tasks[k]
+                file_path, where_file, split = sources[fi]
+                reader = readers.get(fi)
+                if reader is None:
+                    fds[fi] = os.open(file_path, os.O_RDONLY)
+                    reader = readers[fi] = ChunkReader(fds[fi])
+                try:
+                    data = reader.record(offset, length, index)
+                except RecordError as exc:
+                    imgs.append({"id": k + 1, **_damaged(where_file, exc, after=False)})
+                    continue
+                _record(
+                    data,
+                    offset,
+                    k + 1,
+                    where_file,
+                    index,
+                    file_path,
+                    split,
+                    imgs,
+                    anns,
+                    label_map,
+                )
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+        return imgs, anns
+
+    def batch(self, parts: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]) -> ImportBatch:
+        imgs: list[dict[str, Any]] = []
+        anns: list[dict[str, Any]] = []
+        for part_imgs, part_anns in parts:
+            imgs.extend(part_imgs)
+            base = len(anns)
+            if base:
+                for a in part_anns:
+                    a["id"] += base
+            anns.extend(part_anns)
+        for n, bad in enumerate(self.damaged, len(self.tasks) + 1):  # a damaged header ends its file
+            imgs.append({"id": n, **bad})
+        text_ids: dict[str, int] = {}
+        if not self.label_map:  # categories come from class/text, numbered in order of appearance
+            for a in anns:
+                text = a.pop("_text", None)
+                if text is not None:
+                    label = a.pop("_label")
+                    a["category_id"] = text_ids.setdefault(
+                        text, label if type(label) is int and label > 0 else len(text_ids) + 1
+                    )
+        cats = dict(self.label_map)
+        for name, cid in text_ids.items():
+            cats.setdefault(cid, name)
+        return ImportBatch(
+            format=self.format,
+            source=self.source,
+            images_root=self.images_root,
+            images=imgs,
+            annotations=anns,
+            categories=[{"id": k, "name": v} for k, v in sorted(cats.items())],
+            private_keys=True,
+        )
 
 
 class TfrecordFormat:
@@ -253,6 +369,11 @@ class TfrecordFormat:
         return path.is_dir() and any(is_tfrecord(p) for p in list(path.iterdir()) + list(path.glob("*/*")))
 
     def read(self, path: Path, *, images: Path | None = None, **options: Any) -> ImportBatch:
+        scan = self.scan(path, **options)
+        return scan.batch(map_ranges(scan.parse_range, scan.n))
+
+    def scan(self, path: Path, **options: Any) -> TfrecordScan:
+        """Every record's place, from the headers alone (see :class:`RecordScan`)."""
         if options:
             raise UsageError(f"tfrecord import: unknown options {sorted(options)}")
         root = path if path.is_dir() else path.parent
@@ -261,87 +382,19 @@ class TfrecordFormat:
         for lm in sorted({f.parent / "label_map.pbtxt" for f in files} | {root / "label_map.pbtxt"}):
             if lm.is_file():
                 label_map.update(parse_label_map(read_text(lm, what="label map")))
-        # Every record's place, from the headers alone; then the records are parsed in ranges
-        # (in parallel processes for big imports: parsing is pure-Python work).
-        tasks: list[tuple[int, int, int, int]] = []  # (file number, record number, offset, length)
-        sources: list[tuple[str, str, str | None]] = []  # (path, name in messages, split)
-        damaged: list[dict[str, Any]] = []  # a problem image for each file whose framing breaks
+        scan = TfrecordScan(str(path.resolve()), root, label_map)
         for f in files:
             where_file = rel(f, root) if f != path else f.name
-            sources.append((str(f), where_file, _split_of(f, root)))
+            scan.sources.append((str(f), where_file, _split_of(f, root)))
             fd = os.open(f, os.O_RDONLY)
             try:
                 for index, (offset, length) in enumerate(record_spans(fd)):
-                    tasks.append((len(sources) - 1, index, offset, length))
+                    scan.tasks.append((len(scan.sources) - 1, index, offset, length))
             except RecordError as exc:
-                damaged.append(_damaged(where_file, exc, after=True))
+                scan.damaged.append(_damaged(where_file, exc, after=True))
             finally:
                 os.close(fd)
-
-        def parse_range(start: int, stop: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-            imgs: list[dict[str, Any]] = []
-            anns: list[dict[str, Any]] = []
-            fds: dict[int, int] = {}
-            try:
-                for k in range(start, stop):
-                    fi, index, offset, length = tasks[k]
-                    file_path, where_file, split = sources[fi]
-                    fd = fds.get(fi)
-                    if fd is None:
-                        fd = fds[fi] = os.open(file_path, os.O_RDONLY)
-                    try:
-                        data = read_span(fd, offset, length, index)
-                    except RecordError as exc:
-                        imgs.append({"id": k + 1, **_damaged(where_file, exc, after=False)})
-                        continue
-                    _record(
-                        data,
-                        offset,
-                        k + 1,
-                        f"{where_file} record {index}",
-                        file_path,
-                        split,
-                        imgs,
-                        anns,
-                        label_map,
-                    )
-            finally:
-                for fd in fds.values():
-                    os.close(fd)
-            return imgs, anns
-
-        imgs: list[dict[str, Any]] = []
-        anns: list[dict[str, Any]] = []
-        for part_imgs, part_anns in map_ranges(parse_range, len(tasks)):
-            imgs.extend(part_imgs)
-            base = len(anns)
-            if base:
-                for a in part_anns:
-                    a["id"] += base
-            anns.extend(part_anns)
-        for n, bad in enumerate(damaged, len(tasks) + 1):  # a damaged header ends its file
-            imgs.append({"id": n, **bad})
-        text_ids: dict[str, int] = {}
-        if not label_map:  # categories come from class/text, numbered in order of appearance
-            for a in anns:
-                text = a.pop("_text", None)
-                if text is not None:
-                    label = a.pop("_label")
-                    a["category_id"] = text_ids.setdefault(
-                        text, label if type(label) is int and label > 0 else len(text_ids) + 1
-                    )
-        cats = dict(label_map)
-        for name, cid in text_ids.items():
-            cats.setdefault(cid, name)
-        return ImportBatch(
-            format=self.name,
-            source=str(path.resolve()),
-            images_root=root,
-            images=imgs,
-            annotations=anns,
-            categories=[{"id": k, "name": v} for k, v in sorted(cats.items())],
-            private_keys=True,
-        )
+        return scan
 
     # -- export ----------------------------------------------------------------------------
     def export(

@@ -43,6 +43,7 @@ from dataforge.ingest.checks import (
     without_images,
 )
 from dataforge.ingest.files import BackgroundCopy, ImageStager, Job, Staged
+from dataforge.ingest.records import ImageRecords, finish_annotations, plan_categories
 from dataforge.jsonio import write_json
 from dataforge.store.staging import recover, write_journal
 from dataforge.store.store import REPORTS_DIR, Store, check_tag, utc_now
@@ -65,7 +66,17 @@ class ImportResult:
         return dict(Counter(f"{s.kind}: {s.reason}" for s in self.skipped))
 
 
-def _unique_name(name: str, taken: set[str]) -> str:
+def taken_names(store: Store) -> set[str]:
+    """Every record's file name, and every file in ``images/`` (never overwrite a stray file)."""
+    taken = {img["file_name"] for img in store.images}
+    images_dir = str(store.images_dir)
+    for dirpath, _dirs, files in os.walk(images_dir):
+        rel = os.path.relpath(dirpath, images_dir).replace(os.sep, "/")
+        taken.update(files if rel == "." else (f"{rel}/{f}" for f in files))
+    return taken
+
+
+def unique_name(name: str, taken: set[str]) -> str:
     if name not in taken:
         return name
     stem, ext = os.path.splitext(name)
@@ -95,32 +106,53 @@ def ingest(
     check_image_labels(images, cats, policy)
     details: dict[str, Any] = {"format": batch.format, "source": batch.source, "on_error": on_error}
     with Store.edit(store_path, "import", create=True, details=details) as store:
-        if not os.path.isdir(batch.images_root) and not all(
-            "_bytes" in img or "_embedded" in img for img, _ in images.values()
-        ):
-            raise DataError(
-                f"{batch.source}: images folder {batch.images_root} does not exist",
-                hint="pass --images DIR (the folder that file_name values are relative to)",
-            )
-        before = {img["file_name"] for img in store.images}
-        running: list[BackgroundCopy] = []
-        try:
-            result = _ingest_locked(store, batch, policy, cats, images, split, tags, link, workers, running)
-        except BaseException:
-            for child in running:  # stop any copying before cleaning up after it
-                child.cancel()
-            # Nothing was written to annotations.json: remove the journaled files.
-            recover(str(store.root), str(store.images_dir), lambda: before)
-            raise
-        details.update(
-            images=result.images,
-            annotations=result.annotations,
-            skipped=len(policy.skipped),
-            new_categories=result.new_categories,
+        return ingest_open(store, batch, policy, cats, images, details, split, tags, link, workers)
+
+
+def ingest_open(
+    store: Store,
+    batch: ImportBatch,
+    policy: ErrorPolicy,
+    cats: dict[int, dict[str, Any]],
+    images: dict[int, tuple[dict[str, Any], str]],
+    details: dict[str, Any],
+    split: str | None,
+    tags: list[str],
+    link: bool = False,
+    workers: int | None = None,
+) -> ImportResult:
+    """The part of :func:`ingest` done under the store lock, in a ``Store.edit`` block."""
+    if not os.path.isdir(batch.images_root) and not all(
+        "_bytes" in img or "_embedded" in img for img, _ in images.values()
+    ):
+        raise DataError(
+            f"{batch.source}: images folder {batch.images_root} does not exist",
+            hint="pass --images DIR (the folder that file_name values are relative to)",
         )
-        if result.report is not None:
-            details["report"] = str(result.report.relative_to(store.root))
+    before = {img["file_name"] for img in store.images}
+    running: list[BackgroundCopy] = []
+    try:
+        result = _ingest_locked(store, batch, policy, cats, images, split, tags, link, workers, running)
+    except BaseException:
+        for child in running:  # stop any copying before cleaning up after it
+            child.cancel()
+        # Nothing was written to annotations.json: remove the journaled files.
+        recover(str(store.root), str(store.images_dir), lambda: before)
+        raise
+    record_details(details, result, policy)
     return result
+
+
+def record_details(details: dict[str, Any], result: ImportResult, policy: ErrorPolicy) -> None:
+    """What the store's history says of an import."""
+    details.update(
+        images=result.images,
+        annotations=result.annotations,
+        skipped=len(policy.skipped),
+        new_categories=result.new_categories,
+    )
+    if result.report is not None:
+        details["report"] = str(result.report.relative_to(result.store))
 
 
 def _ingest_locked(
@@ -137,15 +169,12 @@ def _ingest_locked(
 ) -> ImportResult:
     warnings: list[str] = list(batch.warnings)
     # Names in use: every record's, and every file on disk (never overwrite a stray file).
-    taken = {img["file_name"] for img in store.images}
+    taken = taken_names(store)
     images_dir = str(store.images_dir)
-    for dirpath, _dirs, files in os.walk(images_dir):
-        rel = os.path.relpath(dirpath, images_dir).replace(os.sep, "/")
-        taken.update(files if rel == "." else (f"{rel}/{f}" for f in files))
     final_names: dict[int, str] = {}
     jobs: list[Job] = []
     for iid, (img, name) in images.items():
-        final = _unique_name(name, taken)
+        final = unique_name(name, taken)
         taken.add(final)
         final_names[iid] = final
         embedded = img.get("_embedded", img.get("_bytes"))
@@ -250,91 +279,31 @@ def _ingest_locked(
         anns = [a for i, a in enumerate(anns) if i not in bad_set]
 
     # -- merge: categories by name, ids kept when free ------------------------------------------
-    store_cats = store.data["categories"]
-    by_name = {c["name"]: c["id"] for c in store_cats}
-    cat_map = {cid: by_name[cat["name"]] for cid, cat in cats.items() if cat["name"] in by_name}
-    fresh = [cid for cid in cats if cid not in cat_map]
-    fresh_ids, cats_changed = assign_ids(fresh, set(by_name.values()))
-    new_cats: list[str] = []
-    for cid, new_id in zip(fresh, fresh_ids, strict=True):
-        store_cats.append({**cats[cid], "id": new_id})
-        cat_map[cid] = new_id
-        new_cats.append(cats[cid]["name"])
+    cat_map, added, cats_changed = plan_categories(store.data["categories"], cats)
+    store.data["categories"].extend(added)
+    new_cats = [c["name"] for c in added]
 
     new_img_ids, imgs_changed = assign_ids(list(images), {img["id"] for img in store.images})
     img_map = dict(zip(images, new_img_ids, strict=True))
     now = utc_now()
+    make = ImageRecords(
+        batch.format, batch.source, str(batch.images_root), now, tags, split, cat_map, warnings
+    ).make
     new_images = []
     for iid, (img, name) in images.items():
         r = ok[iid]
-        source: dict[str, Any] = {
-            "format": batch.format,
-            "file": batch.source,
-            "image_id": iid,
-            "file_name": img.get("file_name"),
-            "imported": now,
-        }
-        if "_src" in img:
-            source["path"] = os.path.join(str(batch.images_root), img["_src"])
-        if isinstance(img.get("labelstudio"), dict):
-            source["labelstudio"] = img["labelstudio"]
-        stated = (img.get("width"), img.get("height"))
-        if stated != (None, None) and stated != (r.width, r.height):
-            source["stated_size"] = list(stated)
-            warnings.append(
-                f"image {iid} ({name}): the file says {stated[0]}x{stated[1]}, the image is "
-                f"{r.width}x{r.height}; using the image's size"
-            )
-        record = {
-            k: v
-            for k, v in img.items()
-            if k not in ("id", "file_name", "width", "height", "labelstudio") and not k.startswith("_")
-        }
-        if "labels" in record:
-            record["labels"] = [cat_map[c] for c in record["labels"]]
-        old_tags = record.get("tags")
-        tag_list = [t for t in old_tags if isinstance(t, str)] if isinstance(old_tags, list) else []
-        record.update(
-            id=img_map[iid],
-            file_name=final_names[iid],
-            width=r.width,
-            height=r.height,
-            sha256=r.sha256,
-            tags=tag_list + [t for t in tags if t not in tag_list],
-        )
-        if split is not None:
-            record["split"] = split
-        elif not isinstance(record.get("split"), str):
-            record.pop("split", None)
-        old_source = record.get("source")
-        record["source"] = {**old_source, **source} if isinstance(old_source, dict) else source
-        new_images.append(record)
+        new_images.append(make(img, iid, name, img_map[iid], final_names[iid], r.width, r.height, r.sha256))
 
     new_ann_ids, anns_changed = assign_ids(
         [a.get("id") for a in anns], {a["id"] for a in store.annotations}, allow_zero=False
     )
-    remap_images = any(k != v for k, v in img_map.items())
-    remap_cats = any(k != v for k, v in cat_map.items())
-    for ann, ann_id in zip(anns, new_ann_ids, strict=True):
-        if batch.private_keys:
-            for key in [k for k in ann if k.startswith("_")]:
-                del ann[key]
-        if ann.get("id") != ann_id:
-            ann["id"] = ann_id
-        if remap_images:
-            ann["image_id"] = img_map[ann["image_id"]]
-        if remap_cats:
-            ann["category_id"] = cat_map[ann["category_id"]]
-        area = ann.get("area")
-        if type(area) not in (int, float) or not area >= 0:  # type: ignore[operator]
-            ann["area"] = float(ann["bbox"][2] * ann["bbox"][3])
-        crowd = ann.get("iscrowd", 0)
-        if type(crowd) is not int or crowd not in (0, 1):
-            ann["iscrowd"] = 1 if crowd in (1, True, "1") else 0
-        if "segmentation" not in ann:
-            ann["segmentation"] = []
-        elif ann.get("iscrowd") is None:
-            ann["iscrowd"] = 0
+    finish_annotations(
+        anns,
+        new_ann_ids,
+        img_map if any(k != v for k, v in img_map.items()) else None,
+        cat_map if any(k != v for k, v in cat_map.items()) else None,
+        private_keys=batch.private_keys,
+    )
 
     _merge_licenses(store.data, batch.licenses, new_images)
 
@@ -343,7 +312,9 @@ def _ingest_locked(
         copying.wait()
         for path in unwanted:
             os.unlink(path)
-    report = _write_report(store, batch, policy, warnings, len(new_images), len(anns), now)
+    report = write_report(
+        store, batch.source, batch.format, policy, warnings, len(new_images), len(anns), now
+    )
     store.after_write(lambda: os.unlink(journal))
     store.images.extend(new_images)
     store.annotations.extend(anns)
@@ -386,9 +357,10 @@ def _merge_licenses(
                 img["license"] = remap[img["license"]]
 
 
-def _write_report(
+def write_report(
     store: Store,
-    batch: ImportBatch,
+    source: str,
+    format: str,
     policy: ErrorPolicy,
     warnings: list[str],
     n_images: int,
@@ -403,8 +375,8 @@ def _write_report(
 
     report = ImportReport.model_validate(
         {
-            "source": batch.source,
-            "format": batch.format,
+            "source": source,
+            "format": format,
             "on_error": policy.mode,
             "time": now,
             "imported": {"images": n_images, "annotations": n_anns},

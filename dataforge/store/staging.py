@@ -21,6 +21,8 @@ import os
 import shutil
 from collections.abc import Callable, Iterable
 
+import orjson
+
 STAGING_PREFIX = ".staging-"
 JOURNAL_PREFIX = ".commit-"
 
@@ -48,8 +50,8 @@ def plan_journal(images: str, names: Iterable[str]) -> list[str]:
 def write_journal(store_root: str, images: str, names: Iterable[str], txid: str) -> str:
     """Journal (durably) what an import is about to create in ``images``. Returns the journal's path."""
     journal = os.path.join(store_root, f"{JOURNAL_PREFIX}{txid}.json")
-    with open(journal, "w") as f:
-        json.dump(plan_journal(images, names), f)
+    with open(journal, "wb") as f:
+        f.write(orjson.dumps(plan_journal(images, names)))
         f.flush()
         os.fsync(f.fileno())
     return journal

@@ -244,6 +244,22 @@ class Store:
         """Call after changing ``data`` directly, so the index is rebuilt."""
         self._index = None
 
+    def append_serialized(self, images: bytes, annotations: bytes) -> None:
+        """Append image and annotation records that are already JSON arrays (made by the processes
+        that built the records); ``annotations.json`` gets them as they are, without parsing them
+        again. Only as the last change of a ``Store.edit`` block: the new records are not dicts
+        in this snapshot, so nothing may read its records afterwards."""
+        import orjson
+
+        for key, array in (("images", images), ("annotations", annotations)):
+            body = array.strip()
+            if not (body.startswith(b"[") and body.endswith(b"]")):
+                raise ValueError(f"append_serialized: {key} must be a JSON array")
+            body = body[1:-1].strip()
+            if body:  # the records, comma-separated, written where one list item would go
+                self.data[key].append(orjson.Fragment(body))
+        self._index = None
+
     def record(self, img: dict[str, Any]) -> ImageRecord:
         names = self.index.category_names
         anns = tuple(
