@@ -306,3 +306,28 @@ def test_the_writer_names_a_container_that_changed_and_never_overwrites(tmp_path
             write(Embedded(str(container), 0, 20, 1, 1, ""), "sub/a.jpg", 3)
     assert (tmp_path / "images" / "sub" / "a.jpg").read_bytes() == b"x" * 20
     assert not (tmp_path / "images" / "b.jpg").exists()
+
+
+def test_features_read_only_when_needed_still_name_files_and_unknown_labels(
+    records: Path, tmp_path: Path
+) -> None:
+    """With a label map, ``image/format`` is read only for a record without a file name, and
+    ``class/text`` only for a record with a label outside the map."""
+    src = tmp_path / "tf"
+    shutil.copytree(records, src)
+
+    def edit(i: int, ex: dict[str, Any]) -> None:
+        if i == 0:
+            ex["image/filename"] = []
+            ex["image/source_id"] = [b"src-0"]
+            ex["image/format"] = [b"PNG"]
+        if i == 1 and ex["image/object/class/label"]:
+            ex["image/object/class/label"][0] = 99
+            ex["image/object/class/text"][0] = b"unicorn"
+
+    _rewrite(next(src.glob("val.tfrecord-00001-*")), edit)
+    res = import_dataset(src, store=tmp_path / "s", format="tfrecord", on_error="skip")
+    assert [s.message for s in res.skipped] == [
+        "val.tfrecord-00001-of-00002 record 1 object 0: class/label 99 ('unicorn') is not in the label map"
+    ]
+    assert "val/src-0.png" in {img["file_name"] for img in Store.open(tmp_path / "s").images}

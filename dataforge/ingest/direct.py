@@ -52,6 +52,7 @@ from dataforge.parallel import map_ranges, map_ranges_in_two_steps
 from dataforge.store.staging import recover, write_journal
 from dataforge.store.store import Store, check_tag, utc_now
 
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL  # never over an existing file
 Part = tuple[list[dict[str, Any]], list[dict[str, Any]]]
 
 
@@ -319,11 +320,13 @@ class _Writer:
                 if parent not in self.made:
                     os.makedirs(parent, exist_ok=True)
                     self.made.add(parent)
-            out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            out = os.open(dest, _NEW_FILE, 0o644)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(out, view) :]
+                written = os.write(out, data)
+                if written < len(data):  # a short write: write the rest
+                    view = memoryview(data)[written:]
+                    while view:
+                        view = view[os.write(out, view) :]
             finally:
                 os.close(out)
         except OSError as exc:
