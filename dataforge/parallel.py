@@ -108,13 +108,8 @@ class Background:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        if self._pid:
-            try:
-                os.kill(self._pid, signal.SIGKILL)
-                os.waitpid(self._pid, 0)
-            except OSError:
-                pass
-            self._pid = 0
+        _kill(self._pid)
+        self._pid = 0
 
     def __enter__(self) -> Background:
         return self
@@ -192,13 +187,16 @@ class _Stepper:
         for f in (self._up, self._down):
             with contextlib.suppress(OSError):
                 f.close()
-        if self.pid:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
-            except OSError:
-                pass
-            self.pid = 0
+        _kill(self.pid)
+        self.pid = 0
+
+
+def _kill(pid: int) -> None:
+    """Kill child ``pid`` (0: none) if it still runs, and reap it."""
+    if pid:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
 
 
 @functools.lru_cache(maxsize=1)
