@@ -119,6 +119,13 @@ class Background:
             self.cancel()
 
 
+def _spans(n: int, processes: int | None, min_per_process: int) -> list[tuple[int, int]]:
+    """The ranges to hand out: one per process (``processes`` or the default, each with at least
+    ``min_per_process`` items), or the whole of ``range(n)`` where forking is not safe."""
+    parts = min(processes or default_processes(), max(1, n // min_per_process))
+    return ranges(n, parts) if parts > 1 and can_fork() else [(0, n)]
+
+
 def map_ranges(
     fn: Callable[[int, int], T], n: int, *, processes: int | None = None, min_per_process: int = 1000
 ) -> list[T]:
@@ -128,11 +135,9 @@ def map_ranges(
     each child pickles its result back through a pipe. An exception raised by ``fn`` in a child is
     re-raised here; a child that dies is a ``DataforgeError``.
     """
-    want = processes or default_processes()
-    parts = min(want, max(1, n // min_per_process))
-    if parts <= 1 or not can_fork():
+    spans = _spans(n, processes, min_per_process)
+    if len(spans) == 1:
         return [fn(0, n)]
-    spans = ranges(n, parts)
     children: list[Background] = []
     try:
         for start, stop in spans[1:]:
@@ -270,12 +275,10 @@ def map_ranges_in_two_steps(
     their results into one decision; ``second(start, stop, decision)`` then runs for every range,
     in the process that ran its ``first``, which may keep state from one step to the next.
     Returns the decision and the results of ``second`` in range order."""
-    want = processes or default_processes()
-    parts = min(want, max(1, n // min_per_process))
-    if parts <= 1 or not can_fork():
+    spans = _spans(n, processes, min_per_process)
+    if len(spans) == 1:
         decision = decide([first(0, n)])
         return decision, [second(0, n, decision)]
-    spans = ranges(n, parts)
     children: list[_Stepper] = []
     try:
         for start, stop in spans[1:]:

@@ -32,7 +32,7 @@ from dataforge.formats.tfrecord_io import (
     BYTES_LIST,
     FLOAT_LIST,
     INT64_LIST,
-    ChunkReader,
+    ChunkReaders,
     FeatureKeys,
     RecordError,
     bytes_entry,
@@ -96,11 +96,6 @@ def parse_label_map(text: str) -> dict[int, str]:
         if m_id and (m_name or m_display):
             out[int(m_id.group(1))] = (m_name or m_display).group(2)  # type: ignore[union-attr]
     return out
-
-
-def _first(ex: dict[str, Any], key: str, default: Any = None) -> Any:
-    v = ex.get(key)
-    return v[0] if v else default
 
 
 def _text(v: Any) -> str:
@@ -247,32 +242,13 @@ def _objects(
     xs0, ys0, xs1, ys1 = cols
     n_labels = len(labels)
     for k in range(n):
-        label = labels[k] if k < n_labels else None
-        if same_length and type(label) is int and label in label_map and size is not None:
-            x0, y0, x1, y1 = xs0[k], ys0[k], xs1[k], ys1[k]
-            if type(x0) is type(y0) is type(x1) is type(y1) is float:  # the common case, in one step
-                iw, ih = size
-                bw, bh = (x1 - x0) * iw, (y1 - y0) * ih
-                area = bw * bh
-                ann = {
-                    "id": next_id + k,
-                    "image_id": image_id,
-                    "category_id": label,
-                    "bbox": [x0 * iw, y0 * ih, bw, bh],
-                    "area": area,
-                    "iscrowd": 0,
-                    "segmentation": [],
-                }
-                if not (bw > 0 and bh > 0 and area < _INF):  # empty or not finite: the import reports it
-                    ann["_where"] = f"{where} object {k}"
-                anns.append(ann)
-                continue
-        ann = {"id": next_id + k, "image_id": image_id}
+        ann: dict[str, Any] = {"id": next_id + k, "image_id": image_id}
         anns.append(ann)
         if not same_length:
             ann["_where"] = at = f"{where} object {k}"
             ann["_problem"] = problem("bad bbox", f"{at}: bbox lists have different lengths")
             continue
+        label = labels[k] if k < n_labels else None
         if type(label) is int and label in label_map:
             ann["category_id"] = label
         else:
@@ -293,10 +269,12 @@ def _objects(
             continue
         iw, ih = size
         bw, bh = (x1 - x0) * iw, (y1 - y0) * ih
-        area = bw * bh
+        ann["bbox"] = [x0 * iw, y0 * ih, bw, bh]
+        ann["area"] = area = bw * bh
+        ann["iscrowd"] = 0
+        ann["segmentation"] = []
         if not (bw > 0 and bh > 0 and area < _INF):  # empty or not finite: the import reports it
             ann["_where"] = f"{where} object {k}"
-        ann.update(bbox=[x0 * iw, y0 * ih, bw, bh], area=area, iscrowd=0, segmentation=[])
 
 
 class TfrecordScan:
@@ -328,37 +306,17 @@ class TfrecordScan:
     def parse_range(self, start: int, stop: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         imgs: list[dict[str, Any]] = []
         anns: list[dict[str, Any]] = []
-        fds: dict[int, int] = {}
-        readers: dict[int, ChunkReader] = {}
         tasks, sources, label_map = self.tasks, self.sources, self.label_map
-        try:
+        with ChunkReaders() as readers:
             for k in range(start, stop):
                 fi, index, offset, length = tasks[k]
                 file_path, where_file, split = sources[fi]
-                reader = readers.get(fi)
-                if reader is None:
-                    fds[fi] = os.open(file_path, os.O_RDONLY)
-                    reader = readers[fi] = ChunkReader(fds[fi])
                 try:
-                    data = reader.record(offset, length, index)
+                    data = readers[file_path].record(offset, length, index)
                 except RecordError as exc:
                     imgs.append({"id": k + 1, **_damaged(where_file, exc, after=False)})
                     continue
-                _record(
-                    data,
-                    offset,
-                    k + 1,
-                    where_file,
-                    index,
-                    file_path,
-                    split,
-                    imgs,
-                    anns,
-                    label_map,
-                )
-        finally:
-            for fd in fds.values():
-                os.close(fd)
+                _record(data, offset, k + 1, where_file, index, file_path, split, imgs, anns, label_map)
         return imgs, anns
 
     def batch(self, parts: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]) -> ImportBatch:

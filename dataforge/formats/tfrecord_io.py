@@ -92,14 +92,9 @@ _FOOTER = struct.Struct("<I")
 
 
 def read_span(fd: int, offset: int, length: int, index: int = 0) -> bytes:
-    """The data of the record that :func:`record_spans` found at ``offset``, its CRC checked."""
-    buf = os.pread(fd, length + 4, offset + 12)
-    if len(buf) < length + 4:
-        raise RecordError(index, f"record {index}: truncated (expected {length} bytes of data)")
-    data = buf[:length]
-    if _FOOTER.pack(masked_crc(data)) != buf[length:]:
-        raise RecordError(index, f"record {index}: data CRC mismatch (corrupt record)")
-    return data
+    """The data of the record that :func:`record_spans` found at ``offset``, its CRC checked (one
+    ``pread`` of just this record: for random access; in file order, :class:`ChunkReader`)."""
+    return ChunkReader(fd, size=0).record(offset, length, index)
 
 
 class ChunkReader:
@@ -135,6 +130,28 @@ class ChunkReader:
         if _FOOTER.unpack_from(buf, rel + length)[0] != masked_crc(data):
             raise RecordError(index, f"record {index}: data CRC mismatch (corrupt record)")
         return data
+
+
+class ChunkReaders:
+    """A :class:`ChunkReader` for each file, by path, each opened on first use; closed together
+    when the ``with`` block ends."""
+
+    def __init__(self) -> None:
+        self._readers: dict[str, ChunkReader] = {}
+
+    def __getitem__(self, path: str) -> ChunkReader:
+        reader = self._readers.get(path)
+        if reader is None:
+            reader = self._readers[path] = ChunkReader(os.open(path, os.O_RDONLY))
+        return reader
+
+    def __enter__(self) -> ChunkReaders:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for reader in self._readers.values():
+            os.close(reader.fd)
+        self._readers.clear()
 
 
 def write_record(f: BinaryIO, data: bytes) -> None:

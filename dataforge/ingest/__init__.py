@@ -101,12 +101,21 @@ def ingest(
     for t in tags:
         check_tag(t)
     policy = ErrorPolicy(on_error, batch.source)
-    cats = check_categories(batch, policy)
-    images = check_images(batch, policy)
-    check_image_labels(images, cats, policy)
+    cats, images = check_batch(batch, policy)
     details: dict[str, Any] = {"format": batch.format, "source": batch.source, "on_error": on_error}
     with Store.edit(store_path, "import", create=True, details=details) as store:
         return ingest_open(store, batch, policy, cats, images, details, split, tags, link, workers)
+
+
+def check_batch(
+    batch: ImportBatch, policy: ErrorPolicy
+) -> tuple[dict[int, dict[str, Any]], dict[int, tuple[dict[str, Any], str]]]:
+    """The structural checks of a batch: its categories by id, and its images by id with their
+    safe file names (image labels naming unknown categories are dropped)."""
+    cats = check_categories(batch.categories, policy)
+    images = check_images(batch, policy)
+    check_image_labels(images, cats, policy)
+    return cats, images
 
 
 def ingest_open(

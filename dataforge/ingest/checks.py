@@ -37,10 +37,11 @@ def is_number(v: Any) -> bool:
     return type(v) in _NUMBER_TYPES and math.isfinite(v)
 
 
-def check_categories(batch: ImportBatch, policy: ErrorPolicy) -> dict[int, dict[str, Any]]:
+def check_categories(categories: list[Any], policy: ErrorPolicy) -> dict[int, dict[str, Any]]:
+    """The well-formed categories by id (each with an integer id and a name, both unique)."""
     cats: dict[int, dict[str, Any]] = {}
     names: dict[str, int] = {}
-    for i, cat in enumerate(batch.categories):
+    for i, cat in enumerate(categories):
         cid = cat.get("id") if isinstance(cat, dict) else None
         name = cat.get("name") if isinstance(cat, dict) else None
         if type(cid) is not int:

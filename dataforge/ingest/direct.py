@@ -29,23 +29,18 @@ from typing import Any
 
 from dataforge.boxes import OUT_OF_BOUNDS_TOLERANCE_PX
 from dataforge.errors import DataError, ImageError
-from dataforge.formats.base import Embedded, ErrorPolicy, ImportBatch, OnError, RecordScan
-from dataforge.formats.tfrecord_io import ChunkReader
+from dataforge.formats.base import Embedded, ErrorPolicy, OnError, RecordScan
+from dataforge.formats.tfrecord_io import ChunkReaders
 from dataforge.ingest import (
     ImportResult,
+    check_batch,
     ingest_open,
     record_details,
     taken_names,
     unique_name,
     write_report,
 )
-from dataforge.ingest.checks import (
-    assign_ids,
-    check_categories,
-    check_image_labels,
-    check_images,
-    safe_relative_name,
-)
+from dataforge.ingest.checks import assign_ids, check_categories, safe_relative_name
 from dataforge.ingest.records import ImageRecords, finish_annotations, plan_categories
 from dataforge.jsonio import dumps
 from dataforge.parallel import map_ranges, map_ranges_in_two_steps
@@ -89,9 +84,7 @@ def ingest_records(
                 return done
             parts = done
         batch = scan.batch(parts)
-        batch_cats = check_categories(batch, policy)
-        images = check_images(batch, policy)
-        check_image_labels(images, batch_cats, policy)
+        batch_cats, images = check_batch(batch, policy)
         return ingest_open(store, batch, policy, batch_cats, images, details, split, tags)
 
 
@@ -100,9 +93,7 @@ def _direct_categories(scan: RecordScan) -> dict[int, dict[str, Any]] | None:
     if not scan.direct or not scan.n or scan.categories is None:
         return None
     strict = ErrorPolicy("skip", scan.source)
-    cats = check_categories(
-        ImportBatch(scan.format, scan.source, scan.images_root, [], [], scan.categories), strict
-    )
+    cats = check_categories(scan.categories, strict)
     return None if strict.skipped else cats
 
 
@@ -126,6 +117,9 @@ class _Direct:
         self.cat_map, self.added_cats, self.cats_changed = plan_categories(store.data["categories"], cats)
         ids, self.imgs_changed = assign_ids(list(range(1, scan.n + 1)), {img["id"] for img in store.images})
         self.img_ids = ids
+        # for the annotations: None where nothing changes
+        self.img_map = dict(zip(range(1, scan.n + 1), ids, strict=True)) if self.imgs_changed else None
+        self.ann_cat_map = self.cat_map if any(k != v for k, v in self.cat_map.items()) else None
         self.now = utc_now()
         self.records = ImageRecords(
             scan.format, scan.source, str(scan.images_root), self.now, tags, split, self.cat_map, []
@@ -236,10 +230,8 @@ class _Direct:
             if base
             else [a["id"] for a in anns]
         )
-        img_map = dict(zip(range(1, len(img_ids) + 1), img_ids, strict=True)) if self.imgs_changed else None
-        cat_map = self.cat_map if any(k != v for k, v in self.cat_map.items()) else None
         # no private keys: an annotation that has one (_problem, _where...) went to the general import
-        finish_annotations(anns, new_ids, img_map, cat_map, private_keys=False)
+        finish_annotations(anns, new_ids, self.img_map, self.ann_cat_map, private_keys=False)
         # As JSON: unpickling records would cost the parent 5x what making the JSON costs here,
         # and the store only writes them out.
         return dumps(new_images), dumps(anns), len(new_images), len(anns), warnings[seen_warnings:]
@@ -291,24 +283,18 @@ class _Writer:
 
     def __init__(self, images_dir: str) -> None:
         self.prefix = os.path.join(images_dir, "")
-        self.readers: dict[str, ChunkReader] = {}
-        self.fds: list[int] = []
+        self.readers = ChunkReaders()
         self.made: set[str] = set()
 
     def __enter__(self) -> _Writer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for fd in self.fds:
-            os.close(fd)
+        self.readers.__exit__()
 
     def __call__(self, emb: Embedded, final: str, image_id: int) -> None:
         try:
-            reader = self.readers.get(emb.path)
-            if reader is None:
-                self.fds.append(os.open(emb.path, os.O_RDONLY))
-                reader = self.readers[emb.path] = ChunkReader(self.fds[-1])
-            data = reader.read(emb.offset, emb.length)
+            data = self.readers[emb.path].read(emb.offset, emb.length)
             if len(data) != emb.length:
                 raise DataError(
                     f"{emb.path}: read {len(data)} of {emb.length} bytes of image {image_id} ({final}); "

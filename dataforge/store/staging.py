@@ -16,7 +16,6 @@ rename and a directory walk per image: an import of 10,000 small images runs abo
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Callable, Iterable
@@ -74,8 +73,8 @@ def recover(store_root: str, images: str, referenced_names: Callable[[], set[str
         elif entry.startswith(JOURNAL_PREFIX) and entry.endswith(".json"):
             referenced = referenced or referenced_names()
             try:
-                with open(path) as f:
-                    journaled = json.load(f)
+                with open(path, "rb") as f:
+                    journaled = orjson.loads(f.read())
             except (OSError, ValueError):
                 journaled = []
             for rel in journaled:
