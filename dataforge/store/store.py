@@ -43,7 +43,7 @@ REPORTS_DIR = "reports"
 
 
 def utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def empty_dataset() -> dict[str, Any]:
