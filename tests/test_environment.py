@@ -34,8 +34,8 @@ def test_the_lock_matches_the_requirements(project: Path) -> None:
     assert p.returncode == 0, f"{project / 'uv.lock'} is stale; run ./setup.sh --upgrade\n{p.stderr}"
 
 
-def test_a_requirement_the_lock_lacks_fails_the_check(tmp_path: Path) -> None:
-    """The check above can fail: a copy of the workspace with one more requirement is refused."""
+def test_a_changed_requirement_fails_the_check(tmp_path: Path) -> None:
+    """The check above can fail: a copy of the workspace that dropped a requirement is refused."""
     for rel in (
         "pyproject.toml",
         "uv.lock",
@@ -47,9 +47,7 @@ def test_a_requirement_the_lock_lacks_fails_the_check(tmp_path: Path) -> None:
     (tmp_path / "uv.lock").write_text((REPO / "uv.lock").read_text())
     assert uv("lock", "--check", "--offline", cwd=tmp_path).returncode == 0
     text = (tmp_path / "pyproject.toml").read_text()
-    (tmp_path / "pyproject.toml").write_text(
-        text.replace('"tqdm>=4.60",', '"tqdm>=4.60",\n  "six==1.16.0",', 1)
-    )
+    (tmp_path / "pyproject.toml").write_text(text.replace('  "tqdm>=4.60",\n', "", 1))
     p = uv("lock", "--check", "--offline", cwd=tmp_path)
     assert p.returncode != 0 and "needs to be updated" in p.stderr, p.stderr
 
