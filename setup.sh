@@ -5,7 +5,8 @@
 #   .venv-labelstudio/  the Label Studio server, kept apart (it pins Django and its own SDK): exactly
 #                       envs/labelstudio/uv.lock, plus a migrated template database
 #   chromium            Debian's, for the browser checks (when run as root or with passwordless sudo)
-# The three are installed side by side. A second run with nothing changed checks a stamp and returns.
+# The three are installed side by side. Each venv keeps a stamp of the files it was made from: a run
+# rebuilds only the venv whose files changed, and with nothing changed it returns at once.
 #
 # Usage: ./setup.sh              install the lock (PYTHON=python3.12 ./setup.sh picks the interpreter)
 #        ./setup.sh --upgrade    re-resolve both locks to the newest allowed versions, then install them;
@@ -22,15 +23,14 @@ esac
 export UV_PYTHON_DOWNLOADS=never UV_NO_PROGRESS=1
 step() { printf '==> %s\n' "$*"; }
 
-inputs_hash() {
-  cat setup.sh pyproject.toml uv.lock plugins/*/pyproject.toml envs/labelstudio/pyproject.toml \
-    envs/labelstudio/uv.lock | sha256sum | cut -c1-16
-}
-want=$(inputs_hash)
-if [ $upgrade = 0 ] && [ -f .venv/.setup-stamp ] && [ "$(cat .venv/.setup-stamp)" = "$want" ] \
-   && [ -f .venv-labelstudio/.setup-stamp ] && [ "$(cat .venv-labelstudio/.setup-stamp)" = "$want" ] \
-   && .venv/bin/dataforge --version >/dev/null 2>&1; then
-  echo "the environment is up to date ($want): nothing to do"
+hash_of() { cat setup.sh "$@" | sha256sum | cut -c1-16; }
+venv_hash() { hash_of pyproject.toml uv.lock plugins/*/pyproject.toml; }
+ls_hash() { hash_of envs/labelstudio/pyproject.toml envs/labelstudio/uv.lock; }
+current() { [ "$(cat "$1/.setup-stamp" 2>/dev/null)" = "$2" ]; }
+venv_current() { current .venv "$(venv_hash)" && .venv/bin/dataforge --version >/dev/null 2>&1; }
+ls_current() { current .venv-labelstudio "$(ls_hash)" && [ -x .venv-labelstudio/bin/label-studio ]; }
+if [ $upgrade = 0 ] && venv_current && ls_current; then
+  echo "the environment is up to date: nothing to do"
   exit 0
 fi
 start=$SECONDS
@@ -61,7 +61,6 @@ if [ $upgrade = 1 ]; then
   step "re-resolving uv.lock and envs/labelstudio/uv.lock"
   $UV lock --upgrade --python "$PY"
   $UV lock --upgrade --python "$PY" --project envs/labelstudio
-  want=$(inputs_hash)
 fi
 
 # --- chromium (apt) in the background: it needs no Python and downloads from another registry ---------
@@ -84,6 +83,8 @@ fi
 # --- .venv-labelstudio, in the background: its own lock, then a migrated empty database -------------
 # Servers started from a copy of the template database are up in seconds, not a minute.
 ls_log=$(mktemp)
+ls_pid=
+ls_current || {
 (
   rm -f .venv-labelstudio/.setup-stamp
   UV_PROJECT_ENVIRONMENT="$PWD/.venv-labelstudio" $UV sync -q --locked --python "$PY" --project envs/labelstudio
@@ -93,20 +94,26 @@ ls_log=$(mktemp)
     DJANGO_DB=sqlite LATEST_VERSION_CHECK=false COLLECT_ANALYTICS=false SENTRY_DSN= FRONTEND_SENTRY_DSN= \
     .venv-labelstudio/bin/label-studio version >/dev/null
   test -f "$tmpl/label_studio.sqlite3"
-  echo "$want" > .venv-labelstudio/.setup-stamp
+  ls_hash > .venv-labelstudio/.setup-stamp
 ) >"$ls_log" 2>&1 &
 ls_pid=$!
+}
 
 # --- .venv: exactly uv.lock --------------------------------------------------------------------------
-step "installing uv.lock into .venv (dataforge, plugins, torch, fiftyone, dask, label-studio-sdk, test tools)"
-rm -f .venv/.setup-stamp
-$UV sync -q --locked --all-extras --all-groups --python "$PY"
-.venv/bin/dataforge --version >/dev/null
+if ! venv_current; then
+  step "installing uv.lock into .venv (dataforge, plugins, torch, fiftyone, dask, label-studio-sdk, test tools)"
+  rm -f .venv/.setup-stamp
+  $UV sync -q --locked --all-extras --all-groups --python "$PY"
+  .venv/bin/dataforge --version >/dev/null
+  venv_hash > .venv/.setup-stamp
+fi
 
 fail=0
-step "waiting for .venv-labelstudio"
-if ! wait $ls_pid; then
-  echo "error: setting up .venv-labelstudio failed:" >&2; tail -n 30 "$ls_log" >&2; fail=1
+if [ -n "$ls_pid" ]; then
+  step "waiting for .venv-labelstudio"
+  if ! wait "$ls_pid"; then
+    echo "error: setting up .venv-labelstudio failed:" >&2; tail -n 30 "$ls_log" >&2; fail=1
+  fi
 fi
 if [ -n "$chromium_pid" ]; then
   step "waiting for chromium"
@@ -116,6 +123,5 @@ if [ -n "$chromium_pid" ]; then
 fi
 rm -f "$ls_log" "$chromium_log"
 [ $fail = 0 ] || exit 1
-echo "$want" > .venv/.setup-stamp
 step "done in $((SECONDS - start)) s"
 echo "activate with:  source .venv/bin/activate     then try:  dataforge doctor"
