@@ -338,19 +338,19 @@ def test_detection_ensemble_merges_overlapping_boxes() -> None:
     assert out[1]["category_id"] == 3 and out[1]["score"] == pytest.approx(0.2)
 
 
-def test_detector_learns_shapes(tmp_path: Path) -> None:
-    """Faster R-CNN (mobilenet v3, 320 FPN) from scratch on 2 CPU cores: mAP@0.5 on val rises well
-    above chance (0) within the test's budget; the curve is printed."""
+def train_detector_on_shapes(root: Path, seed: int = 0) -> list[float]:
+    """Faster R-CNN (mobilenet v3, 320 FPN) from scratch on 240 shape images: val mAP@0.5 by epoch.
+    benchmarks/training_margins.py runs this over seeds and thread counts."""
     from dataforge.api import split_store
     from dataforge.synthetic import make_shapes_dataset
 
-    make_shapes_dataset(tmp_path / "src", n_images=240, size_wh=(160, 120), max_objects=3, seed=5)
-    import_dataset(source=tmp_path / "src" / "instances.json", store=tmp_path / "store")
-    split_store(tmp_path / "store", ratios={"train": 0.8, "val": 0.2}, seed=0)
+    make_shapes_dataset(root / "src", n_images=240, size_wh=(160, 120), max_objects=3, seed=5)
+    import_dataset(source=root / "src" / "instances.json", store=root / "store")
+    split_store(root / "store", ratios={"train": 0.8, "val": 0.2}, seed=0)
     res = train(
-        tmp_path / "store",
+        root / "store",
         trainer="torchvision-detector",
-        out=tmp_path / "run",
+        out=root / "run",
         sets=[
             "epochs=6",
             "batch_size=8",
@@ -360,14 +360,20 @@ def test_detector_learns_shapes(tmp_path: Path) -> None:
             "min_size=160",
             "max_size=160",
             "log_images=1",
+            f"seed={seed}",
         ],
     )
-    curve = [round(h["val_map50"], 3) for h in res.history]
-    print(f"detector val mAP@0.5 by epoch: {curve}")
+    return [h["val_map50"] for h in res.history]
+
+
+def test_detector_learns_shapes(tmp_path: Path) -> None:
+    """On 2 CPU cores: mAP@0.5 on val rises well above chance (0) within the test's budget."""
+    curve = train_detector_on_shapes(tmp_path)
+    print(f"detector val mAP@0.5 by epoch: {[round(m, 3) for m in curve]}")
     # With today's packages this config gave [0.0, 0.003, 0.013, 0.022, 0.066, 0.086] (seed 0, 2 threads,
     # the same curve in two runs): the bar of 0.03 is 2.9x below the best epoch. Other seeds and 1
     # thread are not measured yet (issue 14); the old bar of 0.1 was above this curve.
-    assert curve[0] < 0.05 and res.best_metric is not None and res.best_metric >= 0.03
+    assert curve[0] < 0.05 and max(curve) >= 0.03
 
 
 def test_demo_runs_the_whole_loop_in_an_empty_directory(tmp_path: Path) -> None:
