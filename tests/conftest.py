@@ -1,4 +1,10 @@
-"""Shared fixtures: tiny COCO datasets built from plain lists, and CLI runners."""
+"""Shared fixtures: tiny COCO datasets built from plain lists, and CLI runners.
+
+The suite runs on two pytest-xdist workers, a test module per worker at a time (``-n 2 --dist
+loadfile`` in pyproject.toml: module fixtures such as a FiftyOne database are built once). Each
+worker trains with one torch thread, so two workers use the two cores without oversubscribing them;
+``-n 0`` runs everything in one process with torch's default threads.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +17,25 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # before torch is imported, here and in every child process
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
 import pytest
 from PIL import Image
 
 from dataforge.cli import main
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with slow tests first, slowest-marked first within them, so the long ones start
+    while the other worker works through the quick modules instead of ending the run alone."""
+    slow_in: dict[str, int] = {}
+    for it in items:
+        slow_in[it.path.name] = slow_in.get(it.path.name, 0) + (it.get_closest_marker("slow") is not None)
+    order = {it.nodeid: n for n, it in enumerate(items)}
+    items.sort(key=lambda it: (-slow_in[it.path.name], it.path.name, order[it.nodeid]))
+
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

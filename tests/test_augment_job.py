@@ -317,6 +317,7 @@ def _named_semaphores() -> set[Path]:
     return set(shm.glob("sem.mp-*")) if shm.is_dir() else set()
 
 
+@pytest.mark.slow
 def test_kill_the_whole_command_and_rerun_finishes_only_the_rest(big_store: Path, tmp_path: Path) -> None:
     semaphores = _named_semaphores()
     proc = subprocess.Popen(
@@ -351,6 +352,7 @@ def parse_pipeline_file():
     return load_pipeline(PIPELINE)
 
 
+@pytest.mark.slow
 def test_sigkill_a_worker_and_the_job_still_completes_identically(big_store: Path, tmp_path: Path) -> None:
     proc = subprocess.Popen(
         _cmd(big_store, tmp_path / "out"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_dataforge
 
 
+@pytest.mark.slow
 def test_doctor_finds_every_required_component(tmp_path: Path) -> None:
     env = {"FIFTYONE_DATABASE_DIR": str(tmp_path / "fo-db"), "FIFTYONE_DO_NOT_TRACK": "true"}
     p = run_dataforge("doctor", "--json", env=env, timeout=400)

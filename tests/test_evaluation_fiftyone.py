@@ -49,6 +49,7 @@ def fo_dataset(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"tmp": tmp, "env": env, "stdout": p.stdout}
 
 
+@pytest.mark.slow
 def test_evaluate_into_fiftyone(fo_dataset: dict) -> None:
     tmp, env = fo_dataset["tmp"], fo_dataset["env"]
     assert f"FiftyOne dataset '{NAME}': 48 samples, eval_key 'eval'" in fo_dataset["stdout"]
@@ -89,6 +90,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (./setup.sh installs it as root)")
+@pytest.mark.slow
 def test_app_serves_the_dataset_to_a_real_browser(fo_dataset: dict) -> None:
     tmp, env = fo_dataset["tmp"], fo_dataset["env"]
     port = _free_port()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 HEAVY = [
     "torch",
     "torchvision",
@@ -29,6 +31,7 @@ def test_import_dataforge_loads_no_heavy_library() -> None:
     assert out.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_dataforge_and_fiftyone_import_after_dask() -> None:
     # importlib_metadata >= 8 breaks this order (KeyError: 'author'); the pins must keep it working.
     code = "import dask, distributed; import fiftyone; print('ok')"

@@ -40,6 +40,10 @@ class TrainerConfig(BaseModel):
         None, ge=1, description="stop after this many epochs without a better val metric"
     )
     seed: int = 0
+    deterministic: bool = Field(
+        True,
+        description="torch.use_deterministic_algorithms for the run (ops without a deterministic kernel warn)",
+    )
     shuffle: bool = Field(True, description="shuffle the training images every epoch")
     amp: bool = Field(True, description="mixed precision (CUDA only; ignored on CPU)")
     device: Literal["auto", "cpu", "cuda"] = "auto"

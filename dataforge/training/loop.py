@@ -10,11 +10,13 @@ under ``torchrun`` (rank 0 writes; each rank sees a disjoint shard of the data).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
 import time
 from abc import abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,33 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(on: bool, device: str) -> Iterator[None]:
+    """torch's deterministic kernels for one run, and the process's previous setting back afterwards.
+
+    On CPU every op the first-party trainers use has a deterministic kernel. On CUDA, cuBLAS needs a
+    fixed workspace (set here when CUDA is not yet initialised) and cuDNN autotuning is off; ops with
+    no deterministic CUDA kernel (e.g. some scatter/index backward passes) warn instead of failing.
+    """
+    import torch
+
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    cudnn_before = torch.backends.cudnn.benchmark
+    if on and device.startswith("cuda") and not torch.cuda.is_initialized():
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on, warn_only=True)
+    if on:
+        torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.benchmark = cudnn_before
 
 
 def lr_at(config: TrainerConfig, step: int, steps_per_epoch: int, world_size: int) -> float:
@@ -205,7 +234,9 @@ class TorchTrainer(Trainer):
         device = resolve_device(config.device)
         dist = _Dist(device)
         device = dist.device
+        stack = contextlib.ExitStack()
         try:
+            stack.enter_context(deterministic_algorithms(config.deterministic, device))
             seed_everything(config.seed)
             store = Store.open(ctx.store)
             k = len(ctx.categories)
@@ -391,6 +422,7 @@ class TorchTrainer(Trainer):
                 hint="lower --set batch_size=..., or use a smaller model",
             ) from None
         finally:
+            stack.close()
             dist.close()
 
     def _log_images(
