@@ -11,6 +11,7 @@ separate steps with an HSV round trip).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -66,44 +67,79 @@ def color(img: np.ndarray, brightness: float, contrast: float, saturation: float
     return cv2.transform(img, affine)
 
 
+Kernel = Callable[[np.ndarray, Op], np.ndarray]
+#: op name -> the OpenCV kernel: ``(H, W, 3)`` uint8 BGR image and the op -> the new image
+KERNELS: dict[str, Kernel] = {}
+
+
+def kernel(name: str) -> Callable[[Kernel], Kernel]:
+    def register(fn: Kernel) -> Kernel:
+        KERNELS[name] = fn
+        return fn
+
+    return register
+
+
+@kernel("hflip")
+def _hflip(img: np.ndarray, op: Op) -> np.ndarray:
+    return _cv2().flip(img, 1)
+
+
+@kernel("vflip")
+def _vflip(img: np.ndarray, op: Op) -> np.ndarray:
+    return _cv2().flip(img, 0)
+
+
+@kernel("crop")
+def _crop(img: np.ndarray, op: Op) -> np.ndarray:
+    x0, y0, x1, y1 = op["xyxy"]
+    return img[y0:y1, x0:x1]
+
+
+@kernel("resize")
+def _resize(img: np.ndarray, op: Op) -> np.ndarray:
+    cv2 = _cv2()
+    w, h = op["size"]
+    if (img.shape[1], img.shape[0]) == (w, h):
+        return img
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+@kernel("rotate")
+def _rotate(img: np.ndarray, op: Op) -> np.ndarray:
+    cv2 = _cv2()
+    h, w = img.shape[:2]
+    m = rotation_matrix(op["angle"], (w, h))
+    # the matrix is for continuous coordinates; OpenCV indexes pixel centres (x - 0.5)
+    m[:, 2] += m[:, :2].sum(axis=1) * 0.5 - 0.5
+    fill = int(op.get("fill", 0))
+    return cv2.warpAffine(
+        img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(fill,) * 3
+    )
+
+
+@kernel("color")
+def _color(img: np.ndarray, op: Op) -> np.ndarray:
+    return color(img, op["brightness"], op["contrast"], op["saturation"], op["hue"])
+
+
+@kernel("blur")
+def _blur(img: np.ndarray, op: Op) -> np.ndarray:
+    k = int(op["ksize"])
+    return _cv2().GaussianBlur(img, (k, k), op["sigma"])
+
+
+@kernel("normalize")
+def _normalize(img: np.ndarray, op: Op) -> np.ndarray:
+    rgb = img[..., ::-1].astype(np.float32) / 255.0
+    return (rgb - np.asarray(op["mean"], np.float32)) / np.asarray(op["std"], np.float32)
+
+
 def apply_ops(img: np.ndarray, ops: list[Op]) -> np.ndarray:
     """Run ops on an ``(H, W, 3)`` uint8 image. ``normalize`` (last) returns float32 CHW-ready HWC."""
-    cv2 = _cv2()
     for op in ops:
-        kind = op["op"]
-        if kind == "hflip":
-            img = cv2.flip(img, 1)
-        elif kind == "vflip":
-            img = cv2.flip(img, 0)
-        elif kind == "crop":
-            x0, y0, x1, y1 = op["xyxy"]
-            img = img[y0:y1, x0:x1]
-        elif kind == "resize":
-            w, h = op["size"]
-            if (img.shape[1], img.shape[0]) != (w, h):
-                img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
-        elif kind == "rotate":
-            h, w = img.shape[:2]
-            m = rotation_matrix(op["angle"], (w, h))
-            # the matrix is for continuous coordinates; OpenCV indexes pixel centres (x - 0.5)
-            m[:, 2] += m[:, :2].sum(axis=1) * 0.5 - 0.5
-            fill = int(op.get("fill", 0))
-            img = cv2.warpAffine(
-                img,
-                m,
-                (w, h),
-                flags=cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_CONSTANT,
-                borderValue=(fill,) * 3,
-            )
-        elif kind == "color":
-            img = color(img, op["brightness"], op["contrast"], op["saturation"], op["hue"])
-        elif kind == "blur":
-            k = int(op["ksize"])
-            img = cv2.GaussianBlur(img, (k, k), op["sigma"])
-        elif kind == "normalize":
-            rgb = img[..., ::-1].astype(np.float32) / 255.0
-            img = (rgb - np.asarray(op["mean"], np.float32)) / np.asarray(op["std"], np.float32)
-        else:
-            raise ValueError(f"unknown op {kind!r}")
+        fn = KERNELS.get(op["op"])
+        if fn is None:
+            raise ValueError(f"unknown op {op['op']!r}")
+        img = fn(img, op)
     return np.ascontiguousarray(img)

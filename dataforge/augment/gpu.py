@@ -5,21 +5,18 @@ Meant for CUDA: a chunk's JPEGs are decoded in one batched ``decode_jpeg(device=
 reads and writes files. On CPU tensors the same code runs (that is how CI tests it), but slowly:
 there the OpenCV backend is the engine.
 
-Boxes go through torchvision's own box kernels (unclamped), then the CPU backend's clipping and
-visibility rule (:func:`dataforge.augment.ops.clip_boxes`), so tests can compare the two
-backends' geometry. Colour
+Labels go through the ops' own maps (:data:`dataforge.augment.ops.OPS`), the same for both
+backends; a test checks those maps against torchvision's box kernels. Colour
 jitter is the CPU backend's colour matrix as one tensor contraction (torchvision's own
 ``adjust_hue`` goes through HSV), so both backends make the same colours.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
-from dataforge.augment.ops import GRAY_RGB, Op, clip_boxes, color_matrix
-from dataforge.boxes import FloatArray
+from dataforge.augment.ops import GRAY_RGB, Op, color_matrix
 from dataforge.errors import ComponentError, ImageError
 
 
@@ -126,56 +123,81 @@ def color(img: Any, brightness: float, contrast: float, saturation: float, hue: 
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
-def apply_ops(img: Any, boxes_xyxy: FloatArray, ops: list[Op]) -> tuple[Any, FloatArray, FloatArray]:
-    """Run ops on one ``(3, H, W)`` tensor and its boxes. Returns ``(image, boxes, visibility)``."""
-    import torch
+Kernel = Callable[[Any, Op], Any]
+#: op name -> the torchvision kernel: ``(3, H, W)`` uint8 RGB tensor and the op -> the new tensor
+KERNELS: dict[str, Kernel] = {}
+
+
+def kernel(name: str) -> Callable[[Kernel], Kernel]:
+    def register(fn: Kernel) -> Kernel:
+        KERNELS[name] = fn
+        return fn
+
+    return register
+
+
+def _F() -> Any:
     import torchvision.transforms.v2.functional as F
-    from torchvision import tv_tensors
+
+    return F
+
+
+@kernel("hflip")
+def _hflip(img: Any, op: Op) -> Any:
+    return _F().horizontal_flip(img)
+
+
+@kernel("vflip")
+def _vflip(img: Any, op: Op) -> Any:
+    return _F().vertical_flip(img)
+
+
+@kernel("crop")
+def _crop(img: Any, op: Op) -> Any:
+    x0, y0, x1, y1 = op["xyxy"]
+    return _F().crop(img, y0, x0, y1 - y0, x1 - x0)
+
+
+@kernel("resize")
+def _resize(img: Any, op: Op) -> Any:
     from torchvision.transforms import InterpolationMode
 
-    h, w = int(img.shape[-2]), int(img.shape[-1])
-    b = tv_tensors.BoundingBoxes(
-        torch.as_tensor(np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)),
-        format="XYXY",
-        canvas_size=(h, w),
-        clamping_mode=None,
-    )
-    vis: FloatArray = np.ones(len(b), dtype=np.float64)
+    nw, nh = op["size"]
+    if (nw, nh) == (int(img.shape[-1]), int(img.shape[-2])):
+        return img
+    return _F().resize(img, [nh, nw], interpolation=InterpolationMode.BILINEAR, antialias=True)
 
-    def clip(boxes: Any, w: int, h: int) -> Any:  # the CPU backend's rule, on the (CPU) box tensor
-        nonlocal vis
-        clipped, vis = clip_boxes(boxes.as_subclass(torch.Tensor).numpy(), vis, w, h)
-        return tv_tensors.wrap(torch.as_tensor(clipped), like=boxes)
 
+@kernel("rotate")
+def _rotate(img: Any, op: Op) -> Any:
+    from torchvision.transforms import InterpolationMode
+
+    fill = [float(op.get("fill", 0))] * 3
+    return _F().rotate(img, op["angle"], interpolation=InterpolationMode.BILINEAR, fill=fill)
+
+
+@kernel("color")
+def _color(img: Any, op: Op) -> Any:
+    return color(img, op["brightness"], op["contrast"], op["saturation"], op["hue"])
+
+
+@kernel("blur")
+def _blur(img: Any, op: Op) -> Any:
+    k = int(op["ksize"])
+    return _F().gaussian_blur(img, [k, k], [op["sigma"], op["sigma"]])
+
+
+@kernel("normalize")
+def _normalize(img: Any, op: Op) -> Any:
+    return _F().normalize(img.float() / 255.0, list(op["mean"]), list(op["std"]))
+
+
+def apply_ops(img: Any, ops: list[Op]) -> Any:
+    """Run ops on one ``(3, H, W)`` uint8 tensor; the labels go through the ops' own maps
+    (:data:`dataforge.augment.ops.OPS`), as for the CPU backend."""
     for op in ops:
-        kind = op["op"]
-        if kind == "hflip":
-            img, b = F.horizontal_flip(img), F.horizontal_flip(b)
-        elif kind == "vflip":
-            img, b = F.vertical_flip(img), F.vertical_flip(b)
-        elif kind == "crop":
-            x0, y0, x1, y1 = op["xyxy"]
-            img, b = F.crop(img, y0, x0, y1 - y0, x1 - x0), F.crop(b, y0, x0, y1 - y0, x1 - x0)
-            h, w = y1 - y0, x1 - x0
-            b = clip(b, w, h)
-        elif kind == "resize":
-            nw, nh = op["size"]
-            if (nw, nh) != (w, h):
-                img = F.resize(img, [nh, nw], interpolation=InterpolationMode.BILINEAR, antialias=True)
-                b = F.resize(b, [nh, nw])
-            w, h = nw, nh
-        elif kind == "rotate":
-            fill = [float(op.get("fill", 0))] * 3
-            img = F.rotate(img, op["angle"], interpolation=InterpolationMode.BILINEAR, fill=fill)
-            b = F.rotate(b, op["angle"])
-            b = clip(b, w, h)
-        elif kind == "color":
-            img = color(img, op["brightness"], op["contrast"], op["saturation"], op["hue"])
-        elif kind == "blur":
-            k = int(op["ksize"])
-            img = F.gaussian_blur(img, [k, k], [op["sigma"], op["sigma"]])
-        elif kind == "normalize":
-            img = F.normalize(img.float() / 255.0, list(op["mean"]), list(op["std"]))
-        else:
-            raise ValueError(f"unknown op {kind!r}")
-    return img, b.as_subclass(torch.Tensor).numpy(), vis
+        fn = KERNELS.get(op["op"])
+        if fn is None:
+            raise ValueError(f"unknown op {op['op']!r}")
+        img = fn(img, op)
+    return img

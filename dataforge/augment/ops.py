@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,98 @@ def _rrc_window(
     return x0, y0, x0 + cw, y0 + ch
 
 
+Drawer = Callable[[Any, np.random.Generator, bool, int, int, str], list[Op]]
+#: pipeline step type -> how it draws its parameters: (step, rng, fire, w, h, where) -> ops
+DRAWERS: dict[str, Drawer] = {}
+
+
+def draws(*step_types: str) -> Callable[[Drawer], Drawer]:
+    """Register how a pipeline step draws its ops. A drawer makes every draw whether or not the step
+    fires (so later steps' draws do not depend on it) and returns ``[]`` when it does not."""
+
+    def register(fn: Drawer) -> Drawer:
+        for t in step_types:
+            DRAWERS[t] = fn
+        return fn
+
+    return register
+
+
+@draws("hflip", "vflip")
+def _draw_flip(step: Any, rng: np.random.Generator, fire: bool, w: int, h: int, where: str) -> list[Op]:
+    return [{"op": step.type}] if fire else []
+
+
+@draws("crop")
+def _draw_crop(step: Any, rng: np.random.Generator, fire: bool, w: int, h: int, where: str) -> list[Op]:
+    x0, y0, x1, y1 = min(step.x_min, w), min(step.y_min, h), min(step.x_max, w), min(step.y_max, h)
+    if not fire:
+        return []
+    if x1 <= x0 or y1 <= y0:
+        raise DataError(
+            f"{where}: the crop [{step.x_min}, {step.y_min}, {step.x_max}, {step.y_max}] "
+            f"lies outside the {w}x{h} image",
+            hint="fix the crop step or select images with --where 'width >= ...'",
+        )
+    return [{"op": "crop", "xyxy": [x0, y0, x1, y1]}]
+
+
+@draws("center_crop", "random_crop")
+def _draw_fixed_size_crop(
+    step: Any, rng: np.random.Generator, fire: bool, w: int, h: int, where: str
+) -> list[Op]:
+    cw, ch = min(step.width, w), min(step.height, h)
+    if step.type == "center_crop":
+        x0, y0 = (w - cw) // 2, (h - ch) // 2
+    else:
+        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    return [{"op": "crop", "xyxy": [x0, y0, x0 + cw, y0 + ch]}] if fire else []
+
+
+@draws("random_resized_crop")
+def _draw_rrc(step: Any, rng: np.random.Generator, fire: bool, w: int, h: int, where: str) -> list[Op]:
+    x0, y0, x1, y1 = _rrc_window(rng, w, h, step.scale, step.ratio)
+    if not fire:
+        return []
+    out_w, out_h = step.size or (w, h)
+    return [{"op": "crop", "xyxy": [x0, y0, x1, y1]}, {"op": "resize", "size": [int(out_w), int(out_h)]}]
+
+
+@draws("random_scale")
+def _draw_scale(step: Any, rng: np.random.Generator, fire: bool, w: int, h: int, where: str) -> list[Op]:
+    f = _uniform(rng, step.scale)
+    return [{"op": "resize", "size": [max(1, round(w * f)), max(1, round(h * f))]}] if fire else []
+
+
+@draws("resize")
+def _draw_resize(step: Any, rng: np.random.Generator, fire: bool, w: int, h: int, where: str) -> list[Op]:
+    return [{"op": "resize", "size": [step.width, step.height]}] if fire else []
+
+
+@draws("rotate")
+def _draw_rotate(step: Any, rng: np.random.Generator, fire: bool, w: int, h: int, where: str) -> list[Op]:
+    angle = _uniform(rng, step.limit)
+    return [{"op": "rotate", "angle": angle, "fill": step.fill}] if fire else []
+
+
+@draws("color_jitter")
+def _draw_color(step: Any, rng: np.random.Generator, fire: bool, w: int, h: int, where: str) -> list[Op]:
+    b, c = _uniform(rng, step.brightness), _uniform(rng, step.contrast)
+    s, hue = _uniform(rng, step.saturation), _uniform(rng, step.hue)
+    return [{"op": "color", "brightness": b, "contrast": c, "saturation": s, "hue": hue}] if fire else []
+
+
+@draws("gaussian_blur")
+def _draw_blur(step: Any, rng: np.random.Generator, fire: bool, w: int, h: int, where: str) -> list[Op]:
+    sigma = _uniform(rng, step.sigma)
+    return [{"op": "blur", "sigma": sigma, "ksize": max(3, 2 * math.ceil(3 * sigma) + 1)}] if fire else []
+
+
+@draws("normalize")
+def _draw_normalize(step: Any, rng: np.random.Generator, fire: bool, w: int, h: int, where: str) -> list[Op]:
+    return [{"op": "normalize", "mean": list(step.mean), "std": list(step.std)}] if fire else []
+
+
 def draw_ops(
     pipeline: Pipeline, rng: np.random.Generator, size_wh: tuple[int, int], *, where: str = "image"
 ) -> list[Op]:
@@ -80,78 +173,16 @@ def draw_ops(
     ops: list[Op] = []
     for step in pipeline.steps:
         fire = rng.random() < step.p
-        t = step.type
-        if t in ("hflip", "vflip"):
-            if fire:
-                ops.append({"op": t})
-        elif t == "crop":
-            x0, y0 = min(step.x_min, w), min(step.y_min, h)  # type: ignore[union-attr]
-            x1, y1 = min(step.x_max, w), min(step.y_max, h)  # type: ignore[union-attr]
-            if fire:
-                if x1 <= x0 or y1 <= y0:
-                    raise DataError(
-                        f"{where}: the crop [{step.x_min}, {step.y_min}, {step.x_max}, {step.y_max}] "  # type: ignore[union-attr]
-                        f"lies outside the {w}x{h} image",
-                        hint="fix the crop step or select images with --where 'width >= ...'",
-                    )
-                ops.append({"op": "crop", "xyxy": [x0, y0, x1, y1]})
-                w, h = x1 - x0, y1 - y0
-        elif t in ("center_crop", "random_crop"):
-            cw, ch = min(step.width, w), min(step.height, h)  # type: ignore[union-attr]
-            if t == "center_crop":
-                x0, y0 = (w - cw) // 2, (h - ch) // 2
-            else:
-                x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-            if fire:
-                ops.append({"op": "crop", "xyxy": [x0, y0, x0 + cw, y0 + ch]})
-                w, h = cw, ch
-        elif t == "random_resized_crop":
-            x0, y0, x1, y1 = _rrc_window(rng, w, h, step.scale, step.ratio)  # type: ignore[union-attr]
-            if fire:
-                out_w, out_h = step.size or (w, h)  # type: ignore[union-attr]
-                ops.append({"op": "crop", "xyxy": [x0, y0, x1, y1]})
-                ops.append({"op": "resize", "size": [int(out_w), int(out_h)]})
-                w, h = int(out_w), int(out_h)
-        elif t == "random_scale":
-            f = _uniform(rng, step.scale)  # type: ignore[union-attr]
-            if fire:
-                w, h = max(1, round(w * f)), max(1, round(h * f))
-                ops.append({"op": "resize", "size": [w, h]})
-        elif t == "resize":
-            if fire:
-                w, h = step.width, step.height  # type: ignore[union-attr]
-                ops.append({"op": "resize", "size": [w, h]})
-        elif t == "rotate":
-            angle = _uniform(rng, step.limit)  # type: ignore[union-attr]
-            if fire:
-                ops.append({"op": "rotate", "angle": angle, "fill": step.fill})  # type: ignore[union-attr]
-        elif t == "color_jitter":
-            b = _uniform(rng, step.brightness)  # type: ignore[union-attr]
-            c = _uniform(rng, step.contrast)  # type: ignore[union-attr]
-            s = _uniform(rng, step.saturation)  # type: ignore[union-attr]
-            hue = _uniform(rng, step.hue)  # type: ignore[union-attr]
-            if fire:
-                ops.append({"op": "color", "brightness": b, "contrast": c, "saturation": s, "hue": hue})
-        elif t == "gaussian_blur":
-            sigma = _uniform(rng, step.sigma)  # type: ignore[union-attr]
-            if fire:
-                ops.append({"op": "blur", "sigma": sigma, "ksize": max(3, 2 * math.ceil(3 * sigma) + 1)})
-        elif t == "normalize":
-            if fire:
-                ops.append({"op": "normalize", "mean": list(step.mean), "std": list(step.std)})  # type: ignore[union-attr]
-        else:  # pragma: no cover - the discriminated union admits nothing else
-            raise AssertionError(t)
+        drawn = DRAWERS[step.type](step, rng, fire, w, h, where)
+        w, h = output_size(drawn, (w, h))
+        ops.extend(drawn)
     return ops
 
 
 def output_size(ops: list[Op], size_wh: tuple[int, int]) -> tuple[int, int]:
     w, h = size_wh
     for op in ops:
-        if op["op"] == "crop":
-            x0, y0, x1, y1 = op["xyxy"]
-            w, h = x1 - x0, y1 - y0
-        elif op["op"] == "resize":
-            w, h = op["size"]
+        w, h = OPS[op["op"]].size(op, w, h)
     return int(w), int(h)
 
 
@@ -209,7 +240,7 @@ def clip_boxes(boxes: FloatArray, vis: FloatArray, w: int, h: int) -> tuple[Floa
 def transform_boxes(
     ops: list[Op], boxes_xyxy: FloatArray, size_wh: tuple[int, int]
 ) -> tuple[FloatArray, FloatArray, tuple[int, int]]:
-    """Apply the geometric ops to boxes. Returns ``(boxes, visibility, output size)``.
+    """Apply the ops' box maps. Returns ``(boxes, visibility, output size)``.
 
     ``visibility`` is the fraction of each box's area still inside the image (crops and rotations
     cut boxes; flips and resizes do not).
@@ -218,29 +249,92 @@ def transform_boxes(
     vis: FloatArray = np.ones(len(b), dtype=np.float64)
     w, h = size_wh
     for op in ops:
-        kind = op["op"]
-        if kind == "hflip":
-            b[:, [0, 2]] = w - b[:, [2, 0]]
-        elif kind == "vflip":
-            b[:, [1, 3]] = h - b[:, [3, 1]]
-        elif kind == "crop":
-            x0, y0, x1, y1 = op["xyxy"]
-            b -= np.array([x0, y0, x0, y0], dtype=np.float64)
-            w, h = x1 - x0, y1 - y0
-            b, vis = clip_boxes(b, vis, w, h)
-        elif kind == "resize":
-            nw, nh = op["size"]
-            b *= np.array([nw / w, nh / h, nw / w, nh / h])
-            w, h = nw, nh
-        elif kind == "rotate":
-            m = rotation_matrix(op["angle"], (w, h))
-            corners = np.stack(
-                [b[:, [0, 1]], b[:, [2, 1]], b[:, [2, 3]], b[:, [0, 3]]], axis=1
-            )  # (N, 4 corners, xy)
-            moved = corners @ m[:, :2].T + m[:, 2]
-            b = np.concatenate([moved.min(axis=1), moved.max(axis=1)], axis=1) if len(b) else b
-            b, vis = clip_boxes(b, vis, w, h)
+        kind = OPS[op["op"]]
+        if kind.boxes is not None:
+            b, vis = kind.boxes(op, b, vis, w, h)
+        w, h = kind.size(op, w, h)
     return b, vis, (int(w), int(h))
+
+
+# --- the ops: what each does to the canvas and to each label type ------------------------------------
+#: the label types an op that moves pixels must map (masks and keypoints join here)
+TARGETS = ("boxes",)
+
+SizeMap = Callable[[Op, int, int], tuple[int, int]]
+#: (op, boxes (N, 4) xyxy, visibility (N,), w, h of the input) -> (boxes, visibility)
+BoxMap = Callable[[Op, FloatArray, FloatArray, int, int], tuple[FloatArray, FloatArray]]
+
+
+def _same_size(op: Op, w: int, h: int) -> tuple[int, int]:
+    return w, h
+
+
+@dataclass(frozen=True, slots=True)
+class OpKind:
+    """One concrete op. ``moves_pixels=False`` ops (colour, blur, normalize) leave every label as it
+    is, by declaration; the others map each of ``TARGETS`` (``boxes``) or the registry test fails.
+    ``in_files``: whether an image file can hold its output (normalize makes floats)."""
+
+    name: str
+    moves_pixels: bool
+    size: SizeMap = _same_size
+    boxes: BoxMap | None = None
+    in_files: bool = True
+
+
+def _hflip_boxes(op: Op, b: FloatArray, vis: FloatArray, w: int, h: int) -> tuple[FloatArray, FloatArray]:
+    b[:, [0, 2]] = w - b[:, [2, 0]]
+    return b, vis
+
+
+def _vflip_boxes(op: Op, b: FloatArray, vis: FloatArray, w: int, h: int) -> tuple[FloatArray, FloatArray]:
+    b[:, [1, 3]] = h - b[:, [3, 1]]
+    return b, vis
+
+
+def _crop_size(op: Op, w: int, h: int) -> tuple[int, int]:
+    x0, y0, x1, y1 = op["xyxy"]
+    return x1 - x0, y1 - y0
+
+
+def _crop_boxes(op: Op, b: FloatArray, vis: FloatArray, w: int, h: int) -> tuple[FloatArray, FloatArray]:
+    x0, y0, x1, y1 = op["xyxy"]
+    return clip_boxes(b - np.array([x0, y0, x0, y0], dtype=np.float64), vis, x1 - x0, y1 - y0)
+
+
+def _resize_size(op: Op, w: int, h: int) -> tuple[int, int]:
+    nw, nh = op["size"]
+    return nw, nh
+
+
+def _resize_boxes(op: Op, b: FloatArray, vis: FloatArray, w: int, h: int) -> tuple[FloatArray, FloatArray]:
+    nw, nh = op["size"]
+    return b * np.array([nw / w, nh / h, nw / w, nh / h]), vis
+
+
+def _rotate_boxes(op: Op, b: FloatArray, vis: FloatArray, w: int, h: int) -> tuple[FloatArray, FloatArray]:
+    """The rotated box's corners' bounding box, clipped to the (unchanged) canvas."""
+    if not len(b):
+        return b, vis
+    m = rotation_matrix(op["angle"], (w, h))
+    corners = np.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [2, 3]], b[:, [0, 3]]], axis=1)  # (N, 4, xy)
+    moved = corners @ m[:, :2].T + m[:, 2]
+    return clip_boxes(np.concatenate([moved.min(axis=1), moved.max(axis=1)], axis=1), vis, w, h)
+
+
+OPS: dict[str, OpKind] = {
+    k.name: k
+    for k in (
+        OpKind("hflip", moves_pixels=True, boxes=_hflip_boxes),
+        OpKind("vflip", moves_pixels=True, boxes=_vflip_boxes),
+        OpKind("crop", moves_pixels=True, size=_crop_size, boxes=_crop_boxes),
+        OpKind("resize", moves_pixels=True, size=_resize_size, boxes=_resize_boxes),
+        OpKind("rotate", moves_pixels=True, boxes=_rotate_boxes),
+        OpKind("color", moves_pixels=False),
+        OpKind("blur", moves_pixels=False),
+        OpKind("normalize", moves_pixels=False, in_files=False),
+    )
+}
 
 
 @dataclass(frozen=True, slots=True)

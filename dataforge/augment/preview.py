@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from dataforge.augment import cpu
-from dataforge.augment.ops import apply_box_rules, draw_ops, image_rng, transform_boxes
 from dataforge.augment.pipeline import Pipeline
+from dataforge.augment.sample import augment_sample
 from dataforge.jsonio import atomic_write_bytes
 from dataforge.store.store import Store
 
@@ -54,14 +54,11 @@ def preview(
     for img in selected:
         rec = store.record(img)
         src = cpu.decode(rec.path.read_bytes(), where=rec.file_name)
-        ops = draw_ops(
-            pipeline, image_rng(pipeline.seed, rec.file_name, copy), rec.size_wh, where=rec.file_name
+        aug = augment_sample(
+            pipeline, src, rec.boxes_xyxy, rec.size_wh, key=rec.file_name, copy=copy, files_only=True
         )
-        boxes, vis, _ = transform_boxes(ops, rec.boxes_xyxy, rec.size_wh)
-        keep = apply_box_rules(boxes, vis, pipeline.boxes).keep
-        aug = cpu.apply_ops(src, [o for o in ops if o["op"] != "normalize"])
         left = _thumb(_draw(src, rec.boxes_xyxy, (0, 200, 0)))
-        right = _thumb(_draw(aug, boxes[keep], (0, 0, 230)))
+        right = _thumb(_draw(aug.image, aug.kept_boxes, (0, 0, 230)))
         gap = np.full((THUMB_H, 6, 3), 255, np.uint8)
         tiles.append(np.concatenate([left, gap, right], axis=1))
     cell_w = max(t.shape[1] for t in tiles) + 16

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from dataforge.augment.ops import apply_box_rules, transform_boxes
 from dataforge.augment.pipeline import Pipeline
+from dataforge.augment.sample import augment_sample
 from dataforge.errors import UsageError
 from dataforge.store.store import Store
 
@@ -48,15 +48,23 @@ def replay(store_path: str | Path, image_id: int) -> Replayed:
 
         device = "cuda" if lineage["backend"] == "torchvision-cuda" else "cpu"
         tensor = gpu.decode_batch([raw], gpu.resolve_device(device), names=[src.file_name])[0]
-        image, boxes, vis = gpu.apply_ops(tensor, src.boxes_xyxy, ops)
+        aug = augment_sample(
+            pipeline,
+            tensor,
+            src.boxes_xyxy,
+            src.size_wh,
+            key=src.file_name,
+            copy=0,
+            ops=ops,
+            backend="torchvision",
+        )
         data = gpu.encode_batch(
-            [image], out.format, quality=out.quality, png_compression=out.png_compression
+            [aug.image], out.format, quality=out.quality, png_compression=out.png_compression
         )[0]
     else:
         from dataforge.augment import cpu
 
-        image = cpu.apply_ops(cpu.decode(raw, where=src.file_name), ops)
-        boxes, vis, _ = transform_boxes(ops, src.boxes_xyxy, src.size_wh)
-        data = cpu.encode(image, out.format, quality=out.quality, png_compression=out.png_compression)
-    keep = apply_box_rules(boxes, vis, pipeline.boxes).keep
-    return Replayed(data=data, image=image, boxes_xyxy=boxes[keep], ops=ops)
+        image = cpu.decode(raw, where=src.file_name)
+        aug = augment_sample(pipeline, image, src.boxes_xyxy, src.size_wh, key=src.file_name, copy=0, ops=ops)
+        data = cpu.encode(aug.image, out.format, quality=out.quality, png_compression=out.png_compression)
+    return Replayed(data=data, image=aug.image, boxes_xyxy=aug.kept_boxes, ops=ops)

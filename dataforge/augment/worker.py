@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from dataforge.augment.ops import apply_box_rules, draw_ops, image_rng, transform_boxes
 from dataforge.augment.pipeline import Pipeline
+from dataforge.augment.sample import Augmented, augment_sample
 from dataforge.errors import DataforgeError, ImageError
 
 DONE_DIR = "done"
@@ -80,34 +80,28 @@ def _read_source(images_dir: str, file_name: str) -> bytes:
 
 
 def _record(
-    item: SourceItem,
-    copy: int,
-    name: str,
-    data: bytes,
-    size_wh: tuple[int, int],
-    ops: list[dict[str, Any]],
-    boxes: np.ndarray,
-    vis: np.ndarray,
-    pipeline: Pipeline,
-    backend: str,
+    item: SourceItem, copy: int, name: str, data: bytes, aug: Augmented, backend: str
 ) -> dict[str, Any]:
     """The manifest record of one augmented image; the driver derives every count from these."""
-    keep = apply_box_rules(boxes, vis, pipeline.boxes).keep
     anns = []
-    for k in np.flatnonzero(keep):
-        x0, y0, x1, y1 = (float(v) for v in boxes[k])
+    for k in np.flatnonzero(aug.keep):
+        x0, y0, x1, y1 = (float(v) for v in aug.boxes_xyxy[k])
         anns.append(
-            {**item.annotations[k], "bbox_xyxy": [x0, y0, x1, y1], "visibility": round(float(vis[k]), 6)}
+            {
+                **item.annotations[k],
+                "bbox_xyxy": [x0, y0, x1, y1],
+                "visibility": round(float(aug.visibility[k]), 6),
+            }
         )
     return {
         "source_image_id": item.image_id,
         "source_file_name": item.file_name,
         "copy": copy,
         "file_name": name,
-        "width": size_wh[0],
-        "height": size_wh[1],
+        "width": aug.size_wh[0],
+        "height": aug.size_wh[1],
         "sha256": hashlib.sha256(data).hexdigest(),
-        "ops": ops,
+        "ops": aug.ops,
         "backend": backend,
         "annotations": anns,
     }
@@ -171,14 +165,17 @@ def run_chunk(spec: ChunkSpec) -> dict[str, Any]:
                         hint="re-import the image; the store's sizes and boxes must match the file",
                     )
                 for copy, name in zip(item.copies, item.out_names, strict=True):
-                    rng = image_rng(pipeline.seed, item.file_name, copy)
-                    ops = draw_ops(pipeline, rng, (item.width, item.height), where=item.file_name)
-                    boxes, vis, size = transform_boxes(
-                        ops, np.asarray(item.boxes_xyxy), (item.width, item.height)
+                    aug = augment_sample(
+                        pipeline,
+                        img,
+                        item.boxes_xyxy,
+                        (item.width, item.height),
+                        key=item.file_name,
+                        copy=copy,
                     )
-                    data = cpu.encode(cpu.apply_ops(img, ops), fmt, quality=q, png_compression=pc)
+                    data = cpu.encode(aug.image, fmt, quality=q, png_compression=pc)
                     _write_atomic(out_images / name, data)
-                    add(_record(item, copy, name, data, size, ops, boxes, vis, pipeline, "opencv"))
+                    add(_record(item, copy, name, data, aug, "opencv"))
             except DataforgeError as exc:
                 fail_or_skip(item, exc)
 
@@ -221,19 +218,24 @@ def _run_torchvision(
             except DataforgeError as exc:
                 fail_or_skip(it, exc)
                 decoded.append(None)
-    pending: list[tuple[SourceItem, int, str, Any, list[dict[str, Any]], Any, Any]] = []
+    pending: list[tuple[SourceItem, int, str, Augmented]] = []
     for item, img in zip(items, decoded, strict=True):
         if img is None:
             continue
         for copy, name in zip(item.copies, item.out_names, strict=True):
-            rng = image_rng(pipeline.seed, item.file_name, copy)
-            ops = draw_ops(pipeline, rng, (item.width, item.height), where=item.file_name)
-            new, boxes, vis = gpu.apply_ops(img, np.asarray(item.boxes_xyxy), ops)
-            pending.append((item, copy, name, new, ops, boxes, vis))
+            aug = augment_sample(
+                pipeline,
+                img,
+                item.boxes_xyxy,
+                (item.width, item.height),
+                key=item.file_name,
+                copy=copy,
+                backend="torchvision",
+            )
+            pending.append((item, copy, name, aug))
     encoded = gpu.encode_batch(
-        [p[3] for p in pending], out.format, quality=out.quality, png_compression=out.png_compression
+        [p[3].image for p in pending], out.format, quality=out.quality, png_compression=out.png_compression
     )
-    for (item, copy, name, img, ops, boxes, vis), data in zip(pending, encoded, strict=True):
+    for (item, copy, name, aug), data in zip(pending, encoded, strict=True):
         _write_atomic(out_images / name, data)
-        size = (int(img.shape[-1]), int(img.shape[-2]))
-        add(_record(item, copy, name, data, size, ops, boxes, vis, pipeline, backend))
+        add(_record(item, copy, name, data, aug, backend))

@@ -115,27 +115,26 @@ class StoreDataset:
         s = self.items[i]
         with open(s.path, "rb") as f:
             img = cpu.decode(f.read(), where=s.file_name)
-        boxes = np.asarray(s.boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+        boxes: np.ndarray = np.asarray(s.boxes_xyxy, dtype=np.float64).reshape(-1, 4)
         labels = np.asarray(s.labels, dtype=np.int64)
         if self.pipeline is not None:
-            from dataforge.augment.ops import apply_box_rules, draw_ops, image_rng, transform_boxes
             from dataforge.augment.pipeline import Pipeline
+            from dataforge.augment.sample import augment_sample
 
             if self._pipeline_obj is None:
                 self._pipeline_obj = Pipeline.model_validate(self.pipeline)
-            p = self._pipeline_obj
-            ops = [
-                o
-                for o in draw_ops(
-                    p, image_rng(p.seed, s.file_name, self.epoch), (s.width, s.height), where=s.file_name
-                )
-                if o["op"] != "normalize"
-            ]
-            img = cpu.apply_ops(img, ops)
+            aug = augment_sample(
+                self._pipeline_obj,
+                img,
+                boxes,
+                (s.width, s.height),
+                key=s.file_name,
+                copy=self.epoch,
+                files_only=True,  # the dataset scales pixels itself
+            )
+            img = aug.image
             if self.task == "detection":
-                b, vis, _ = transform_boxes(ops, boxes, (s.width, s.height))
-                keep = apply_box_rules(b, vis, p.boxes).keep
-                boxes, labels = b[keep], labels[keep]
+                boxes, labels = aug.kept_boxes, labels[aug.keep]
         if self.resize_to is not None and (img.shape[0], img.shape[1]) != (self.resize_to, self.resize_to):
             img = cv2.resize(img, (self.resize_to, self.resize_to), interpolation=cv2.INTER_AREA)
         rgb = np.ascontiguousarray(img[..., ::-1])

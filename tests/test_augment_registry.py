@@ -1,0 +1,116 @@
+"""The augment registry is complete: every pipeline step draws, every op it draws has a kernel on
+both backends and maps every label type (or declares it moves no pixel), and the labels an op maps
+land where its kernels put the pixels. A new op is one registration per table (the last test)."""
+
+from __future__ import annotations
+
+import typing
+
+import numpy as np
+import pytest
+import torch
+
+from dataforge.augment import cpu, gpu
+from dataforge.augment.ops import DRAWERS, OPS, TARGETS, OpKind, draw_ops, image_rng
+from dataforge.augment.pipeline import STEP_TYPES, Pipeline, Step
+from dataforge.augment.sample import augment_sample
+from tests.test_augment_boxes import bbox_of_mask, mask_of
+
+#: one concrete instance of every op, for the tests below; a new op without one fails them
+EXAMPLES: dict[str, dict] = {
+    "hflip": {"op": "hflip"},
+    "vflip": {"op": "vflip"},
+    "crop": {"op": "crop", "xyxy": [6, 4, 50, 40]},
+    "resize": {"op": "resize", "size": [96, 64]},
+    "rotate": {"op": "rotate", "angle": 90.0, "fill": 0},
+    "color": {"op": "color", "brightness": 1.1, "contrast": 0.9, "saturation": 1.2, "hue": 0.02},
+    "blur": {"op": "blur", "sigma": 1.0, "ksize": 7},
+    "normalize": {"op": "normalize", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+}
+
+#: a pipeline with every step type, each firing
+EVERY_STEP = {
+    "seed": 1,
+    "steps": [
+        {"type": "hflip", "p": 1},
+        {"type": "vflip", "p": 1},
+        {"type": "crop", "p": 1, "x_min": 2, "y_min": 2, "x_max": 70, "y_max": 52},
+        {"type": "center_crop", "p": 1, "width": 60, "height": 44},
+        {"type": "random_crop", "p": 1, "width": 56, "height": 40},
+        {"type": "random_resized_crop", "p": 1, "size": [64, 48]},
+        {"type": "random_scale", "p": 1, "scale": [0.9, 1.1]},
+        {"type": "resize", "p": 1, "width": 64, "height": 48},
+        {"type": "rotate", "p": 1, "limit": 10},
+        {"type": "color_jitter", "p": 1, "brightness": 0.2},
+        {"type": "gaussian_blur", "p": 1, "sigma": [0.5, 1.0]},
+        {"type": "normalize", "p": 1},
+    ],
+}
+
+
+def test_every_step_type_has_a_drawer_and_every_drawn_op_is_registered() -> None:
+    union = {
+        typing.get_args(m.model_fields["type"].annotation)[0]
+        for m in typing.get_args(typing.get_args(Step)[0])
+    }
+    assert union == set(STEP_TYPES) == set(DRAWERS)
+    p = Pipeline.model_validate(EVERY_STEP)
+    assert {s["type"] for s in EVERY_STEP["steps"]} == set(STEP_TYPES)  # the pipeline covers them all
+    ops = draw_ops(p, image_rng(1, "a.jpg", 0), (80, 60))
+    assert {o["op"] for o in ops} == set(OPS) == set(EXAMPLES)
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_every_op_has_a_kernel_on_both_backends_and_maps_every_label_type(name: str) -> None:
+    kind = OPS[name]
+    assert name in cpu.KERNELS and name in gpu.KERNELS, f"op {name!r} lacks a kernel"
+    if kind.moves_pixels:
+        for target in TARGETS:
+            assert getattr(kind, target) is not None, f"op {name!r} moves pixels but does not map {target}"
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+@pytest.mark.parametrize("backend", ["opencv", "torchvision"])
+def test_labels_land_where_the_kernels_put_the_pixels(name: str, backend: str) -> None:
+    """A white box on black through the op: the mapped box is the bounding box of the white pixels
+    (within a pixel where the kernel interpolates)."""
+    w, h, box = 80, 60, [10, 8, 34, 30]
+    img = mask_of(w, h, box)
+    if backend == "torchvision":
+        img = torch.from_numpy(np.ascontiguousarray(img[..., ::-1])).permute(2, 0, 1).contiguous()
+    p = Pipeline.model_validate({"steps": [{"type": "hflip", "p": 0}]})  # the ops are given
+    aug = augment_sample(p, img, [box], (w, h), key="x", copy=0, ops=[EXAMPLES[name]], backend=backend)  # type: ignore[arg-type]
+    out = aug.image if backend == "opencv" else aug.image.permute(1, 2, 0).numpy()[..., ::-1]
+    if not OPS[name].in_files:  # normalized floats: the white pixels are the largest values
+        out = (out == out.max()).astype(np.uint8) * 255
+    assert (out.shape[1], out.shape[0]) == aug.size_wh
+    expected = bbox_of_mask(np.ascontiguousarray(out))
+    assert expected is not None and aug.keep.tolist() == [True]
+    exact = name in ("hflip", "vflip", "crop", "color", "normalize")
+    tol = 0 if exact else 1.5 if name != "blur" else 3.5  # blur spreads the edge by about 3 sigma
+    assert np.allclose(aug.boxes_xyxy[0], expected, atol=tol), (aug.boxes_xyxy[0].tolist(), expected)
+
+
+def test_a_new_op_is_one_registration_per_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transpose op registered in the test: ops, both kernel tables and a drawer. augment_sample then
+    runs it on both backends and its boxes follow the pixels."""
+
+    def transpose_boxes(op: dict, b: np.ndarray, vis: np.ndarray, w: int, h: int) -> tuple:
+        return b[:, [1, 0, 3, 2]], vis
+
+    kind = OpKind("transpose", moves_pixels=True, size=lambda op, w, h: (h, w), boxes=transpose_boxes)
+    monkeypatch.setitem(OPS, "transpose", kind)
+    monkeypatch.setitem(
+        cpu.KERNELS, "transpose", lambda img, op: np.ascontiguousarray(img.transpose(1, 0, 2))
+    )
+    monkeypatch.setitem(gpu.KERNELS, "transpose", lambda img, op: img.transpose(1, 2).contiguous())
+    monkeypatch.setitem(DRAWERS, "hflip", lambda step, rng, fire, w, h, where: [{"op": "transpose"}])
+    p = Pipeline.model_validate({"steps": [{"type": "hflip", "p": 1}]})  # hflip now draws a transpose
+    box = [10, 8, 34, 30]
+    bgr = mask_of(80, 60, box)
+    rgb = torch.from_numpy(np.ascontiguousarray(bgr[..., ::-1])).permute(2, 0, 1).contiguous()
+    for backend, img in (("opencv", bgr), ("torchvision", rgb)):
+        aug = augment_sample(p, img, [box], (80, 60), key="x", copy=0, backend=backend)  # type: ignore[arg-type]
+        out = aug.image if backend == "opencv" else aug.image.permute(1, 2, 0).numpy()
+        assert aug.ops == [{"op": "transpose"}] and aug.size_wh == (60, 80)
+        assert aug.boxes_xyxy[0].tolist() == bbox_of_mask(np.ascontiguousarray(out)) == [8, 10, 30, 34]
