@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -280,20 +281,6 @@ Step = Annotated[
     Field(discriminator="type"),
 ]
 
-GEOMETRIC = frozenset(
-    {
-        "hflip",
-        "vflip",
-        "crop",
-        "center_crop",
-        "random_crop",
-        "random_resized_crop",
-        "random_scale",
-        "resize",
-        "rotate",
-    }
-)
-
 
 class BoxRules(BaseModel):
     """What happens to a box that a crop or rotation cuts.
@@ -428,19 +415,8 @@ def load_pipeline(path: str | Path) -> Pipeline:
     return parse_pipeline(doc, source=str(p))
 
 
+#: every step type, read off the ``Step`` union (a new step class is one entry there)
 STEP_TYPES = frozenset(
-    {
-        "hflip",
-        "vflip",
-        "crop",
-        "center_crop",
-        "random_crop",
-        "random_resized_crop",
-        "random_scale",
-        "resize",
-        "rotate",
-        "color_jitter",
-        "gaussian_blur",
-        "normalize",
-    }
+    typing.get_args(model.model_fields["type"].annotation)[0]
+    for model in typing.get_args(typing.get_args(Step)[0])
 )
