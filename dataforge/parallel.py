@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from dataforge.errors import DataforgeError
+from dataforge.runtime import die_with_parent, load_prctl, usable_cores
 
 T = TypeVar("T")
 A = TypeVar("A")
@@ -36,7 +37,7 @@ def default_processes() -> int:
             return max(1, int(env))
         except ValueError:
             raise DataforgeError(f"DATAFORGE_PROCESSES must be a whole number, not {env!r}") from None
-    return min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return min(4, usable_cores())
 
 
 def can_fork() -> bool:
@@ -155,14 +156,15 @@ class _Stepper:
     def __init__(self, first: Callable[[], Any], second: Callable[[Any], Any]) -> None:
         up_r, up_w = os.pipe()  # child -> parent: results
         down_r, down_w = os.pipe()  # parent -> child: the decision
-        parent, prctl = os.getpid(), _prctl()
+        parent = os.getpid()
+        load_prctl()
         pid = os.fork()
         if pid == 0:
             os.close(up_r)
             os.close(down_w)
             code = 1
             try:
-                _die_with(parent, prctl)
+                die_with_parent(parent)
                 with os.fdopen(up_w, "wb") as up, os.fdopen(down_r, "rb") as down:
                     if _send(up, first):
                         ok, decision = _receive(down)
@@ -202,26 +204,6 @@ def _kill(pid: int) -> None:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-
-
-@functools.lru_cache(maxsize=1)
-def _prctl() -> Callable[..., int] | None:
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # not Linux
-        return None
-
-
-def _die_with(parent: int, prctl: Callable[..., int] | None) -> None:
-    """Make this forked child die when ``parent`` does (Linux): a child that writes into a store
-    must not go on after the import that started it was killed. Elsewhere the broken pipe to the
-    parent stops it at its next result."""
-    if prctl is not None:
-        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # it died before the prctl
-        os._exit(1)
 
 
 _exiting: list[int] = []  # children that sent their results and were still exiting

@@ -18,6 +18,7 @@ from dataforge.boxes import OUT_OF_BOUNDS_TOLERANCE_PX
 from dataforge.errors import ImageError
 from dataforge.imageio import probe_bytes, sha256_bytes
 from dataforge.ingest.checks import safe_relative_name
+from dataforge.runtime import usable_cores
 from dataforge.store import Store
 
 
@@ -216,7 +217,7 @@ def _check_files(store: Store, err: Any, warn: Any, workers: int | None) -> None
             )
         return out
 
-    n = workers or min(8, 2 * (os.cpu_count() or 1))
+    n = workers or min(8, 2 * usable_cores())
     with ThreadPoolExecutor(max_workers=n) as pool:
         for img, results in zip(store.images, pool.map(check, store.images), strict=True):
             for severity, code, msg in results:

@@ -222,7 +222,7 @@ def test_bad_arguments_are_one_line_errors(
     import torch
 
     if not torch.cuda.is_available():
-        with pytest.raises(ComponentError, match="no usable CUDA GPU"):
+        with pytest.raises(ComponentError, match="--device cuda was requested but torch sees no CUDA GPU"):
             augment(store, p, tmp_path / "o4", device="cuda")
 
 

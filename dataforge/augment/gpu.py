@@ -16,26 +16,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from dataforge import runtime
 from dataforge.augment.ops import GRAY_RGB, Op, color_matrix
-from dataforge.errors import ComponentError, ImageError
+from dataforge.errors import ImageError
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when this process sees a GPU, else ``cpu``. ``cuda`` without one is an error."""
-    if device == "cpu":
-        return "cpu"
-    import torch
-
-    has_cuda = torch.cuda.is_available()
-    if device == "auto":
-        return "cuda" if has_cuda else "cpu"
-    if not has_cuda:
-        raise ComponentError(
-            "--device cuda was requested but this worker has no usable CUDA GPU "
-            f"(torch {torch.__version__}, cuda build {torch.version.cuda or 'none'})",
-            hint="use --device auto (CUDA where a worker has it) or --device cpu",
-        )
-    return device
+    """``auto`` -> ``cuda`` when this worker sees a GPU, else ``cpu``; ``cuda`` without one is an error."""
+    return runtime.resolve_device(
+        device, option="--device", hint="use --device auto (CUDA where a worker has it) or --device cpu"
+    )
 
 
 def _io(*names: str) -> Any:

@@ -29,6 +29,7 @@ from dataforge.augment.pipeline import Pipeline
 from dataforge.augment.worker import DONE_DIR, ChunkSpec, SourceItem, run_chunk
 from dataforge.errors import StoreError, UsageError
 from dataforge.jsonio import dumps, write_json
+from dataforge.runtime import usable_cores
 from dataforge.store.lock import StoreLock
 from dataforge.store.store import HISTORY_FILE, IMAGES_DIR, REPORTS_DIR, Store, empty_dataset, utc_now
 
@@ -178,13 +179,6 @@ def _read_manifests(out: Path) -> tuple[dict[tuple[int, int], dict[str, Any]], d
     return done, skipped
 
 
-def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _chunks(items: list[SourceItem], workers: int, chunk_size: int | None) -> list[list[SourceItem]]:
     units = sum(len(it.copies) for it in items)
     if chunk_size is None:
@@ -246,7 +240,7 @@ def augment(
     copies = copies if copies is not None else pipeline.copies
     if copies < 1:
         raise UsageError(f"--copies must be at least 1, not {copies}")
-    workers = workers or default_workers()
+    workers = workers or usable_cores()
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, not {workers}")
 

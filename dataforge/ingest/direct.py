@@ -44,10 +44,10 @@ from dataforge.ingest.checks import assign_ids, check_categories, safe_relative_
 from dataforge.ingest.records import ImageRecords, finish_annotations, plan_categories
 from dataforge.jsonio import dumps
 from dataforge.parallel import map_ranges, map_ranges_in_two_steps
+from dataforge.runtime import write_new_file
 from dataforge.store.staging import recover, write_journal
 from dataforge.store.store import Store, check_tag, utc_now
 
-_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL  # never over an existing file
 Part = tuple[list[dict[str, Any]], list[dict[str, Any]]]
 
 
@@ -306,15 +306,7 @@ class _Writer:
                 if parent not in self.made:
                     os.makedirs(parent, exist_ok=True)
                     self.made.add(parent)
-            out = os.open(dest, _NEW_FILE, 0o644)
-            try:
-                written = os.write(out, data)
-                if written < len(data):  # a short write: write the rest
-                    view = memoryview(data)[written:]
-                    while view:
-                        view = view[os.write(out, view) :]
-            finally:
-                os.close(out)
+            write_new_file(dest, data)
         except OSError as exc:
             raise ImageError(
                 f"image {image_id} ({final}): cannot copy it from {emb.path} into the store: "

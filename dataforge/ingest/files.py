@@ -25,6 +25,7 @@ from dataforge.imageio import probe_bytes, sha256_bytes
 from dataforge.ingest import copier
 from dataforge.parallel import default_processes
 from dataforge.parallel import ranges as split_ranges
+from dataforge.runtime import usable_cores, write_new_file
 
 _CHUNK = 64  # images per read task
 HELPER_MIN_IMAGES = 256  # fewer embedded images are copied in-process: a helper takes ~20 ms to start
@@ -145,11 +146,7 @@ class ImageStager:
             os.makedirs(parent, exist_ok=True)
             self._made.add(parent)
         if not (self.link and name and _try_link(os.path.join(self.src_root, name), path)):
-            out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                os.write(out, data)
-            finally:
-                os.close(out)
+            write_new_file(path, data)
         res.path = path
         return res
 
@@ -160,7 +157,7 @@ class ImageStager:
         disk and hashing releases the GIL), while this thread creates the staged files: file
         creation contends on directory locks, so it stays on one thread.
         """
-        n = readers or min(4, 2 * (os.cpu_count() or 1))
+        n = readers or min(4, 2 * usable_cores())
         chunks = [jobs[i : i + _CHUNK] for i in range(0, len(jobs), _CHUNK)]
 
         def read_chunk(chunk: list[Job]) -> list[tuple[bytes, Staged]]:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from dataforge.errors import UsageError
+from dataforge.runtime import usable_cores
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +164,7 @@ def collate_detection(batch: list[tuple[Any, dict[str, Any]]]) -> tuple[list[Any
 
 
 def worker_count(requested: int) -> int:
-    return max(0, min(requested, (os.cpu_count() or 1)))
+    return max(0, min(requested, usable_cores()))
 
 
 def load_pipeline_dict(path: str | None) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from dataforge import runtime
 from dataforge.errors import ComponentError, DataforgeError, UsageError
 from dataforge.jsonio import write_json
 from dataforge.progress import ProgressBar
@@ -42,17 +43,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ComponentError(
-            "device cuda was requested but torch sees no CUDA GPU "
-            f"(torch {torch.__version__}, cuda build {torch.version.cuda or 'none'})",
-            hint="use --set device=cpu (or auto), or run on a machine with a GPU",
-        )
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    return runtime.resolve_device(
+        device, option="device", hint="use --set device=cpu (or auto), or run on a machine with a GPU"
+    )
 
 
 def seed_everything(seed: int) -> None:

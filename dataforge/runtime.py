@@ -1,0 +1,82 @@
+"""What the process runs on, in one place: usable cores, the torch device, new files written
+whole, and children that die with their parent. Light: imports torch only to resolve a device.
+
+One exception keeps its own copies of the last two: ``dataforge/ingest/copier.py`` runs as a
+stdlib-only script (``python -I -S``, 20 ms to start) and cannot import dataforge."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+from collections.abc import Callable
+
+from dataforge.errors import ComponentError
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, as a container or ``taskset`` sets it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_device(device: str, *, option: str = "device", hint: str = "use device auto or cpu") -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` without one is an error
+    naming the ``option`` that asked for it. ``cpu`` does not import torch."""
+    if device == "cpu":
+        return "cpu"
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    if device == "auto":
+        return "cuda" if has_cuda else "cpu"
+    if not has_cuda:
+        raise ComponentError(
+            f"{option} cuda was requested but torch sees no CUDA GPU on this machine "
+            f"(torch {torch.__version__}, cuda build {torch.version.cuda or 'none'})",
+            hint=hint,
+        )
+    return device
+
+
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+
+
+def write_new_file(path: str, data: bytes) -> None:
+    """Create ``path`` and write all of ``data``; an existing file is an error (``FileExistsError``),
+    never overwritten. Short writes are finished."""
+    fd = os.open(path, _NEW_FILE, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+@functools.lru_cache(maxsize=1)
+def _prctl() -> Callable[..., int] | None:
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+def load_prctl() -> None:
+    """Look prctl up now (before a fork), so a forked child does not pay for loading ctypes."""
+    _prctl()
+
+
+def die_with_parent(parent: int) -> None:
+    """Make this child die when process ``parent`` does (Linux ``PR_SET_PDEATHSIG``): a child that
+    writes into a store must not go on after the command that started it was killed. If the
+    parent is already gone, exit now. Elsewhere the broken pipe to the parent stops the child."""
+    prctl = _prctl()
+    if prctl is not None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before the prctl
+        os._exit(1)
