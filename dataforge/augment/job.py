@@ -37,7 +37,7 @@ JOB_DIR = ".augment"
 SCHEDULERS = ("processes", "threads", "sync")
 
 #: glibc malloc settings for worker processes: without them fresh workers page-fault on every
-#: image (see ../shared/AUGMENT_PERF.md: worth 25-34%); distributed's own default is worse.
+#: image (a quarter to a third of a job's time); distributed's own default is worse.
 WORKER_MALLOC_ENV = {
     "MALLOC_MMAP_THRESHOLD_": "134217728",
     "MALLOC_TRIM_THRESHOLD_": "536870912",
@@ -182,7 +182,7 @@ def _read_manifests(out: Path) -> tuple[dict[tuple[int, int], dict[str, Any]], d
 def _chunks(items: list[SourceItem], workers: int, chunk_size: int | None) -> list[list[SourceItem]]:
     units = sum(len(it.copies) for it in items)
     if chunk_size is None:
-        # 16-64 images per task (AUGMENT_PERF.md), and at least ~4 tasks per worker to balance
+        # 16-64 images per task (fewer: scheduling costs more than the work), and at least ~4 tasks per worker to balance
         chunk_size = min(64, max(4, math.ceil(units / (workers * 4))))
     chunks: list[list[SourceItem]] = []
     cur: list[SourceItem] = []

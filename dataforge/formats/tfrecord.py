@@ -462,8 +462,8 @@ class TfrecordFormat:
 
 class _ExampleWriter:
     """Serializes TF OD API Examples for one export, byte for byte what the protobuf runtime writes
-    with ``deterministic=True`` (keys sorted), from prefixes computed once per export (13 µs -> 4 µs
-    an image: filling a protobuf message costs more than the image's I/O)."""
+    with ``deterministic=True`` (keys sorted), from prefixes computed once per export (filling a protobuf
+    message costs more than the image's I/O)."""
 
     def __init__(self, tf_id: dict[int, int], names: dict[int, bytes]) -> None:
         k = entry_key

@@ -2,7 +2,7 @@
 
 It starts from a copy of the migrated template database that ``./setup.sh`` builds, so it is up in
 seconds, with a clean environment (Label Studio reads bare ``HOST``/``PORT``/... variables) and
-with telemetry and update checks off. See ``../shared/LABEL_STUDIO.md`` for the why of each variable.
+with telemetry and update checks off (:meth:`LabelStudioServer.env` says why each variable is set).
 """
 
 from __future__ import annotations
@@ -50,18 +50,21 @@ class LabelStudioServer:
 
     def env(self) -> dict[str, str]:
         return {
+            # nothing inherited: Label Studio reads bare HOST, PORT, ... from the environment
             "PATH": "/usr/bin:/bin",
-            "HOME": str(self.workdir),
+            "HOME": str(self.workdir),  # it writes ~/.local/share/label-studio otherwise
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
             "LABEL_STUDIO_BASE_DATA_DIR": str(self.workdir / "data"),
             "DJANGO_DB": "sqlite",
+            # the store's images are served from disk, not uploaded
             "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
             "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(self.files_root),
             "LABEL_STUDIO_USERNAME": self.username,
             "LABEL_STUDIO_PASSWORD": self.password,
             "LABEL_STUDIO_USER_TOKEN": self.token,
-            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",  # a fixed token the SDK can use at once
+            # offline and private: no update check, no analytics, no error reports
             "LATEST_VERSION_CHECK": "false",
             "COLLECT_ANALYTICS": "false",
             "SENTRY_DSN": "",
