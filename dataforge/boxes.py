@@ -128,14 +128,27 @@ def box_area(boxes_xyxy: ArrayLike) -> FloatArray:
 
 
 def out_of_bounds(
-    boxes_xyxy: ArrayLike, size_wh: Sequence[float], tolerance: float = OUT_OF_BOUNDS_TOLERANCE_PX
+    boxes_xyxy: ArrayLike, size_wh: ArrayLike, tolerance: float = OUT_OF_BOUNDS_TOLERANCE_PX
 ) -> NDArray[np.bool_]:
-    """True for each xyxy box that extends more than ``tolerance`` pixels beyond the image."""
+    """True for each xyxy box that extends more than ``tolerance`` pixels beyond its image.
+    ``size_wh`` is one ``(w, h)`` for all boxes or an ``(N, 2)`` array, one per box."""
     b = _as_boxes(boxes_xyxy)
-    w, h = float(size_wh[0]), float(size_wh[1])
+    s = np.asarray(size_wh, dtype=np.float64)
+    w, h = s[..., 0], s[..., 1]
     return (
         (b[..., 0] < -tolerance)
         | (b[..., 1] < -tolerance)
         | (b[..., 2] > w + tolerance)
         | (b[..., 3] > h + tolerance)
+    )
+
+
+def xywh_inside_image(
+    x: float, y: float, w: float, h: float, image_w: float, image_h: float,
+    tolerance: float = OUT_OF_BOUNDS_TOLERANCE_PX,
+) -> bool:  # fmt: skip
+    """One xywh box, as plain floats (the per-annotation checks of the importers): within the image
+    give or take ``tolerance`` pixels. A NaN anywhere is not inside."""
+    return (
+        x >= -tolerance and y >= -tolerance and x + w <= image_w + tolerance and y + h <= image_h + tolerance
     )

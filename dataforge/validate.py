@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dataforge.boxes import OUT_OF_BOUNDS_TOLERANCE_PX
+from dataforge.boxes import xywh_inside_image
 from dataforge.errors import ImageError
 from dataforge.imageio import probe_bytes, sha256_bytes
 from dataforge.ingest.checks import safe_relative_name
@@ -122,8 +122,7 @@ def validate_store(store: Store, *, check_files: bool = True, workers: int | Non
                 image_id=iid,
                 annotation_id=aid,
             )
-        tol = OUT_OF_BOUNDS_TOLERANCE_PX
-        if x < -tol or y < -tol or x + w > img["width"] + tol or y + h > img["height"] + tol:
+        if not xywh_inside_image(x, y, w, h, img["width"], img["height"]):
             err(
                 "box-out-of-bounds",
                 f"annotation {aid} (image {iid}): box xywh {bbox} extends outside the "

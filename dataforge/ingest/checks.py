@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from dataforge.boxes import out_of_bounds, xywh_to_xyxy
 from dataforge.formats.base import ErrorPolicy, ImportBatch
 
 _NUMBER_TYPES = {int, float}
@@ -311,13 +312,7 @@ def outside_image(
     if boxes is None:
         boxes = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
     sizes = np.array([size_of[a["image_id"]] for a in anns], dtype=np.float64).reshape(-1, 2)
-    bad = (
-        (boxes[:, 0] < -tolerance)
-        | (boxes[:, 1] < -tolerance)
-        | (boxes[:, 0] + boxes[:, 2] > sizes[:, 0] + tolerance)
-        | (boxes[:, 1] + boxes[:, 3] > sizes[:, 1] + tolerance)
-    )
-    return [int(i) for i in np.flatnonzero(bad)]
+    return [int(i) for i in np.flatnonzero(out_of_bounds(xywh_to_xyxy(boxes), sizes, tolerance))]
 
 
 def polygon_bbox(segmentation: list[Any]) -> list[float] | None:

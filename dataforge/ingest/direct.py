@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dataforge.boxes import OUT_OF_BOUNDS_TOLERANCE_PX
+from dataforge.boxes import OUT_OF_BOUNDS_TOLERANCE_PX, xywh_inside_image
 from dataforge.errors import DataError, ImageError
 from dataforge.formats.base import Embedded, ErrorPolicy, OnError, RecordScan
 from dataforge.formats.tfrecord_io import ChunkReaders
@@ -170,7 +170,7 @@ class _Direct:
             x, y, w, h = box
             iw, ih = size_of[a["image_id"]]
             # the general import's checks: finite, not empty, inside the image (NaN fails them all)
-            if not (w > 0 and h > 0 and x >= -tol and y >= -tol and x + w <= iw + tol and y + h <= ih + tol):
+            if not (w > 0 and h > 0 and xywh_inside_image(x, y, w, h, iw, ih, tol)):
                 return None
         return names
 

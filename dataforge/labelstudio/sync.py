@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from dataforge.boxes import xywh_percent_to_xyxy
+from dataforge.boxes import xywh_inside_image, xywh_percent_to_xyxy
 from dataforge.errors import DataError, UsageError
 from dataforge.formats.labelstudio_json import choices_region, label_config, latest_annotation, rect_region
 from dataforge.labelstudio.client import LabelStudio
 from dataforge.store import Store
 
 BATCH = 500
-TOLERANCE_PX = 0.5
 
 
 def _rel_to_root(store: Store, document_root: Path) -> str:
@@ -238,14 +237,7 @@ def _convert(
         x1, y1, x2, y2 = (float(c) for c in corners)
         # percent round trips are not bit-exact (20 comes back as 19.999999999999996): round
         x, y, bw, bh = round(x1, 6), round(y1, 6), round(x2 - x1, 6), round(y2 - y1, 6)
-        if (
-            bw <= 0
-            or bh <= 0
-            or x < -TOLERANCE_PX
-            or y < -TOLERANCE_PX
-            or x + bw > w + TOLERANCE_PX
-            or y + bh > h + TOLERANCE_PX
-        ):
+        if not (bw > 0 and bh > 0 and xywh_inside_image(x, y, bw, bh, w, h)):
             raise DataError(
                 f"Label Studio {rid}: box xywh {[x, y, bw, bh]} is empty or outside the {w}x{h} image"
             )
