@@ -14,9 +14,9 @@ from dataforge.errors import DataforgeError, ImageError, UsageError
 from dataforge.formats import detect_format, get_format
 from dataforge.formats.base import ExportResult, OnError
 from dataforge.formats.common import EXPORT_INCOMPLETE
-from dataforge.gcpause import paused_gc
 from dataforge.ingest import ImportResult, ingest
 from dataforge.ingest.direct import ingest_records
+from dataforge.runtime import paused_gc
 from dataforge.splits import normalize_ratios, random_split, stratified_split
 from dataforge.store import Store
 from dataforge.validate import ValidationReport, validate_store

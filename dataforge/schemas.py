@@ -12,7 +12,7 @@ DEFAULT_DIR = Path(__file__).resolve().parents[1] / "schemas"
 
 def render_all() -> dict[str, str]:
     """Schema file name -> file text."""
-    from dataforge.models import SCHEMAS
+    from dataforge.file_schemas import SCHEMAS
 
     out: dict[str, str] = {}
     for name, model in {**SCHEMAS, **trainer_schemas()}.items():

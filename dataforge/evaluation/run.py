@@ -11,8 +11,8 @@ from dataforge.errors import DataError, UsageError
 from dataforge.evaluation.classification import evaluate_classification
 from dataforge.evaluation.detection import evaluate_detections
 from dataforge.evaluation.predictions import check_detections, is_classification, load_predictions
-from dataforge.gcpause import paused_gc
 from dataforge.jsonio import load_json, write_json
+from dataforge.runtime import paused_gc
 
 
 def ground_truth_from_store(

@@ -43,7 +43,7 @@ from dataforge.ingest.checks import (
     without_images,
 )
 from dataforge.ingest.files import BackgroundCopy, ImageStager, Job, Staged
-from dataforge.ingest.records import ImageRecords, finish_annotations, plan_categories
+from dataforge.ingest.make_records import ImageRecords, finish_annotations, plan_categories
 from dataforge.jsonio import write_json
 from dataforge.store.staging import recover, write_journal
 from dataforge.store.store import REPORTS_DIR, Store, check_tag, utc_now
@@ -380,7 +380,7 @@ def write_report(
     reports.mkdir(exist_ok=True)
     stamp = now.replace(":", "").replace("+00:00", "Z")
     path = reports / f"import-{stamp}-{uuid.uuid4().hex[:6]}.json"
-    from dataforge.models import ImportReport
+    from dataforge.file_schemas import ImportReport
 
     report = ImportReport.model_validate(
         {

@@ -41,7 +41,7 @@ from dataforge.ingest import (
     write_report,
 )
 from dataforge.ingest.checks import assign_ids, check_categories, safe_relative_name
-from dataforge.ingest.records import ImageRecords, finish_annotations, plan_categories
+from dataforge.ingest.make_records import ImageRecords, finish_annotations, plan_categories
 from dataforge.jsonio import dumps
 from dataforge.parallel import map_ranges, map_ranges_in_two_steps
 from dataforge.runtime import write_new_file
