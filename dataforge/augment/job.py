@@ -28,10 +28,10 @@ import orjson
 from dataforge.augment.pipeline import Pipeline
 from dataforge.augment.worker import DONE_DIR, ChunkSpec, SourceItem, run_chunk
 from dataforge.errors import StoreError, UsageError
-from dataforge.jsonio import dumps, write_json
+from dataforge.jsonio import write_json
 from dataforge.runtime import usable_cores
 from dataforge.store.lock import StoreLock
-from dataforge.store.store import HISTORY_FILE, IMAGES_DIR, REPORTS_DIR, Store, empty_dataset, utc_now
+from dataforge.store.store import IMAGES_DIR, REPORTS_DIR, Store, empty_dataset, utc_now
 
 JOB_DIR = ".augment"
 SCHEDULERS = ("processes", "threads", "sync")
@@ -532,23 +532,17 @@ def _assemble(
         report_path = out / REPORTS_DIR / f"augment-{utc_now().replace(':', '')}.json"
         write_json(report_path, {"skipped": list(skipped.values()), "counts": counts})
     _remove_strays(out / IMAGES_DIR, {img["file_name"] for img in data["images"]})
-    store = Store(out, data)
-    store._write()
-    with open(out / HISTORY_FILE, "ab") as f:
-        f.write(
-            dumps(
-                {
-                    "time": utc_now(),
-                    "op": "augment",
-                    "revision": store.revision,
-                    "source_store": job["source_store"],
-                    "pipeline": pipeline_sha,
-                    "images": len(data["images"]),
-                    **counts,
-                }
-            )
-            + b"\n"
-        )
+    Store.write_new(
+        out,
+        data,
+        op="augment",
+        details={
+            "source_store": job["source_store"],
+            "pipeline": pipeline_sha,
+            "images": len(data["images"]),
+            **counts,
+        },
+    )
     shutil.rmtree(out / JOB_DIR, ignore_errors=True)
     return AugmentResult(
         out=out,

@@ -289,7 +289,7 @@ def _ingest_locked(
 
     # -- merge: categories by name, ids kept when free ------------------------------------------
     cat_map, added, cats_changed = plan_categories(store.data["categories"], cats)
-    store.data["categories"].extend(added)
+    store.add_categories(added)
     new_cats = [c["name"] for c in added]
 
     new_img_ids, imgs_changed = assign_ids(list(images), {img["id"] for img in store.images})
@@ -325,9 +325,7 @@ def _ingest_locked(
         store, batch.source, batch.format, policy, warnings, len(new_images), len(anns), now
     )
     store.after_write(lambda: os.unlink(journal))
-    store.images.extend(new_images)
-    store.annotations.extend(anns)
-    store.invalidate()
+    store.add_records(new_images, anns)
     return ImportResult(
         store=store.root,
         images=len(new_images),

@@ -245,7 +245,7 @@ class _Direct:
             n_images += part_images
             n_anns += part_anns
             warnings.extend(part_warnings)
-        store.data["categories"].extend(self.added_cats)
+        store.add_categories(self.added_cats)
         report = write_report(
             store,
             self.scan.source,

@@ -192,9 +192,8 @@ def pull(store_path: Path, project: str, client: LabelStudio) -> dict[str, Any]:
             img = s.index.image_by_id[iid]
             if "labelstudio:skipped" not in img.get("tags", []):
                 img["tags"] = [*img.get("tags", []), "labelstudio:skipped"]
-        s.data["annotations"] = keep
-        s.data.setdefault("dataforge", {}).setdefault("labelstudio", {})[str(pid)] = {"pulled": seen}
-        s.invalidate()
+        s.set_annotations(keep)
+        s.set_tool_state("labelstudio", str(pid), {"pulled": seen})
     return {**details, "requests": client.requests}
 
 

@@ -163,6 +163,17 @@ class Store:
             str(self.root), str(self.images_dir), lambda: {img["file_name"] for img in self.images}
         )
 
+    @classmethod
+    def write_new(cls, root: Path, data: dict[str, Any], *, op: str, details: dict[str, Any]) -> Store:
+        """Write a complete dataset as the new store at ``root`` (whose images are already in
+        place) and record ``op`` in its history. The caller holds ``StoreLock(root)`` and owns
+        ``root``: a job that made the images under it (and, re-run after being killed between
+        writing the store and finishing, writes the same store again)."""
+        store = cls(root, data)
+        store._write()
+        store._append_history(op, details)
+        return store
+
     def save(self, op: str = "save", details: dict[str, Any] | None = None) -> None:
         """Write this snapshot back. Fails if another process saved the store since it was opened."""
         with StoreLock(self.root):
@@ -243,6 +254,26 @@ class Store:
     def invalidate(self) -> None:
         """Call after changing ``data`` directly, so the index is rebuilt."""
         self._index = None
+
+    # -- changes (inside Store.edit, or before save) ------------------------------------------
+    def add_categories(self, categories: Iterable[dict[str, Any]]) -> None:
+        self.data["categories"].extend(categories)
+        self.invalidate()
+
+    def add_records(self, images: Iterable[dict[str, Any]], annotations: Iterable[dict[str, Any]]) -> None:
+        """Add image and annotation records (ids already assigned, files already in place)."""
+        self.images.extend(images)
+        self.annotations.extend(annotations)
+        self.invalidate()
+
+    def set_annotations(self, annotations: list[dict[str, Any]]) -> None:
+        """Replace every annotation record (a pull that rewrites the images it covers)."""
+        self.data["annotations"] = annotations
+        self.invalidate()
+
+    def set_tool_state(self, tool: str, key: str, value: Any) -> None:
+        """What a tool remembers in the store between runs (``dataforge.<tool>.<key>``)."""
+        self.data.setdefault("dataforge", {}).setdefault(tool, {})[key] = value
 
     def append_serialized(self, images: bytes, annotations: bytes) -> None:
         """Append image and annotation records that are already JSON arrays (made by the processes
