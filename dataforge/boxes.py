@@ -44,6 +44,13 @@ def xywh_to_xyxy(boxes_xywh: ArrayLike) -> FloatArray:
     return out
 
 
+def xywh_to_xyxy_floats(bbox_xywh: Sequence[float]) -> tuple[float, float, float, float]:
+    """One COCO ``[x, y, w, h]`` to xyxy as plain floats: for per-annotation code, where an array
+    per box would cost more than the box."""
+    x, y, w, h = (float(v) for v in bbox_xywh)
+    return x, y, x + w, y + h
+
+
 def xyxy_to_xywh(boxes_xyxy: ArrayLike) -> FloatArray:
     """``[x1, y1, x2, y2]`` (absolute pixels) to COCO ``[x, y, w, h]`` (absolute pixels)."""
     b = _as_boxes(boxes_xyxy)

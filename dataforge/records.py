@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from dataforge.boxes import FloatArray
+from dataforge.boxes import FloatArray, xywh_to_xyxy_floats
 
 #: COCO keys that the typed records expose as attributes; everything else lands in ``extra``.
 IMAGE_KEYS = frozenset({"id", "file_name", "width", "height", "split", "tags", "sha256", "source", "labels"})
@@ -78,14 +78,14 @@ class ImageRecord:
 
 
 def annotation_from_coco(ann: Mapping[str, Any], category_name: str) -> Annotation:
-    x, y, w, h = (float(v) for v in ann["bbox"])
+    x0, y0, x1, y1 = xywh_to_xyxy_floats(ann["bbox"])
     return Annotation(
         id=int(ann["id"]),
         image_id=int(ann["image_id"]),
         category_id=int(ann["category_id"]),
         category=category_name,
-        bbox_xyxy=(x, y, x + w, y + h),
-        area=float(ann.get("area", w * h)),
+        bbox_xyxy=(x0, y0, x1, y1),
+        area=float(ann.get("area", float(ann["bbox"][2]) * float(ann["bbox"][3]))),
         iscrowd=int(ann.get("iscrowd", 0) or 0),
         segmentation=ann.get("segmentation"),
         extra={k: v for k, v in ann.items() if k not in ANNOTATION_KEYS},

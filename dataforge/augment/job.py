@@ -27,6 +27,7 @@ import orjson
 
 from dataforge.augment.pipeline import Pipeline
 from dataforge.augment.worker import DONE_DIR, ChunkSpec, SourceItem, run_chunk
+from dataforge.boxes import xywh_to_xyxy_floats
 from dataforge.errors import StoreError, UsageError
 from dataforge.jsonio import write_json
 from dataforge.runtime import usable_cores
@@ -343,8 +344,7 @@ def _plan(
         for a in anns_by_image.get(iid, ()):
             if a["category_id"] not in cats:
                 continue
-            x, y, w, h = (float(v) for v in a["bbox"])
-            boxes.append([x, y, x + w, y + h])
+            boxes.append(list(xywh_to_xyxy_floats(a["bbox"])))
             extra = {
                 k: v for k, v in a.items() if k not in ("id", "image_id", "bbox", "area", "segmentation")
             }

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from dataforge.augment.pipeline import BoxRules, Pipeline
-from dataforge.boxes import FloatArray
+from dataforge.boxes import FloatArray, box_area
 from dataforge.errors import DataError
 
 Op = dict[str, Any]
@@ -219,17 +219,13 @@ def color_matrix(brightness: float, contrast: float, saturation: float, hue: flo
     return np.asarray(contrast * brightness * (hue_m @ sat), dtype=np.float64)
 
 
-def _area(b: FloatArray) -> FloatArray:
-    return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-
-
 def clip_boxes(boxes: FloatArray, vis: FloatArray, w: int, h: int) -> tuple[FloatArray, FloatArray]:
     """Clip boxes to ``[0, w] x [0, h]``; multiply ``vis`` by the fraction of each box's area kept."""
-    before = _area(boxes)
+    before = box_area(boxes)
     out = boxes.copy()
     np.clip(out[:, 0::2], 0, w, out=out[:, 0::2])
     np.clip(out[:, 1::2], 0, h, out=out[:, 1::2])
-    after = _area(out)
+    after = box_area(out)
     # zero-area boxes (a line) count as visible while any of them is inside
     inside = (out[:, 2] >= out[:, 0]) & (out[:, 3] >= out[:, 1]) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
     inside &= (boxes[:, 0] < w) & (boxes[:, 1] < h)
@@ -348,7 +344,7 @@ class BoxOutcome:
 
 def apply_box_rules(boxes: FloatArray, vis: FloatArray, rules: BoxRules) -> BoxOutcome:
     cut = vis < 1 - 1e-9
-    keep = (vis >= rules.min_visibility) & (vis > 0) & (_area(boxes) >= rules.min_area)
+    keep = (vis >= rules.min_visibility) & (vis > 0) & (box_area(boxes) >= rules.min_area)
     if rules.cut == "drop":
         keep &= ~cut
     return BoxOutcome(keep=keep, clipped=int((keep & cut).sum()), dropped=int((~keep).sum()))

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dataforge.boxes import xyxy_to_xywh_rel
+from dataforge.boxes import xywh_to_xyxy, xyxy_to_xywh_rel
 from dataforge.errors import ComponentError
 
 
@@ -39,8 +39,7 @@ def _detections(
 ) -> Any:
     dets = []
     for a in anns:
-        x, y, w, h = a["bbox"]
-        rel = xyxy_to_xywh_rel([x, y, x + w, y + h], size_wh).tolist()
+        rel = xyxy_to_xywh_rel(xywh_to_xyxy(a["bbox"]), size_wh).tolist()
         kw: dict[str, Any] = {"label": names[a["category_id"]], "bounding_box": rel}
         if scored:
             kw["confidence"] = float(a["score"])

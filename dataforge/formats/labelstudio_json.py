@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, quote, unquote, urlparse
 from xml.sax.saxutils import quoteattr
 
-from dataforge.boxes import xyxy_to_xywh_percent
+from dataforge.boxes import xywh_to_xyxy, xyxy_to_xywh_percent
 from dataforge.errors import DataError, UsageError
 from dataforge.formats.base import ExportResult, ImportBatch
 from dataforge.formats.common import copy_store_images, prepare_out_dir, problem
@@ -258,8 +258,7 @@ def rect_region(
     bbox_xywh: list[float], label: str, size_wh: tuple[int, int], region_id: str, score: float | None = None
 ) -> dict[str, Any]:
     """A ``rectanglelabels`` result for an absolute-pixel COCO box (Label Studio wants percent)."""
-    x, y, w, h = bbox_xywh
-    px, py, pw, ph = (float(v) for v in xyxy_to_xywh_percent([x, y, x + w, y + h], size_wh))
+    px, py, pw, ph = (float(v) for v in xyxy_to_xywh_percent(xywh_to_xyxy(bbox_xywh), size_wh))
     region: dict[str, Any] = {
         "id": region_id,
         "from_name": "label",

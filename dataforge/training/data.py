@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from dataforge.boxes import xywh_to_xyxy_floats
 from dataforge.errors import UsageError
 from dataforge.runtime import usable_cores
 
@@ -58,8 +59,7 @@ def samples(store: Any, task: str, split: str | None, categories: list[dict[str,
                 k = model_index.get(a["category_id"], -1)
                 if k < 0 or a.get("iscrowd"):
                     continue
-                x, y, w, h = (float(v) for v in a["bbox"])
-                bl.append((x, y, x + w, y + h))
+                bl.append(xywh_to_xyxy_floats(a["bbox"]))
                 labels.append(k)
             boxes = tuple(bl)
         out.append(

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from dataforge import runtime
+from dataforge.boxes import xyxy_to_xywh
 from dataforge.errors import ComponentError, DataforgeError, UsageError
 from dataforge.jsonio import write_json
 from dataforge.progress import ProgressBar
@@ -482,17 +483,16 @@ class TorchTrainer(Trainer):
                         )
                     else:
                         for box, lab, sc in zip(
-                            res["boxes"].cpu().tolist(),
+                            xyxy_to_xywh(res["boxes"].cpu().numpy().reshape(-1, 4)).tolist(),
                             res["labels"].cpu().tolist(),
                             res["scores"].cpu().tolist(),
                             strict=True,
                         ):
-                            x0, y0, x1, y1 = box
                             out.append(
                                 {
                                     "image_id": iid,
                                     "category_id": int(categories[int(lab) - 1]["id"]),
-                                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                                    "bbox": box,
                                     "score": float(sc),
                                 }
                             )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dataforge.boxes import xyxy_to_xywh
 from dataforge.errors import DataError, UsageError
 from dataforge.jsonio import atomic_write_bytes, dumps
 from dataforge.training.checkpoint import load_checkpoint
@@ -198,12 +199,11 @@ def _ensemble_detection(all_preds: list[list[dict[str, Any]]], iou: float) -> li
                 float(scores[same & (models == m)].max()) if bool((same & (models == m)).any()) else 0.0
                 for m in range(len(all_preds))
             ]
-            x0, y0, x1, y1 = boxes[k].tolist()
             out.append(
                 {
                     "image_id": iid,
                     "category_id": int(cats[k]),
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "bbox": xyxy_to_xywh(boxes[k]).tolist(),
                     "score": sum(per_model) / len(per_model),
                 }
             )

@@ -93,6 +93,7 @@ class TorchvisionDetector(TorchTrainer):
     def validate(
         self, model: Any, loader: Any, device: str, categories: list[dict[str, Any]]
     ) -> dict[str, float]:
+        from dataforge.boxes import box_area, xyxy_to_xywh
         from dataforge.evaluation.detection import run_cocoeval
 
         images, anns, preds = [], [], []
@@ -101,28 +102,27 @@ class TorchvisionDetector(TorchTrainer):
             for im, t, o in zip(batch, targets, outs, strict=True):
                 iid = int(t["image_id"])
                 images.append({"id": iid, "width": int(im.shape[-1]), "height": int(im.shape[-2])})
-                for b, lab in zip(t["boxes"].tolist(), t["labels"].tolist(), strict=True):
+                gt = t["boxes"].cpu().numpy().reshape(-1, 4)
+                for b, area, lab in zip(
+                    xyxy_to_xywh(gt).tolist(), box_area(gt).tolist(), t["labels"].tolist(), strict=True
+                ):
                     anns.append(
                         {
                             "id": len(anns) + 1,
                             "image_id": iid,
                             "category_id": int(lab),
-                            "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
-                            "area": (b[2] - b[0]) * (b[3] - b[1]),
+                            "bbox": b,
+                            "area": area,
                             "iscrowd": 0,
                         }
                     )
                 for b, lab, s in zip(
-                    o["boxes"].tolist(), o["labels"].tolist(), o["scores"].tolist(), strict=True
+                    xyxy_to_xywh(o["boxes"].cpu().numpy().reshape(-1, 4)).tolist(),
+                    o["labels"].tolist(),
+                    o["scores"].tolist(),
+                    strict=True,
                 ):
-                    preds.append(
-                        {
-                            "image_id": iid,
-                            "category_id": int(lab),
-                            "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
-                            "score": float(s),
-                        }
-                    )
+                    preds.append({"image_id": iid, "category_id": int(lab), "bbox": b, "score": float(s)})
         gt = {
             "images": images,
             "annotations": anns,
