@@ -1,5 +1,5 @@
 """Trainer plugins and the train/predict CLI: a third-party trainer installed with pip, the
-first-party classifier reaching >= 95% on scikit-learn's digits, resume, DDP with gloo, bad input."""
+first-party classifier reaching >= 93% on scikit-learn's digits, resume, DDP with gloo, bad input."""
 
 from __future__ import annotations
 
@@ -122,7 +122,9 @@ def test_trainers_lists_first_party_and_third_party_plugins(tiny_env: dict[str, 
 
 #: bars of the tests below; benchmarks/training_margins.py measures each one's margin over seeds and threads
 TINY_BAR = 0.8  # test accuracy of the tiny linear plugin after 3 epochs
-DIGITS_BAR = 0.95  # val and test accuracy of resnet18 from scratch
+# val and test accuracy of resnet18 from scratch: 6 runs (3 seeds x 1, 2 threads) measured 0.967-0.992,
+# so a bar of 0.95 left the weakest run 5 of 180 val images; at 0.93 it has twice the errors to spare
+DIGITS_BAR = 0.93
 
 
 def tiny_cli_accuracy(digits: Path, out: Path, env: dict[str, str], seed: int = 0) -> tuple[float, str]:
@@ -211,7 +213,7 @@ def train_digits_resnet18(digits: Path, out: Path, seed: int = 0) -> tuple[float
 
 
 @pytest.mark.slow
-def test_class_folder_digits_reach_95_percent_test_accuracy(digits: Path, tmp_path: Path) -> None:
+def test_class_folder_digits_reach_93_percent_test_accuracy(digits: Path, tmp_path: Path) -> None:
     """resnet18 from scratch on CPU, about 40 s on 2 cores."""
     acc, curve = train_digits_resnet18(digits, tmp_path)
     print(f"digits test accuracy {acc:.4f}; val curve {[round(a, 3) for a in curve]}")
