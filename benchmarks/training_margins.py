@@ -8,7 +8,7 @@ made (0.98 against a bar of 0.95 is 2.5x).
 
     .venv/bin/python benchmarks/training_margins.py --case detector   # seeds 0 1 2, threads 1 2
     .venv/bin/python benchmarks/training_margins.py --case digits --seeds 0 --threads 2
-On 2 cores a detector run takes about 2 minutes, a digits run about 1, a tiny run about 20 s.
+On 2 cores a detector run took 2-4 minutes, a digits run 1.5-3, a tiny run 20 s.
 """
 
 from __future__ import annotations
