@@ -104,8 +104,7 @@ if ! venv_current; then
   step "installing uv.lock into .venv (dataforge, plugins, torch, fiftyone, dask, label-studio-sdk, test tools)"
   rm -f .venv/.setup-stamp
   # --compile-bytecode: the .pyc files now, in parallel, once; left to first imports, every process
-  # of the first test run compiles the same modules (the suite took 539 s from a fresh clone, 350 s
-  # with the bytecode in place)
+  # of the first test run compiles the same modules (README, Setup, has the measured difference)
   $UV sync -q --locked --all-extras --all-groups --compile-bytecode --python "$PY"
   .venv/bin/dataforge --version >/dev/null
   venv_hash > .venv/.setup-stamp

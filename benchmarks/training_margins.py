@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the cases are the tests' own functions
 
 
 def _digits(root: Path) -> Path:
@@ -50,10 +51,10 @@ def run_tiny(root: Path, seed: int, threads: int) -> tuple[float, list[float]]:
     from tests.conftest import pip_install_plugin
     from tests.test_training import TINY, tiny_cli_accuracy
 
+    entry = 'tiny = "tinytrainer:TinyTrainer"'
     site = pip_install_plugin(
-        root, "dataforge-tiny-trainer", "dataforge.trainers", 'tiny = "tinytrainer:TinyTrainer"',
-        "tinytrainer", TINY,
-    )  # fmt: skip
+        root, "dataforge-tiny-trainer", "dataforge.trainers", entry, "tinytrainer", TINY
+    )
     env = {"PYTHONPATH": str(site), "OMP_NUM_THREADS": str(threads)}  # the CLI runs in a child process
     acc, _ = tiny_cli_accuracy(_digits(root), root, env, seed=seed)
     return acc, [acc]
@@ -85,7 +86,6 @@ def _bar(ref: str) -> float:
 def one_run(case: str, seed: int, threads: int) -> None:
     import torch
 
-    sys.path.insert(0, str(REPO))
     torch.set_num_threads(threads)
     fn = CASES[case][0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,7 +105,6 @@ def main() -> None:
         one_run(args.case, *args.one)
         return
     _, ref, margin, what = CASES[args.case]
-    sys.path.insert(0, str(REPO))
     bar = _bar(ref)
     kind = "value / bar" if margin is _ratio else "errors the bar allows / errors made"
     print(f"{args.case}: {what} >= {bar}; margin = {kind}")

@@ -1,5 +1,6 @@
 """What the process runs on, in one place: usable cores, the torch device, new files written
-whole, children that die with their parent, and the garbage collector paused around bulk work. Light: imports torch only to resolve a device.
+whole, children that die with their parent, and the garbage collector paused around bulk work.
+Light: imports torch only to resolve a device.
 
 One exception keeps its own copies of the last two: ``dataforge/ingest/copier.py`` runs as a
 stdlib-only script (``python -I -S``, 20 ms to start) and cannot import dataforge."""

@@ -271,6 +271,36 @@ def test_corrupt_source_image_fails_with_its_name_or_is_skipped_and_reported(
     )
 
 
+@pytest.mark.parametrize("backend", ["opencv", "torchvision"])
+def test_an_image_of_another_size_than_the_store_says_is_refused_not_augmented(
+    store: Path, tmp_path: Path, backend: str
+) -> None:
+    """Boxes are mapped on the store's size: a file that is now another size would get boxes that
+    miss its pixels, so it fails with its name on both backends (or is skipped and reported)."""
+    import shutil
+
+    from PIL import Image
+
+    bad = tmp_path / "bad-store"
+    shutil.copytree(store, bad)
+    victim = bad / "images" / Store.open(bad).images[2]["file_name"]
+    Image.open(victim).resize((80, 60)).save(victim)
+    spec = {**SPEC, "copies": 1}
+    with pytest.raises(ImageError, match=r"000002\.jpg: the image is 80x60 but the store says 96x72"):
+        augment(bad, parse_pipeline(spec), tmp_path / "out", scheduler="sync", backend=backend, device="cpu")
+    res = augment(
+        bad,
+        parse_pipeline(spec),
+        tmp_path / "skip",
+        scheduler="sync",
+        backend=backend,
+        device="cpu",
+        on_error="skip",
+    )
+    assert res.images == len(Store.open(bad)) - 1
+    assert [s["reason"] for s in res.skipped] == ["size-mismatch"]
+
+
 def _worker_pids(parent: int) -> list[int]:
     import psutil
 

@@ -189,6 +189,30 @@ def test_resume_continues_from_the_last_checkpoint(
     assert load_checkpoint(run / "last.pt")["step"] == res.steps == 2 * first.steps
 
 
+def test_a_seeded_run_repeats_exactly_and_leaves_torch_as_it_found_it(
+    tiny_env: dict[str, str], digits: Path, tmp_path: Path
+) -> None:
+    """deterministic=true (the default) runs under torch.use_deterministic_algorithms and gives the
+    process its own setting back; the same seed trains the same weights twice."""
+    import torch
+
+    from dataforge.training.loop import deterministic_algorithms
+
+    assert not torch.are_deterministic_algorithms_enabled()
+    with deterministic_algorithms(True, "cpu"):
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+    assert not torch.are_deterministic_algorithms_enabled()
+    runs = [
+        train(digits, trainer="tiny", out=tmp_path / f"r{i}", sets=["epochs=2", "lr=0.5", "seed=3"])
+        for i in (0, 1)
+    ]
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert runs[0].history == runs[1].history
+    w0, w1 = (load_checkpoint(tmp_path / f"r{i}" / "last.pt")["model"] for i in (0, 1))
+    assert w0.keys() == w1.keys() and all(torch.equal(w0[k], w1[k]) for k in w0)
+
+
 def train_digits_resnet18(digits: Path, out: Path, seed: int = 0) -> tuple[float, list[float]]:
     """resnet18 from scratch on the digits store: (test accuracy, val accuracy by epoch)."""
     from dataforge.evaluation.run import evaluate

@@ -10,12 +10,11 @@ separate steps with an HSV round trip).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from dataforge.augment.ops import GRAY_RGB, Op, color_matrix, rotation_matrix
+from dataforge.augment.ops import GRAY_RGB, Kernels, Op, color_matrix, rotation_matrix
 from dataforge.errors import ImageError
 
 
@@ -66,17 +65,9 @@ def color(img: np.ndarray, brightness: float, contrast: float, saturation: float
     return cv2.transform(img, affine)
 
 
-Kernel = Callable[[np.ndarray, Op], np.ndarray]
-#: op name -> the OpenCV kernel: ``(H, W, 3)`` uint8 BGR image and the op -> the new image
-KERNELS: dict[str, Kernel] = {}
-
-
-def kernel(name: str) -> Callable[[Kernel], Kernel]:
-    def register(fn: Kernel) -> Kernel:
-        KERNELS[name] = fn
-        return fn
-
-    return register
+#: op name -> the opencv kernel: ``(H, W, 3)`` uint8 BGR image and the op -> the new image
+KERNELS = Kernels("opencv")
+kernel = KERNELS.register
 
 
 @kernel("hflip")
@@ -136,9 +127,4 @@ def _normalize(img: np.ndarray, op: Op) -> np.ndarray:
 
 def apply_ops(img: np.ndarray, ops: list[Op]) -> np.ndarray:
     """Run ops on an ``(H, W, 3)`` uint8 image. ``normalize`` (last) returns float32 CHW-ready HWC."""
-    for op in ops:
-        fn = KERNELS.get(op["op"])
-        if fn is None:
-            raise ValueError(f"unknown op {op['op']!r}")
-        img = fn(img, op)
-    return np.ascontiguousarray(img)
+    return np.ascontiguousarray(KERNELS.run(img, ops))

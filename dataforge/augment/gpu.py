@@ -13,11 +13,10 @@ jitter is the CPU backend's colour matrix as one tensor contraction (torchvision
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from dataforge import runtime
-from dataforge.augment.ops import GRAY_RGB, Op, color_matrix
+from dataforge.augment.ops import GRAY_RGB, Kernels, Op, color_matrix
 from dataforge.errors import ImageError
 
 
@@ -113,17 +112,9 @@ def color(img: Any, brightness: float, contrast: float, saturation: float, hue: 
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
-Kernel = Callable[[Any, Op], Any]
-#: op name -> the torchvision kernel: ``(3, H, W)`` uint8 RGB tensor and the op -> the new tensor
-KERNELS: dict[str, Kernel] = {}
-
-
-def kernel(name: str) -> Callable[[Kernel], Kernel]:
-    def register(fn: Kernel) -> Kernel:
-        KERNELS[name] = fn
-        return fn
-
-    return register
+#: op name -> the torchvision kernel: ``(3, H, W)`` uint8 RGB tensor and the op -> the new image
+KERNELS = Kernels("torchvision")
+kernel = KERNELS.register
 
 
 def _F() -> Any:
@@ -185,9 +176,4 @@ def _normalize(img: Any, op: Op) -> Any:
 def apply_ops(img: Any, ops: list[Op]) -> Any:
     """Run ops on one ``(3, H, W)`` uint8 tensor; the labels go through the ops' own maps
     (:data:`dataforge.augment.ops.OPS`), as for the CPU backend."""
-    for op in ops:
-        fn = KERNELS.get(op["op"])
-        if fn is None:
-            raise ValueError(f"unknown op {op['op']!r}")
-        img = fn(img, op)
-    return img
+    return KERNELS.run(img, ops)

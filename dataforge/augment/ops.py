@@ -333,6 +333,30 @@ OPS: dict[str, OpKind] = {
 }
 
 
+class Kernels(dict[str, Callable[[Any, Op], Any]]):
+    """One backend's kernels, op name -> ``(image, op) -> image``: ``@table.register("hflip")``
+    adds one, ``table.run(image, ops)`` applies ops in order."""
+
+    def __init__(self, backend: str) -> None:
+        super().__init__()
+        self.backend = backend
+
+    def register(self, name: str) -> Callable[[Callable[[Any, Op], Any]], Callable[[Any, Op], Any]]:
+        def add(fn: Callable[[Any, Op], Any]) -> Callable[[Any, Op], Any]:
+            self[name] = fn
+            return fn
+
+        return add
+
+    def run(self, image: Any, ops: list[Op]) -> Any:
+        for op in ops:
+            fn = self.get(op["op"])
+            if fn is None:
+                raise ValueError(f"unknown op {op['op']!r} for the {self.backend} backend")
+            image = fn(image, op)
+        return image
+
+
 @dataclass(frozen=True, slots=True)
 class BoxOutcome:
     """Which boxes survive the box rules, and the counts the job summary reports."""

@@ -14,6 +14,7 @@ import numpy as np
 from dataforge.augment.ops import OPS, Op, apply_box_rules, draw_ops, image_rng, transform_boxes
 from dataforge.augment.pipeline import Pipeline
 from dataforge.boxes import FloatArray
+from dataforge.errors import ImageError
 
 Backend = Literal["opencv", "torchvision"]
 
@@ -51,11 +52,20 @@ def augment_sample(
     """Augment one image and its boxes. ``key`` (the source file name) and ``copy`` pick the random
     draws (:func:`dataforge.augment.ops.image_rng`); ``ops`` replays recorded ops instead of drawing.
     ``files_only`` leaves out ops whose output no image file holds (normalize), for a consumer that
-    wants uint8 pixels."""
+    wants uint8 pixels. An image whose size is not ``size_wh`` is an :class:`ImageError`."""
     if ops is None:
         ops = draw_ops(pipeline, image_rng(pipeline.seed, key, copy), size_wh, where=key)
     if files_only:
         ops = [o for o in ops if OPS[o["op"]].in_files]
+    # the labels are mapped on the store's size: pixels of another size would move differently
+    got = (int(image.shape[-1]), int(image.shape[-2])) if backend == "torchvision" else image.shape[1::-1]
+    if tuple(got) != tuple(size_wh):
+        raise ImageError(
+            f"{key}: the image is {got[0]}x{got[1]} but the store says {size_wh[0]}x{size_wh[1]}",
+            source=key,
+            reason="size-mismatch",
+            hint="re-import the image; the store's sizes and boxes must match the file",
+        )
     if backend == "torchvision":
         from dataforge.augment import gpu
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from dataforge.augment.pipeline import Pipeline
-from dataforge.augment.sample import Augmented, augment_sample
+from dataforge.augment.sample import Augmented, Backend, augment_sample
 from dataforge.errors import DataforgeError, ImageError
 
 DONE_DIR = "done"
@@ -107,6 +107,23 @@ def _record(
     }
 
 
+def _copies(
+    pipeline: Pipeline, item: SourceItem, image: Any, backend: Backend
+) -> list[tuple[int, str, Augmented]]:
+    """Every copy this chunk makes of one decoded source image: (copy index, file name, result)."""
+    size = (item.width, item.height)
+    return [
+        (
+            copy,
+            name,
+            augment_sample(
+                pipeline, image, item.boxes_xyxy, size, key=item.file_name, copy=copy, backend=backend
+            ),
+        )
+        for copy, name in zip(item.copies, item.out_names, strict=True)
+    ]
+
+
 def worker_has_cuda() -> bool:
     """Cheap first: no NVIDIA driver means no CUDA, without paying for ``import torch``."""
     if not os.path.exists("/proc/driver/nvidia/version"):
@@ -156,23 +173,7 @@ def run_chunk(spec: ChunkSpec) -> dict[str, Any]:
         for item in spec.items:
             try:
                 img = cpu.decode(_read_source(spec.source_images_dir, item.file_name), where=item.file_name)
-                if (img.shape[1], img.shape[0]) != (item.width, item.height):
-                    raise ImageError(
-                        f"{item.file_name}: the image is {img.shape[1]}x{img.shape[0]} but the store says "
-                        f"{item.width}x{item.height}",
-                        source=item.file_name,
-                        reason="size-mismatch",
-                        hint="re-import the image; the store's sizes and boxes must match the file",
-                    )
-                for copy, name in zip(item.copies, item.out_names, strict=True):
-                    aug = augment_sample(
-                        pipeline,
-                        img,
-                        item.boxes_xyxy,
-                        (item.width, item.height),
-                        key=item.file_name,
-                        copy=copy,
-                    )
+                for copy, name, aug in _copies(pipeline, item, img, "opencv"):
                     data = cpu.encode(aug.image, fmt, quality=q, png_compression=pc)
                     _write_atomic(out_images / name, data)
                     add(_record(item, copy, name, data, aug, "opencv"))
@@ -222,17 +223,12 @@ def _run_torchvision(
     for item, img in zip(items, decoded, strict=True):
         if img is None:
             continue
-        for copy, name in zip(item.copies, item.out_names, strict=True):
-            aug = augment_sample(
-                pipeline,
-                img,
-                item.boxes_xyxy,
-                (item.width, item.height),
-                key=item.file_name,
-                copy=copy,
-                backend="torchvision",
+        try:
+            pending.extend(
+                (item, copy, name, aug) for copy, name, aug in _copies(pipeline, item, img, "torchvision")
             )
-            pending.append((item, copy, name, aug))
+        except DataforgeError as exc:
+            fail_or_skip(item, exc)
     encoded = gpu.encode_batch(
         [p[3].image for p in pending], out.format, quality=out.quality, png_compression=out.png_compression
     )
