@@ -103,10 +103,11 @@ ls_pid=$!
 if ! venv_current; then
   step "installing uv.lock into .venv (dataforge, plugins, torch, fiftyone, dask, label-studio-sdk, test tools)"
   rm -f .venv/.setup-stamp
-  # --compile-bytecode: the .pyc files now, in parallel, once; left to first imports, every process
-  # of the first test run compiles the same modules (README, Setup, has the measured difference)
-  $UV sync -q --locked --all-extras --all-groups --compile-bytecode --python "$PY"
+  $UV sync -q --locked --all-extras --all-groups --python "$PY"
   .venv/bin/dataforge --version >/dev/null
+  # bytecode for the modules dataforge imports (a quarter of site-packages), written once now:
+  # otherwise every process of a test run under PYTHONDONTWRITEBYTECODE compiles them again
+  .venv/bin/python envs/compile_imported.py >/dev/null
   venv_hash > .venv/.setup-stamp
 fi
 
