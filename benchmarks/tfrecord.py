@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from dataforge.api import export_dataset, import_dataset
-from dataforge.formats.tfrecord_io import read_records, write_record
+from dataforge.formats.tfrecord.framing import read_records, write_record
 from dataforge.store import Store
 from dataforge.synthetic import make_shapes_dataset
 

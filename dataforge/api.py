@@ -12,7 +12,7 @@ from typing import Any
 
 from dataforge.errors import DataforgeError, ImageError, UsageError
 from dataforge.formats import detect_format, get_format
-from dataforge.formats.base import ExportResult, OnError
+from dataforge.formats.base import EmbedsImages, ExportResult, OnError
 from dataforge.formats.common import EXPORT_INCOMPLETE
 from dataforge.ingest import ImportResult, ingest
 from dataforge.ingest.direct import ingest_records
@@ -44,10 +44,13 @@ def import_dataset(
     if not fmt.can_import:
         raise UsageError(f"format {fmt.name!r} cannot be imported")
     with paused_gc():  # a large import builds millions of acyclic dicts
-        scan = getattr(fmt, "scan", None)
-        if scan is not None:  # records with embedded images: parsed, checked and written per process
+        if isinstance(fmt, EmbedsImages):  # parsed, checked and written per process
+            if images is not None:
+                raise UsageError(
+                    f"format {fmt.name!r} holds its images in its files: --images does not apply"
+                )
             return ingest_records(
-                Path(store), scan(src, **options), on_error=on_error, split=split, tags=tags
+                Path(store), fmt.scan(src, **options), on_error=on_error, split=split, tags=tags
             )
         batch = fmt.read(src, images=Path(images) if images is not None else None, **options)
         return ingest(Path(store), batch, on_error=on_error, split=split, tags=tags, link=link)

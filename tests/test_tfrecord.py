@@ -9,13 +9,13 @@ import pytest
 from dataforge.api import export_dataset, import_dataset
 from dataforge.errors import DataError
 from dataforge.formats.tfrecord import parse_label_map
-from dataforge.formats.tfrecord_io import encode_example_py, parse_example, parse_example_py
+from dataforge.formats.tfrecord.example import encode_example_py, parse_example, parse_example_py
 from tests.conftest import file_bytes
 
 
 def _example_class():  # type: ignore[no-untyped-def]
     """tf.train.Example on Google's protobuf runtime, which the pure-Python codec is checked against."""
-    from dataforge.formats.tfrecord_io import _pb_example
+    from dataforge.formats.tfrecord.example import _pb_example
 
     return _pb_example()
 
@@ -67,13 +67,13 @@ def test_export_writes_what_googles_protobuf_writes() -> None:
     import hashlib
     import random
 
-    from dataforge.formats.tfrecord import _ExampleWriter
-    from dataforge.formats.tfrecord_io import encode_example
+    from dataforge.formats.tfrecord.example import encode_example
+    from dataforge.formats.tfrecord.writer import ExampleWriter
 
     rng = random.Random(3)
     names = {3: b"cat", 7: "größe über".encode(), 9: b"x" * 200}
     tf_id = {3: 1, 7: 2, 9: 300}
-    writer = _ExampleWriter(tf_id, names)
+    writer = ExampleWriter(tf_id, names)
     for i in range(300):
         w, h = rng.choice([(64, 48), (1, 1), (20000, 30000)])
         data = rng.randbytes(rng.choice([0, 10, 127, 128, 16383, 16384, 70000]))
@@ -182,7 +182,8 @@ def test_label_map_variants() -> None:
 def test_objects_that_need_care(tmp_path: Path) -> None:
     """Records outside the one-pass path: categories by class/text alone (numbered in order of
     appearance), bbox lists of different lengths, and boxes stored as int64 (read as numbers)."""
-    from dataforge.formats.tfrecord_io import encode_example, write_record
+    from dataforge.formats.tfrecord.example import encode_example
+    from dataforge.formats.tfrecord.framing import write_record
     from tests.conftest import jpeg_bytes
 
     img = jpeg_bytes((40, 20))
@@ -248,3 +249,19 @@ def test_export_of_a_box_beyond_float32_is_a_clear_error(coco_factory, tmp_path:
     path.write_text(json.dumps(doc))
     with pytest.raises(DataError, match=r"image 1 \(a\.jpg\): a box lies beyond what float32"):
         export_dataset(tmp_path / "s", format="tfrecord", out=tmp_path / "tf")
+
+
+def test_images_option_is_refused_for_a_format_that_holds_its_images(coco_factory, tmp_path: Path) -> None:
+    """TFRecord embeds its images: an ``--images`` folder would be ignored, so it is an error."""
+    from dataforge.errors import UsageError
+    from dataforge.formats import get_format
+    from dataforge.formats.base import EmbedsImages
+
+    assert isinstance(get_format("tfrecord"), EmbedsImages)
+    assert not isinstance(get_format("coco"), EmbedsImages)
+    src = coco_factory([(1, "1.jpg", (32, 16))], [(1, 1, "cat", [1, 2, 10, 5])])
+    import_dataset(src, store=tmp_path / "s")
+    export_dataset(tmp_path / "s", format="tfrecord", out=tmp_path / "tf")
+    with pytest.raises(UsageError, match="'tfrecord' holds its images in its files: --images does not apply"):
+        import_dataset(tmp_path / "tf", store=tmp_path / "t", images=src.parent)
+    assert not (tmp_path / "t").exists()

@@ -19,7 +19,8 @@ import dataforge.ingest.direct as direct
 from dataforge.api import export_dataset, import_dataset, split_store
 from dataforge.errors import DataError, ImageError
 from dataforge.formats.tfrecord import TfrecordFormat, TfrecordScan
-from dataforge.formats.tfrecord_io import encode_example, parse_example, read_records, write_record
+from dataforge.formats.tfrecord.example import encode_example, parse_example
+from dataforge.formats.tfrecord.framing import read_records, write_record
 from dataforge.ingest import ingest
 from dataforge.store import Store
 from dataforge.synthetic import make_shapes_dataset

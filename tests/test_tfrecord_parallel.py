@@ -17,7 +17,8 @@ import pytest
 from dataforge.api import export_dataset, import_dataset
 from dataforge.errors import DataError, ImageError
 from dataforge.formats.base import Embedded
-from dataforge.formats.tfrecord_io import encode_example, parse_example, read_records, write_record
+from dataforge.formats.tfrecord.example import encode_example, parse_example
+from dataforge.formats.tfrecord.framing import read_records, write_record
 from dataforge.ingest.files import HELPER_MIN_IMAGES, BackgroundCopy
 from dataforge.parallel import map_ranges, ranges
 from dataforge.synthetic import make_shapes_dataset

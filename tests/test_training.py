@@ -419,6 +419,49 @@ def test_tfrecord_shards_feed_the_same_samples_as_the_store(tmp_path: Path) -> N
         TFRecordDataset([tmp_path / "broken.tfrecord"], "detection", cats)
 
 
+@pytest.mark.parametrize(
+    ("text", "box", "message"),
+    [
+        (
+            b"zebra",
+            (0.1, 0.1, 0.5, 0.5),
+            r"t\.tfrecord record 0 object 0: category 'zebra' is not one of the 2 ",
+        ),
+        (b"cat", (0.5, 0.1, 0.5, 0.5), r"t\.tfrecord record 0 object 0: the box is empty or not finite"),
+    ],
+)
+def test_tfrecord_dataset_refuses_a_record_the_importer_would(
+    tmp_path: Path, text: bytes, box: tuple[float, ...], message: str
+) -> None:
+    """The training reader is the importer's: an unknown category or an empty box is a DataError
+    naming the shard, record and object, not a KeyError or a box that breaks the loss later."""
+    from dataforge.errors import DataError
+    from dataforge.formats.tfrecord.example import encode_example
+    from dataforge.formats.tfrecord.framing import write_record
+    from dataforge.training.data import TFRecordDataset
+    from tests.conftest import jpeg_bytes
+
+    x0, y0, x1, y1 = box
+    record = encode_example(
+        {"image/encoded": [jpeg_bytes((40, 30))], "image/object/class/text": [text]},
+        {
+            "image/object/bbox/xmin": [x0],
+            "image/object/bbox/ymin": [y0],
+            "image/object/bbox/xmax": [x1],
+            "image/object/bbox/ymax": [y1],
+        },
+        {},
+    )
+    with open(tmp_path / "t.tfrecord", "wb") as f:
+        write_record(f, record)
+    ds = TFRecordDataset(
+        [tmp_path / "t.tfrecord"], "detection", [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
+    )
+    assert len(ds) == 1
+    with pytest.raises(DataError, match=message):
+        ds[0]
+
+
 def test_training_options_pipeline_workers_early_stopping_weights_class_weights(
     tiny_env: dict[str, str], digits: Path, tmp_path: Path
 ) -> None:

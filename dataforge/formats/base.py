@@ -71,7 +71,7 @@ class RecordScan(Protocol):
     """What a reader of record files with embedded images (TFRecord) knows before parsing: how many
     records there are, and how to parse any range of them. ``dataforge.ingest.direct`` then parses
     the ranges in parallel processes and writes each image into the store from the process that
-    parsed it. A format offers this with a ``scan(path, **options)`` method beside ``read``.
+    parsed it. A format offers this by being :class:`EmbedsImages`.
     """
 
     format: str
@@ -92,6 +92,18 @@ class RecordScan(Protocol):
 
     def batch(self, parts: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]) -> ImportBatch:
         """The batch of all records, from the parts :meth:`parse_range` made of consecutive ranges."""
+        ...
+
+
+@runtime_checkable
+class EmbedsImages(Protocol):
+    """A format whose files hold the images themselves (TFRecord; a tar or a zip could be one):
+    beside ``read`` it offers ``scan``, and ``dataforge import`` then takes the direct path
+    (``dataforge.ingest.direct``), which parses, checks and copies the images out of the files in
+    parallel processes without holding them in memory. ``--images`` does not apply to it."""
+
+    def scan(self, path: Path, **options: Any) -> RecordScan:
+        """Every record's place in ``path``, from what is cheap to read (headers, an index)."""
         ...
 
 

@@ -30,7 +30,7 @@ from typing import Any
 from dataforge.boxes import OUT_OF_BOUNDS_TOLERANCE_PX, xywh_inside_image
 from dataforge.errors import DataError, ImageError
 from dataforge.formats.base import Embedded, ErrorPolicy, OnError, RecordScan
-from dataforge.formats.tfrecord_io import ChunkReaders
+from dataforge.formats.common import FileWindows
 from dataforge.ingest import (
     ImportResult,
     check_batch,
@@ -283,7 +283,7 @@ class _Writer:
 
     def __init__(self, images_dir: str) -> None:
         self.prefix = os.path.join(images_dir, "")
-        self.readers = ChunkReaders()
+        self.readers = FileWindows()
         self.made: set[str] = set()
 
     def __enter__(self) -> _Writer:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from dataforge.boxes import xywh_to_xyxy_floats
-from dataforge.errors import UsageError
+from dataforge.errors import DataError, UsageError
 from dataforge.runtime import usable_cores
 
 
@@ -179,9 +179,12 @@ class TFRecordDataset:
     """A map-style torch dataset over TFRecord shards (TF Object Detection API schema), for training
     straight from shards that ``dataforge export --format tfrecord`` (or another tool) wrote.
 
-    Records are indexed once (offsets; CRCs checked when read). Class ids come from
-    ``image/object/class/text`` matched by name to ``categories`` (the store's or a checkpoint's
-    table); boxes are de-normalized with the image's size. Same sample layout as :class:`StoreDataset`.
+    Records are found and parsed by the TFRecord importer's reader (:mod:`dataforge.formats.tfrecord.reader`),
+    so they pass the same checks: both CRCs, a complete image, boxes of the right kind and length,
+    labels in the label map (``label_map.pbtxt`` beside a shard; without one, ``class/text``).
+    Class ids are the categories' names matched to ``categories`` (the store's or a checkpoint's
+    table); boxes are made absolute with the image's real size. Same sample layout as
+    :class:`StoreDataset`. A record the importer would refuse raises ``DataError`` naming it.
     """
 
     def __init__(
@@ -192,60 +195,63 @@ class TFRecordDataset:
         *,
         resize_to: int | None = None,
     ) -> None:
-        from dataforge.formats.tfrecord_io import RecordError, record_spans
+        from dataforge.formats.tfrecord.reader import scan
 
         self.task = task
         self.resize_to = resize_to
         self.by_name = {c["name"]: i for i, c in enumerate(categories)}
-        self.index: list[tuple[str, int, int, int]] = []  # (shard, record number, offset, length)
-        for shard in shards:
-            fd = os.open(shard, os.O_RDONLY)
-            try:
-                for n, (offset, length) in enumerate(record_spans(fd)):
-                    self.index.append((str(shard), n, offset, length))
-            except RecordError as exc:
-                raise UsageError(f"{shard}: {exc}") from None
-            finally:
-                os.close(fd)
+        self.scans = [scan(Path(shard)) for shard in shards]
+        for shard_scan in self.scans:
+            if shard_scan.damaged:
+                raise UsageError(shard_scan.damaged[0]["_problem"][1])
+        self.index = [(s, k) for s, shard_scan in enumerate(self.scans) for k in range(shard_scan.n)]
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def _record(self, i: int) -> tuple[bytes, str, str, np.ndarray, np.ndarray]:
+        """(encoded image, its place, source id, boxes xyxy absolute, category indexes) of sample ``i``."""
+        s, k = self.index[i]
+        shard_scan = self.scans[s]
+        (img,), anns = shard_scan.parse_range(k, k + 1)
+        if "_problem" in img:
+            raise DataError(img["_problem"][1], item=shard_scan.where(k), reason=img["_problem"][0])
+        boxes = np.zeros((len(anns), 4))
+        labels = np.zeros((len(anns),), np.int64)
+        for j, a in enumerate(anns):
+            where = f"{shard_scan.where(k)} object {j}"
+            if "_problem" in a or "bbox" not in a or "_where" in a:
+                reason, message = a.get("_problem", ("bad bbox", f"{where}: the box is empty or not finite"))
+                raise DataError(message, item=where, reason=reason)
+            name = a["_text"] if "_text" in a else shard_scan.label_map[a["category_id"]]
+            if name not in self.by_name:
+                raise DataError(
+                    f"{where}: category {name!r} is not one of the {len(self.by_name)} categories trained on",
+                    item=where,
+                    reason="unknown category",
+                )
+            boxes[j] = xywh_to_xyxy_floats(a["bbox"])
+            labels[j] = self.by_name[name]
+        emb = img["_embedded"]
+        fd = os.open(emb.path, os.O_RDONLY)
+        try:
+            encoded = os.pread(fd, emb.length, emb.offset)
+        finally:
+            os.close(fd)
+        return encoded, shard_scan.where(k), img.get("tf_source_id", ""), boxes, labels
 
     def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:
         import cv2
         import torch
 
         from dataforge.augment import cpu
-        from dataforge.formats.tfrecord_io import RecordError, parse_example, read_span
 
-        path, n, offset, length = self.index[i]
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            data = read_span(fd, offset, length, n)
-        except RecordError as exc:
-            raise UsageError(f"{path}: {exc}") from None
-        finally:
-            os.close(fd)
-        ex = parse_example(data)
-        img = cpu.decode(bytes(ex["image/encoded"][0]), where=f"{path} record {n}")
-        h, w = img.shape[:2]
-        names = [bytes(t).decode("utf-8") for t in ex.get("image/object/class/text", [])]
-        cols = [
-            np.asarray(ex.get(f"image/object/bbox/{k}", []), dtype=np.float64)
-            for k in ("xmin", "ymin", "xmax", "ymax")
-        ]
-        boxes = np.stack(cols, axis=1) * np.array([w, h, w, h]) if len(cols[0]) else np.zeros((0, 4))
-        labels = (
-            np.array([self.by_name[n] for n in names], dtype=np.int64) if names else np.zeros((0,), np.int64)
-        )
+        encoded, where, source_id, boxes, labels = self._record(i)
+        img = cpu.decode(encoded, where=where)
         if self.resize_to is not None:
             img = cv2.resize(img, (self.resize_to, self.resize_to), interpolation=cv2.INTER_AREA)
         tensor = torch.from_numpy(np.ascontiguousarray(img[..., ::-1])).permute(2, 0, 1).float().div_(255.0)
-        source_id: Any = ex.get("image/source_id", [b""])
-        target: dict[str, Any] = {
-            "image_id": i,
-            "source_id": bytes(source_id[0]).decode() if source_id else "",
-        }
+        target: dict[str, Any] = {"image_id": i, "source_id": source_id}
         if self.task == "classification":
             target["label"] = int(labels[0]) if len(labels) else -1
         else:

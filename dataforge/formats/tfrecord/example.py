@@ -1,162 +1,22 @@
-"""TFRecord framing and the ``tf.train.Example`` protobuf, without TensorFlow.
+"""The ``tf.train.Example`` protobuf, parsed and written without TensorFlow::
 
-A TFRecord file is a sequence of records::
-
-    uint64 length (little endian) | uint32 masked_crc32c(length) | data | uint32 masked_crc32c(data)
-
-``data`` is a serialized ``tf.train.Example``::
-
-    Example   { Features features = 1; }
-    Features  { map<string, Feature> feature = 1; }        # entries: {string key = 1; Feature value = 2}
-    Feature   { oneof { BytesList bytes_list = 1; FloatList float_list = 2; Int64List int64_list = 3; } }
-    BytesList { repeated bytes value = 1; }
-    FloatList { repeated float value = 1 [packed]; }        # parsers must accept packed and unpacked
-    Int64List { repeated int64 value = 1 [packed]; }
+Example   { Features features = 1; }
+Features  { map<string, Feature> feature = 1; }        # entries: {string key = 1; Feature value = 2}
+Feature   { oneof { BytesList bytes_list = 1; FloatList float_list = 2; Int64List int64_list = 3; } }
+BytesList { repeated bytes value = 1; }
+FloatList { repeated float value = 1 [packed]; }        # parsers must accept packed and unpacked
+Int64List { repeated int64 value = 1 [packed]; }
 """
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from operator import attrgetter
-from typing import Any, BinaryIO
-
-from crc32c import crc32c as _crc32c
+from typing import Any
 
 Value = list[bytes] | list[float] | list[int]
-
-
-class RecordError(Exception):
-    """A record that cannot be read: ``index`` is its 0-based position in the file."""
-
-    def __init__(self, index: int, message: str) -> None:
-        super().__init__(message)
-        self.index = index
-
-
-def masked_crc(data: bytes) -> int:
-    crc = _crc32c(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def read_records(f: BinaryIO) -> Iterator[bytes]:
-    """Yield each record's data, checking both CRCs. Raises ``RecordError`` on damage."""
-    index = 0
-    while True:
-        header = f.read(12)
-        if not header:
-            return
-        if len(header) < 12:
-            raise RecordError(index, f"record {index}: truncated header ({len(header)} of 12 bytes)")
-        length, length_crc = struct.unpack("<QI", header)
-        if masked_crc(header[:8]) != length_crc:
-            raise RecordError(index, f"record {index}: length CRC mismatch (corrupt file)")
-        data = f.read(length)
-        footer = f.read(4)
-        if len(data) < length or len(footer) < 4:
-            raise RecordError(index, f"record {index}: truncated (expected {length} bytes of data)")
-        if masked_crc(data) != struct.unpack("<I", footer)[0]:
-            raise RecordError(index, f"record {index}: data CRC mismatch (corrupt record)")
-        yield data
-        index += 1
-
-
-_HEADER = struct.Struct("<QI")
-
-
-def record_spans(fd: int) -> Iterator[tuple[int, int]]:
-    """(offset, data length) of each record of the open file ``fd``, from its 12-byte header alone
-    (the length CRC is checked). Raises ``RecordError`` at a damaged header."""
-    index = pos = 0
-    unpack_from = _HEADER.unpack_from
-    buf, start = b"", 0  # file bytes from offset ``start``: one read per 1 MiB of small records
-    while True:
-        rel = pos - start
-        if rel + 12 > len(buf):
-            buf, start, rel = os.pread(fd, 1 << 20, pos), pos, 0
-            if len(buf) < 12:
-                if buf:
-                    raise RecordError(index, f"record {index}: truncated header ({len(buf)} of 12 bytes)")
-                return
-        length, length_crc = unpack_from(buf, rel)
-        if masked_crc(buf[rel : rel + 8]) != length_crc:
-            raise RecordError(index, f"record {index}: length CRC mismatch (corrupt file)")
-        yield pos, length
-        pos += 12 + length + 4
-        index += 1
-
-
-_FOOTER = struct.Struct("<I")
-
-
-def read_span(fd: int, offset: int, length: int, index: int = 0) -> bytes:
-    """The data of the record that :func:`record_spans` found at ``offset``, its CRC checked (one
-    ``pread`` of just this record: for random access; in file order, :class:`ChunkReader`)."""
-    return ChunkReader(fd, size=0).record(offset, length, index)
-
-
-class ChunkReader:
-    """Reads pieces of an open file at (mostly) increasing offsets through one ``pread`` per
-    ``size`` bytes instead of one per piece: reading a range of records in file order costs a
-    slice each rather than a syscall each (2.5 -> 0.9 µs a small record)."""
-
-    def __init__(self, fd: int, size: int = 4 << 20) -> None:
-        self.fd = fd
-        self.size = size
-        self._buf = b""
-        self._start = 0
-
-    def _window(self, offset: int, length: int) -> int:
-        rel = offset - self._start
-        if rel < 0 or rel + length > len(self._buf):
-            self._buf = os.pread(self.fd, max(self.size, length), offset)
-            self._start, rel = offset, 0
-        return rel
-
-    def read(self, offset: int, length: int) -> bytes:
-        """``length`` bytes at ``offset`` (fewer at the end of the file)."""
-        rel = self._window(offset, length)
-        return self._buf[rel : rel + length]
-
-    def record(self, offset: int, length: int, index: int = 0) -> bytes:
-        """Like :func:`read_span`: the data of the record at ``offset``, its CRC checked."""
-        rel = self._window(offset + 12, length + 4)
-        buf = self._buf
-        if rel + length + 4 > len(buf):
-            raise RecordError(index, f"record {index}: truncated (expected {length} bytes of data)")
-        data = buf[rel : rel + length]
-        if _FOOTER.unpack_from(buf, rel + length)[0] != masked_crc(data):
-            raise RecordError(index, f"record {index}: data CRC mismatch (corrupt record)")
-        return data
-
-
-class ChunkReaders:
-    """A :class:`ChunkReader` for each file, by path, each opened on first use; closed together
-    when the ``with`` block ends."""
-
-    def __init__(self) -> None:
-        self._readers: dict[str, ChunkReader] = {}
-
-    def __getitem__(self, path: str) -> ChunkReader:
-        reader = self._readers.get(path)
-        if reader is None:
-            reader = self._readers[path] = ChunkReader(os.open(path, os.O_RDONLY))
-        return reader
-
-    def __enter__(self) -> ChunkReaders:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for reader in self._readers.values():
-            os.close(reader.fd)
-        self._readers.clear()
-
-
-def write_record(f: BinaryIO, data: bytes) -> None:
-    header = struct.pack("<Q", len(data))
-    f.write(header + struct.pack("<I", masked_crc(header)) + data + struct.pack("<I", masked_crc(data)))
 
 
 # -- protobuf wire format ----------------------------------------------------------------------
