@@ -17,6 +17,7 @@ import random
 import time
 from abc import abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from dataforge.boxes import xyxy_to_xywh
 from dataforge.errors import ComponentError, DataforgeError, UsageError
 from dataforge.jsonio import write_json
 from dataforge.progress import ProgressBar
-from dataforge.training.checkpoint import save_checkpoint
+from dataforge.training.callbacks import BestMetric, Checkpoints, FitProgress, TensorBoard
 from dataforge.training.config import TrainerConfig
 from dataforge.training.contract import Callback, FitContext, FitResult, Trainer
 from dataforge.training.data import (
@@ -121,6 +122,16 @@ class _Dist:
     def main(self) -> bool:
         return self.rank == 0
 
+    def from_main(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank (a decision only rank 0 can make: it validates)."""
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
     def barrier(self) -> None:
         if self.world > 1:
             import torch.distributed as dist
@@ -133,6 +144,25 @@ class _Dist:
 
             if dist.is_initialized():
                 dist.destroy_process_group()
+
+
+@dataclass
+class _Run:
+    """What one :meth:`TorchTrainer.fit` trains with, made by ``_prepare``."""
+
+    config: TrainerConfig
+    dist: _Dist
+    train_ds: StoreDataset
+    val_ds: StoreDataset
+    train_loader: Any
+    val_loader: Any | None
+    model: Any  # the module checkpoints hold and validation runs
+    train_model: Any  # the module training steps run: ``model``, or its DistributedDataParallel wrapper
+    optimizer: Any
+    use_amp: bool
+    scaler: Any
+    class_weights: Any | None
+    start_epoch: int
 
 
 class TorchTrainer(Trainer):
@@ -220,194 +250,73 @@ class TorchTrainer(Trainer):
     def fit(self, ctx: FitContext, callbacks: list[Callback]) -> FitResult:
         import torch
 
-        from dataforge.store import Store
-
         t0 = time.perf_counter()
         config = ctx.config
         self.run_config = config
-        device = resolve_device(config.device)
-        dist = _Dist(device)
+        dist = _Dist(resolve_device(config.device))
         device = dist.device
         stack = contextlib.ExitStack()
         try:
             stack.enter_context(deterministic_algorithms(config.deterministic, device))
             seed_everything(config.seed)
-            store = Store.open(ctx.store)
-            k = len(ctx.categories)
-            train_items = samples(store, self.task, config.train_split, ctx.categories)
-            val_items = (
-                samples(store, self.task, config.val_split, ctx.categories) if config.val_split else []
-            )
-            pipeline = load_pipeline_dict(config.pipeline)
-            train_ds = StoreDataset(
-                train_items, self.task, pipeline=pipeline, resize_to=self.input_size(config)
-            )
-            val_ds = StoreDataset(val_items, self.task, resize_to=self.input_size(config))
-            train_loader = self._loader(train_ds, config, shuffle=config.shuffle, dist=dist, seed=config.seed)
-            val_loader = (
-                self._loader(val_ds, config, shuffle=False, dist=None, seed=config.seed)
-                if val_items
-                else None
-            )
-
-            model = self.build_model(config, k)
-            if config.weights:
-                _load_weights(model, config.weights)
-            if config.freeze_backbone:
-                bb = self.backbone(model)
-                if bb is None:
-                    raise UsageError(f"trainer {self.name}: model {config.model} has no backbone to freeze")
-                for p in bb.parameters():
-                    p.requires_grad_(False)
-            model.to(device)
-            params = [p for p in model.parameters() if p.requires_grad]
-            opt = _optimizer(config, params, dist.world)
-            start_epoch, step, best, history = 0, 0, None, []
-            if ctx.resume is not None:
-                model.load_state_dict(ctx.resume["model"])
-                if "optimizer" in ctx.resume:
-                    opt.load_state_dict(ctx.resume["optimizer"])
-                start_epoch = int(ctx.resume["epoch"]) + 1
-                step = int(ctx.resume["step"])
-                best = ctx.resume.get("best")
-                history = list(ctx.resume.get("history", []))
-            train_model = model
-            if dist.world > 1:
-                from torch.nn.parallel import DistributedDataParallel
-
-                train_model = DistributedDataParallel(
-                    model, device_ids=[dist.local_rank] if device.startswith("cuda") else None
-                )
-            use_amp = config.amp and device.startswith("cuda")
-            scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-            weights = self._class_weights(train_items, k, config, device)
-            writer = _writer(ctx.run_dir) if dist.main else None
-            for cb in callbacks:
+            run = self._prepare(ctx, dist)
+            progress = FitProgress.resumed(ctx.resume, self.metric)
+            validates = run.val_loader is not None
+            hooks: list[Callback] = [
+                BestMetric(progress, self.metric, patience=config.early_stopping, validates=validates)
+            ]
+            if dist.main:
+                hooks.append(Checkpoints(self, ctx, run.model, run.optimizer, progress, validates=validates))
+                if TensorBoard.available():
+                    board = TensorBoard(
+                        ctx.run_dir, lambda writer, epoch: self._log_images(writer, run, ctx, epoch)
+                    )
+                    stack.callback(board.close)
+                    hooks.append(board)
+            hooks += callbacks
+            for cb in hooks:
                 cb.on_fit_start(ctx)
-            steps_per_epoch = max(1, len(train_loader))
-            # epochs since the best one (its first occurrence: only a strictly better metric counts),
-            # so early stopping carries on across --resume
-            vals = [h.get(f"val_{self.metric}") for h in history]
-            stale = len(vals) - 1 - vals.index(best) if best in vals else 0
-            stopped = False
             seen: list[int] = []
-            epoch = start_epoch - 1
-            for epoch in range(start_epoch, config.epochs):
-                train_ds.set_epoch(epoch)
+            stopped = False
+            epoch = run.start_epoch - 1
+            for epoch in range(run.start_epoch, config.epochs):
+                run.train_ds.set_epoch(epoch)
                 if dist.world > 1:
-                    train_loader.sampler.set_epoch(epoch)
-                for cb in callbacks:
+                    run.train_loader.sampler.set_epoch(epoch)
+                for cb in hooks:
                     cb.on_epoch_start(epoch)
-                train_model.train()
-                bar = ProgressBar(
-                    f"epoch {epoch + 1}/{config.epochs}",
-                    unit="batch",
-                    total=len(train_loader),
-                    enabled=dist.main,
-                    leave=False,
+                logs = self._train_epoch(
+                    run, progress, epoch, hooks, seen if config.record_sample_ids else None
                 )
-                sums: dict[str, float] = {}
-                n_batches = 0
-                for images, targets in train_loader:
-                    if config.record_sample_ids:
-                        ids = (
-                            targets["image_id"]
-                            if isinstance(targets, dict)
-                            else [t["image_id"] for t in targets]
-                        )
-                        seen.extend(int(i) for i in ids)
-                    images, targets = self._to(images, targets, device)
-                    lr = lr_at(config, step, steps_per_epoch, dist.world)
-                    for g in opt.param_groups:
-                        g["lr"] = lr
-                    with torch.autocast(device_type="cuda", enabled=use_amp):
-                        loss, logs = self.loss(train_model, images, targets, weights)
-                    if not torch.isfinite(loss.detach()):
-                        raise DataforgeError(
-                            f"training diverged at step {step} (loss {float(loss)})",
-                            hint="lower the learning rate (--set lr=...) or add warmup (--set warmup_epochs=1)",
-                        )
-                    opt.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    scaler.step(opt)
-                    scaler.update()
-                    step += 1
-                    n_batches += 1
-                    logs = {"loss": float(loss.detach()), **logs, "lr": lr}
-                    for kk, v in logs.items():
-                        sums[kk] = sums.get(kk, 0.0) + v
-                    if writer is not None:
-                        for kk, v in logs.items():
-                            writer.add_scalar(f"train/{kk}", v, step)
-                    for cb in callbacks:
-                        cb.on_step_end(step, logs)
-                    bar.advance(1, loss=logs["loss"])
-                    if config.max_steps and step >= config.max_steps:
-                        break
-                bar.close()
-                ep_logs = {f"train_{kk}": v / max(1, n_batches) for kk, v in sums.items()}
-                ep_logs["epoch"] = epoch + 1
-                metric_value = None
-                if val_loader is not None and dist.main:
-                    model.eval()
+                if validates and dist.main:
+                    run.model.eval()
                     with torch.no_grad():
-                        metrics = self.validate(model, val_loader, device, ctx.categories)
-                    ep_logs.update({f"val_{kk}": v for kk, v in metrics.items()})
-                    metric_value = metrics.get(self.metric)
-                    if writer is not None:
-                        for kk, v in metrics.items():
-                            writer.add_scalar(f"val/{kk}", v, epoch + 1)
-                        self._log_images(
-                            writer, model, val_ds, device, ctx.categories, config.log_images, epoch + 1
-                        )
-                history.append(ep_logs)
-                improved = metric_value is not None and (best is None or metric_value > best)
-                if improved:
-                    best, stale = metric_value, 0
-                else:
-                    stale += 1
-                if dist.main:
-                    payload = {
-                        "trainer": self.name,
-                        "task": self.task,
-                        "config": config.model_dump(mode="json"),
-                        "categories": ctx.categories,
-                        "model": model.state_dict(),
-                        "epoch": epoch,
-                        "step": step,
-                        "metrics": ep_logs,
-                        "best": best,
-                        "metric_name": self.metric,
-                        "history": history,
-                    }
-                    save_checkpoint(ctx.run_dir / "last.pt", {**payload, "optimizer": opt.state_dict()})
-                    if improved or val_loader is None:
-                        save_checkpoint(ctx.run_dir / "best.pt", payload)
-                    write_json(ctx.run_dir / "history.json", history)
-                for cb in callbacks:
-                    cb.on_epoch_end(epoch, ep_logs)
+                        metrics = self.validate(run.model, run.val_loader, device, ctx.categories)
+                    logs.update({f"val_{name}": value for name, value in metrics.items()})
+                progress.history.append(logs)
+                for cb in hooks:
+                    cb.on_epoch_end(epoch, logs)
+                progress.stop = dist.from_main(progress.stop)  # rank 0 validates, so it decides
                 dist.barrier()
-                if config.max_steps and step >= config.max_steps:
+                if config.max_steps and progress.step >= config.max_steps:
                     break
-                if config.early_stopping and val_loader is not None and stale >= config.early_stopping:
+                if progress.stop:
                     stopped = True
                     break
             if config.record_sample_ids:
                 write_json(ctx.run_dir / f"samples-rank{dist.rank}.json", seen)
-            if writer is not None:
-                writer.close()
             result = FitResult(
                 epochs=epoch + 1,
-                steps=step,
-                best_metric=best,
+                steps=progress.step,
+                best_metric=progress.best,
                 metric_name=self.metric,
-                history=history,
+                history=progress.history,
                 stopped_early=stopped,
                 best=ctx.run_dir / "best.pt",
                 last=ctx.run_dir / "last.pt",
                 seconds=time.perf_counter() - t0,
             )
-            for cb in callbacks:
+            for cb in hooks:
                 cb.on_fit_end(result)
             return result
         except torch.OutOfMemoryError:
@@ -419,17 +328,128 @@ class TorchTrainer(Trainer):
             stack.close()
             dist.close()
 
-    def _log_images(
+    def _prepare(self, ctx: FitContext, dist: _Dist) -> _Run:
+        """Data, loaders, the model (weights, frozen backbone, resumed state, DDP) and its optimizer."""
+        import torch
+
+        from dataforge.store import Store
+
+        config, device = ctx.config, dist.device
+        store = Store.open(ctx.store)
+        train_items = samples(store, self.task, config.train_split, ctx.categories)
+        val_items = samples(store, self.task, config.val_split, ctx.categories) if config.val_split else []
+        size = self.input_size(config)
+        train_ds = StoreDataset(
+            train_items, self.task, pipeline=load_pipeline_dict(config.pipeline), resize_to=size
+        )
+        val_ds = StoreDataset(val_items, self.task, resize_to=size)
+        train_loader = self._loader(train_ds, config, shuffle=config.shuffle, dist=dist, seed=config.seed)
+        val_loader = (
+            self._loader(val_ds, config, shuffle=False, dist=None, seed=config.seed) if val_items else None
+        )
+
+        model = self.build_model(config, len(ctx.categories))
+        if config.weights:
+            _load_weights(model, config.weights)
+        if config.freeze_backbone:
+            bb = self.backbone(model)
+            if bb is None:
+                raise UsageError(f"trainer {self.name}: model {config.model} has no backbone to freeze")
+            for p in bb.parameters():
+                p.requires_grad_(False)
+        model.to(device)
+        optimizer = _optimizer(config, [p for p in model.parameters() if p.requires_grad], dist.world)
+        start_epoch = 0
+        if ctx.resume is not None:
+            model.load_state_dict(ctx.resume["model"])
+            if "optimizer" in ctx.resume:
+                optimizer.load_state_dict(ctx.resume["optimizer"])
+            start_epoch = int(ctx.resume["epoch"]) + 1
+        train_model = model
+        if dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            train_model = DistributedDataParallel(
+                model, device_ids=[dist.local_rank] if device.startswith("cuda") else None
+            )
+        use_amp = config.amp and device.startswith("cuda")
+        return _Run(
+            config=config,
+            dist=dist,
+            train_ds=train_ds,
+            val_ds=val_ds,
+            train_loader=train_loader,
+            val_loader=val_loader,
+            model=model,
+            train_model=train_model,
+            optimizer=optimizer,
+            use_amp=use_amp,
+            scaler=torch.amp.GradScaler("cuda", enabled=use_amp),
+            class_weights=self._class_weights(train_items, len(ctx.categories), config, device),
+            start_epoch=start_epoch,
+        )
+
+    def _train_epoch(
         self,
-        writer: Any,
-        model: Any,
-        ds: StoreDataset,
-        device: str,
-        categories: list[dict[str, Any]],
-        n: int,
+        run: _Run,
+        progress: FitProgress,
         epoch: int,
-    ) -> None:
-        if n <= 0 or len(ds) == 0 or self.task != "detection":
+        hooks: list[Callback],
+        seen: list[int] | None,
+    ) -> dict[str, float]:
+        """One pass over the training data (or up to ``max_steps``); the epoch's mean of each logged number."""
+        import torch
+
+        config, dist = run.config, run.dist
+        run.train_model.train()
+        bar = ProgressBar(
+            f"epoch {epoch + 1}/{config.epochs}",
+            unit="batch",
+            total=len(run.train_loader),
+            enabled=dist.main,
+            leave=False,
+        )
+        steps_per_epoch = max(1, len(run.train_loader))
+        sums: dict[str, float] = {}
+        n_batches = 0
+        for images, targets in run.train_loader:
+            if seen is not None:
+                ids = targets["image_id"] if isinstance(targets, dict) else [t["image_id"] for t in targets]
+                seen.extend(int(i) for i in ids)
+            images, targets = self._to(images, targets, dist.device)
+            lr = lr_at(config, progress.step, steps_per_epoch, dist.world)
+            for g in run.optimizer.param_groups:
+                g["lr"] = lr
+            with torch.autocast(device_type="cuda", enabled=run.use_amp):
+                loss, logs = self.loss(run.train_model, images, targets, run.class_weights)
+            if not torch.isfinite(loss.detach()):
+                raise DataforgeError(
+                    f"training diverged at step {progress.step} (loss {float(loss)})",
+                    hint="lower the learning rate (--set lr=...) or add warmup (--set warmup_epochs=1)",
+                )
+            run.optimizer.zero_grad(set_to_none=True)
+            run.scaler.scale(loss).backward()
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
+            progress.step += 1
+            n_batches += 1
+            logs = {"loss": float(loss.detach()), **logs, "lr": lr}
+            for name, value in logs.items():
+                sums[name] = sums.get(name, 0.0) + value
+            for cb in hooks:
+                cb.on_step_end(progress.step, logs)
+            bar.advance(1, loss=logs["loss"])
+            if config.max_steps and progress.step >= config.max_steps:
+                break
+        bar.close()
+        out = {f"train_{name}": total / max(1, n_batches) for name, total in sums.items()}
+        out["epoch"] = epoch + 1
+        return out
+
+    def _log_images(self, writer: Any, run: _Run, ctx: FitContext, epoch: int) -> None:
+        """Validation images with the boxes predicted (score >= 0.3), for TensorBoard (detection)."""
+        ds, n = run.val_ds, run.config.log_images
+        if run.val_loader is None or n <= 0 or len(ds) == 0 or self.task != "detection":
             return
         import torch
         from torchvision.utils import draw_bounding_boxes
@@ -437,11 +457,11 @@ class TorchTrainer(Trainer):
         for i in range(min(n, len(ds))):
             img, _ = ds[i]
             with torch.no_grad():
-                out = self.infer(model, [img.to(device)])[0]
+                out = self.infer(run.model, [img.to(run.dist.device)])[0]
             keep = out["scores"] >= 0.3
             drawn = (img * 255).to(torch.uint8)
             if bool(keep.any()):  # (torchvision warns when asked to draw no boxes)
-                names = [categories[int(c) - 1]["name"] for c in out["labels"][keep].tolist()]
+                names = [ctx.categories[int(c) - 1]["name"] for c in out["labels"][keep].tolist()]
                 drawn = draw_bounding_boxes(drawn, out["boxes"][keep].cpu(), labels=names, colors="red")
             writer.add_image(f"val/predictions/{i}", drawn, epoch)
 
@@ -540,14 +560,6 @@ def _load_weights(model: Any, path: str) -> None:
             hint="is it weights for the same architecture?",
         )
     model.load_state_dict(usable, strict=False)
-
-
-def _writer(run_dir: Path) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # pragma: no cover - tensorboard is in the "all" extra
-        return None
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
 
 def dump_config(run_dir: Path, trainer: str, config: TrainerConfig, categories: list[dict[str, Any]]) -> None:
