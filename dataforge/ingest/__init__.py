@@ -139,11 +139,11 @@ def ingest_open(
             hint="pass --images DIR (the folder that file_name values are relative to)",
         )
     before = {img["file_name"] for img in store.images}
-    running: list[BackgroundCopy] = []
+    job = _Import(store, batch, policy, cats, images, split, tags, link, workers)
     try:
-        result = _ingest_locked(store, batch, policy, cats, images, split, tags, link, workers, running)
+        result = job.run()
     except BaseException:
-        for child in running:  # stop any copying before cleaning up after it
+        for child in job.running:  # stop any copying before cleaning up after it
             child.cancel()
         # Nothing was written to annotations.json: remove the journaled files.
         recover(str(store.root), str(store.images_dir), lambda: before)
@@ -164,120 +164,173 @@ def record_details(details: dict[str, Any], result: ImportResult, policy: ErrorP
         details["report"] = str(result.report.relative_to(result.store))
 
 
-def _ingest_locked(
-    store: Store,
-    batch: ImportBatch,
-    policy: ErrorPolicy,
-    cats: dict[int, dict[str, Any]],
-    images: dict[int, tuple[dict[str, Any], str]],
-    split: str | None,
-    tags: list[str],
-    link: bool,
-    workers: int | None,
-    running: list[BackgroundCopy],
-) -> ImportResult:
-    warnings: list[str] = list(batch.warnings)
-    # Names in use: every record's, and every file on disk (never overwrite a stray file).
-    taken = taken_names(store)
-    images_dir = str(store.images_dir)
-    final_names: dict[int, str] = {}
-    jobs: list[Job] = []
-    for iid, (img, name) in images.items():
-        final = unique_name(name, taken)
-        taken.add(final)
-        final_names[iid] = final
-        embedded = img.get("_embedded", img.get("_bytes"))
-        jobs.append(("" if embedded is not None else str(img.get("_src", name)), iid, final, embedded))
+@dataclass
+class _Import:
+    """One import under the store lock, in the order it runs: name the new files (journaled), stage
+    the images while the annotations are checked, drop the images that failed, check the boxes
+    against the real sizes, then merge categories, ids and records into the store."""
 
-    journal = write_journal(str(store.root), images_dir, final_names.values(), uuid.uuid4().hex[:8])
-    stager = ImageStager(str(batch.images_root), images_dir, link=link)
-    # Normalized boxes (YOLO, TFRecord) need the real image sizes before they can be checked.
-    deferred = batch.private_keys and any("_bbox_norm" in a for a in batch.annotations if isinstance(a, dict))
-    all_image_ids = dict(images)
-    # Images inside container files (TFRecord) were probed and hashed by the reader: the checks
-    # below need nothing more, so helper processes copy them out in the background, beside them.
-    embedded = [job for job in jobs if isinstance(job[3], Embedded)]
-    staged = stager.planned(embedded)
-    copying: BackgroundCopy | None = None
-    if embedded:
-        copying = stager.copy_in_background(embedded, keep_fds=store.lock_fds)
-        running.append(copying)
-        jobs = [job for job in jobs if not isinstance(job[3], Embedded)]
-    if deferred:  # nothing to check until the images are in: copy them on this thread
-        staged += stager.stage_all(jobs, workers)
-    elif not jobs:
-        anns, boxes = check_annotations(batch, all_image_ids, cats, policy)
-    else:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataforge-stage") as pool:
-            staging_done = pool.submit(stager.stage_all, jobs, workers)
-            try:
-                # The annotation checks are CPU work; staging waits on the disk. Do both at once.
-                anns, boxes = check_annotations(batch, all_image_ids, cats, policy)
-            except BaseException:
-                stager.cancel()
-                raise
-            staged += staging_done.result()
+    store: Store
+    batch: ImportBatch
+    policy: ErrorPolicy
+    cats: dict[int, dict[str, Any]]
+    images: dict[int, tuple[dict[str, Any], str]]
+    split: str | None
+    tags: list[str]
+    link: bool
+    workers: int | None
+    #: copies running in helper processes, for the caller to cancel on failure
+    running: list[BackgroundCopy] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    final_names: dict[int, str] = field(default_factory=dict)
 
-    # -- image problems: missing, corrupt, outside the root, already in the store --------------
-    in_store = {
-        (img.get("sha256"), img.get("source", {}).get("file_name")): img["id"] for img in store.images
-    }
-    ok: dict[int, Staged] = {}
-    dropped: set[int] = set()
-    for res in staged:
-        if res.error is not None:
-            policy.problem(
-                "image", res.orig_id, res.error.reason or "bad image", res.error.message, ImageError
-            )
-            dropped.add(res.orig_id)
-            continue
-        img, name = images[res.orig_id]
-        dup = in_store.get((res.sha256, img.get("file_name"))) if in_store else None
-        if dup is not None:
-            policy.problem(
-                "image",
-                res.orig_id,
-                "already in the store",
-                f"image {res.orig_id} ({name}) is already in the store as image {dup} "
-                "(same file name and sha256)",
-            )
-            dropped.add(res.orig_id)
-            continue
-        ok[res.orig_id] = res
-    unwanted: list[str] = []  # files of dropped images
-    if dropped:
-        path_of = {r.orig_id: r.path for r in staged}
-        for iid in dropped:
-            images.pop(iid)
-            path = path_of.get(iid)
-            if path:
-                unwanted.append(path)
+    def run(self) -> ImportResult:
+        store, batch, policy = self.store, self.batch, self.policy
+        self.warnings = list(batch.warnings)
+        jobs = self._name_files()
+        journal = write_journal(
+            str(store.root), str(store.images_dir), self.final_names.values(), uuid.uuid4().hex[:8]
+        )
+        # Normalized boxes (YOLO, TFRecord) need the real image sizes before they can be checked.
+        deferred = batch.private_keys and any(
+            "_bbox_norm" in a for a in batch.annotations if isinstance(a, dict)
+        )
+        all_image_ids = dict(self.images)
+        staged, copying, checked = self._stage(jobs, all_image_ids, deferred)
+        ok, dropped = self._drop_bad_images(staged)
+        unwanted = [r.path for r in staged if r.orig_id in dropped and r.path]  # files of dropped images
         if copying is None:
             for path in unwanted:
                 os.unlink(path)
+        size_of = {iid: (r.width, r.height) for iid, r in ok.items()}
+        if deferred:
+            pending = [
+                a for a in batch.annotations if not (isinstance(a, dict) and a.get("image_id") in dropped)
+            ]
+            without_images(
+                [a for a in batch.annotations if isinstance(a, dict) and a.get("image_id") in dropped],
+                None,
+                dropped,
+                policy,
+            )
+            normalized_to_absolute(pending, size_of)
+            anns, boxes = check_annotations(
+                dataclasses.replace(batch, annotations=pending), all_image_ids, self.cats, policy
+            )
+        else:
+            assert checked is not None
+            anns, boxes = without_images(*checked, dropped, policy)
+        anns = self._drop_boxes_outside(anns, boxes, size_of)
+        new_images, new_cats, id_changes, now = self._merge(ok, anns)
+        # -- commit: annotations.json is written on leaving Store.edit, then the journal goes
+        if copying is not None:
+            copying.wait()
+            for path in unwanted:
+                os.unlink(path)
+        report = write_report(
+            store, batch.source, batch.format, policy, self.warnings, len(new_images), len(anns), now
+        )
+        store.after_write(lambda: os.unlink(journal))
+        store.add_records(new_images, anns)
+        return ImportResult(
+            store=store.root,
+            images=len(new_images),
+            annotations=len(anns),
+            new_categories=new_cats,
+            skipped=policy.skipped,
+            warnings=self.warnings,
+            report=report,
+            id_changes=id_changes,
+            format=batch.format,
+        )
 
-    # -- annotation problems -----------------------------------------------------------------
-    size_of = {iid: (r.width, r.height) for iid, r in ok.items()}
-    if deferred:
-        pending = [a for a in batch.annotations if not (isinstance(a, dict) and a.get("image_id") in dropped)]
-        without_images(
-            [a for a in batch.annotations if isinstance(a, dict) and a.get("image_id") in dropped],
-            None,
-            dropped,
-            policy,
-        )
-        normalized_to_absolute(pending, size_of)
-        anns, boxes = check_annotations(
-            dataclasses.replace(batch, annotations=pending), all_image_ids, cats, policy
-        )
-    else:
-        anns, boxes = without_images(anns, boxes, dropped, policy)
-    bad = outside_image(anns, size_of, OUT_OF_BOUNDS_TOLERANCE_PX, boxes)
-    if bad:
+    def _name_files(self) -> list[Job]:
+        """Each new image's name in the store (never one in use by a record or by a file on disk)."""
+        taken = taken_names(self.store)
+        jobs: list[Job] = []
+        for iid, (img, name) in self.images.items():
+            final = unique_name(name, taken)
+            taken.add(final)
+            self.final_names[iid] = final
+            embedded = img.get("_embedded", img.get("_bytes"))
+            jobs.append(("" if embedded is not None else str(img.get("_src", name)), iid, final, embedded))
+        return jobs
+
+    def _stage(
+        self, jobs: list[Job], all_image_ids: dict[int, Any], deferred: bool
+    ) -> tuple[list[Staged], BackgroundCopy | None, tuple[list[dict[str, Any]], Any] | None]:
+        """Put the images in place (journaled) and, unless boxes wait for the image sizes, check the
+        annotations meanwhile: (staged images, the background copy of embedded ones, checked annotations)."""
+        stager = ImageStager(str(self.batch.images_root), str(self.store.images_dir), link=self.link)
+        # Images inside container files (TFRecord) were probed and hashed by the reader: the checks
+        # need nothing more, so helper processes copy them out in the background, beside them.
+        embedded = [job for job in jobs if isinstance(job[3], Embedded)]
+        staged = stager.planned(embedded)
+        copying: BackgroundCopy | None = None
+        if embedded:
+            copying = stager.copy_in_background(embedded, keep_fds=self.store.lock_fds)
+            self.running.append(copying)
+            jobs = [job for job in jobs if not isinstance(job[3], Embedded)]
+        checked = None
+        if deferred:  # nothing to check until the images are in: copy them on this thread
+            staged += stager.stage_all(jobs, self.workers)
+        elif not jobs:
+            checked = check_annotations(self.batch, all_image_ids, self.cats, self.policy)
+        else:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataforge-stage") as pool:
+                staging_done = pool.submit(stager.stage_all, jobs, self.workers)
+                try:
+                    # The annotation checks are CPU work; staging waits on the disk. Do both at once.
+                    checked = check_annotations(self.batch, all_image_ids, self.cats, self.policy)
+                except BaseException:
+                    stager.cancel()
+                    raise
+                staged += staging_done.result()
+        return staged, copying, checked
+
+    def _drop_bad_images(self, staged: list[Staged]) -> tuple[dict[int, Staged], set[int]]:
+        """Images missing, corrupt, outside the root or already in the store go (by the error policy)."""
+        policy = self.policy
+        in_store = {
+            (img.get("sha256"), img.get("source", {}).get("file_name")): img["id"]
+            for img in self.store.images
+        }
+        ok: dict[int, Staged] = {}
+        dropped: set[int] = set()
+        for res in staged:
+            if res.error is not None:
+                policy.problem(
+                    "image", res.orig_id, res.error.reason or "bad image", res.error.message, ImageError
+                )
+                dropped.add(res.orig_id)
+                continue
+            img, name = self.images[res.orig_id]
+            dup = in_store.get((res.sha256, img.get("file_name"))) if in_store else None
+            if dup is not None:
+                policy.problem(
+                    "image",
+                    res.orig_id,
+                    "already in the store",
+                    f"image {res.orig_id} ({name}) is already in the store as image {dup} "
+                    "(same file name and sha256)",
+                )
+                dropped.add(res.orig_id)
+                continue
+            ok[res.orig_id] = res
+        for iid in dropped:
+            self.images.pop(iid)
+        return ok, dropped
+
+    def _drop_boxes_outside(
+        self, anns: list[dict[str, Any]], boxes: Any, size_of: dict[int, tuple[int, int]]
+    ) -> list[dict[str, Any]]:
+        bad = outside_image(anns, size_of, OUT_OF_BOUNDS_TOLERANCE_PX, boxes)
+        if not bad:
+            return anns
         for i in bad:
             a = anns[i]
             w, h = size_of[a["image_id"]]
-            policy.problem(
+            self.policy.problem(
                 "annotation",
                 a.get("id"),
                 "box outside the image",
@@ -285,58 +338,48 @@ def _ingest_locked(
                 f"extends outside the {w}x{h} image",
             )
         bad_set = set(bad)
-        anns = [a for i, a in enumerate(anns) if i not in bad_set]
+        return [a for i, a in enumerate(anns) if i not in bad_set]
 
-    # -- merge: categories by name, ids kept when free ------------------------------------------
-    cat_map, added, cats_changed = plan_categories(store.data["categories"], cats)
-    store.add_categories(added)
-    new_cats = [c["name"] for c in added]
-
-    new_img_ids, imgs_changed = assign_ids(list(images), {img["id"] for img in store.images})
-    img_map = dict(zip(images, new_img_ids, strict=True))
-    now = utc_now()
-    make = ImageRecords(
-        batch.format, batch.source, str(batch.images_root), now, tags, split, cat_map, warnings
-    ).make
-    new_images = []
-    for iid, (img, name) in images.items():
-        r = ok[iid]
-        new_images.append(make(img, iid, name, img_map[iid], final_names[iid], r.width, r.height, r.sha256))
-
-    new_ann_ids, anns_changed = assign_ids(
-        [a.get("id") for a in anns], {a["id"] for a in store.annotations}, allow_zero=False
-    )
-    finish_annotations(
-        anns,
-        new_ann_ids,
-        img_map if any(k != v for k, v in img_map.items()) else None,
-        cat_map if any(k != v for k, v in cat_map.items()) else None,
-        private_keys=batch.private_keys,
-    )
-
-    _merge_licenses(store.data, batch.licenses, new_images)
-
-    # -- commit: annotations.json is written on leaving Store.edit, then the journal goes -------
-    if copying is not None:
-        copying.wait()
-        for path in unwanted:
-            os.unlink(path)
-    report = write_report(
-        store, batch.source, batch.format, policy, warnings, len(new_images), len(anns), now
-    )
-    store.after_write(lambda: os.unlink(journal))
-    store.add_records(new_images, anns)
-    return ImportResult(
-        store=store.root,
-        images=len(new_images),
-        annotations=len(anns),
-        new_categories=new_cats,
-        skipped=policy.skipped,
-        warnings=warnings,
-        report=report,
-        id_changes={"images": imgs_changed, "annotations": anns_changed, "categories": cats_changed},
-        format=batch.format,
-    )
+    def _merge(
+        self, ok: dict[int, Staged], anns: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[str], dict[str, Any], str]:
+        """Categories by name (ids kept when free), new image and annotation ids, the store records:
+        (new images, names of new categories, id changes, the time stamped on them)."""
+        store, batch = self.store, self.batch
+        cat_map, added, cats_changed = plan_categories(store.data["categories"], self.cats)
+        store.add_categories(added)
+        new_img_ids, imgs_changed = assign_ids(list(self.images), {img["id"] for img in store.images})
+        img_map = dict(zip(self.images, new_img_ids, strict=True))
+        now = utc_now()
+        make = ImageRecords(
+            batch.format,
+            batch.source,
+            str(batch.images_root),
+            now,
+            self.tags,
+            self.split,
+            cat_map,
+            self.warnings,
+        ).make
+        new_images = []
+        for iid, (img, name) in self.images.items():
+            r = ok[iid]
+            new_images.append(
+                make(img, iid, name, img_map[iid], self.final_names[iid], r.width, r.height, r.sha256)
+            )
+        new_ann_ids, anns_changed = assign_ids(
+            [a.get("id") for a in anns], {a["id"] for a in store.annotations}, allow_zero=False
+        )
+        finish_annotations(
+            anns,
+            new_ann_ids,
+            img_map if any(k != v for k, v in img_map.items()) else None,
+            cat_map if any(k != v for k, v in cat_map.items()) else None,
+            private_keys=batch.private_keys,
+        )
+        _merge_licenses(store.data, batch.licenses, new_images)
+        changes = {"images": imgs_changed, "annotations": anns_changed, "categories": cats_changed}
+        return new_images, [c["name"] for c in added], changes, now
 
 
 def _merge_licenses(
