@@ -14,11 +14,12 @@ split), a report under ``reports/``, and removes ``.augment/``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -199,6 +200,34 @@ def _chunks(items: list[SourceItem], workers: int, chunk_size: int | None) -> li
     return chunks
 
 
+@dataclass
+class _Job:
+    """One augment run: what it reads, where it writes and how it runs (options already checked)."""
+
+    source: Store
+    selected: list[dict[str, Any]]
+    out: Path
+    doc: dict[str, Any]  # job.json: what makes two runs the same job
+    copies: int
+    workers: int
+    scheduler: str
+    device: str
+    backend: str  # opencv | torchvision | auto (auto: the worker picks)
+    on_error: str
+    started: float  # perf_counter at the start, for the result's seconds
+
+    def result(self, **fields: Any) -> AugmentResult:
+        return AugmentResult(
+            out=self.out,
+            source_images=len(self.selected),
+            copies=self.copies,
+            seconds=time.perf_counter() - self.started,
+            scheduler=self.scheduler,
+            workers=self.workers,
+            **fields,
+        )
+
+
 def augment(
     store_path: str | os.PathLike[str],
     pipeline: Pipeline,
@@ -219,6 +248,81 @@ def augment(
     """Augment the images of a store into a new store at ``out``. See the module docstring."""
     t0 = time.perf_counter()
     t_wall0 = time.time()
+    copies, workers, backend = _check_options(pipeline, copies, workers, scheduler, device, backend, on_error)
+    source = Store.open(store_path)
+    selected = source.select(where, split=split)
+    if not selected:
+        raise UsageError(
+            f"{source.root}: no images to augment" + (" match the selection" if where or split else ""),
+            hint="check --where/--split with `dataforge info`",
+        )
+    job = _Job(
+        source=source,
+        selected=selected,
+        out=Path(out),
+        doc=_job_doc(source, pipeline, copies, where, split),
+        copies=copies,
+        workers=workers,
+        scheduler=scheduler,
+        device=device,
+        backend=backend,
+        on_error=on_error,
+        started=t0,
+    )
+    _check_outside(job.out, source)
+    job.out.mkdir(parents=True, exist_ok=True)
+    with StoreLock(job.out, timeout_s=1.0):
+        if _prepare_out(job.out, source, job.doc) == "done":
+            finished = Store.open(job.out)
+            return job.result(
+                images=len(finished.images),
+                resumed_units=0,
+                counts=finished.data["dataforge"]["augment"].get("counts", {}),
+                skipped=[],
+                dashboard=None,
+                report=None,
+                already_done=True,
+            )
+        done, skipped = _read_manifests(job.out)
+        items = _plan(source, selected, copies, pipeline.output.extension, done, skipped)
+        resumed = len(done) + sum(copies for _ in skipped)
+        spec: dict[str, Any] = {
+            "source_images_dir": str(source.images_dir.resolve()),
+            "out_root": str(job.out.resolve()),
+            "pipeline": pipeline.canonical(),
+            "backend": backend,
+            "device": device,
+            "on_error": on_error,
+        }
+        specs = [ChunkSpec(items=c, **spec) for c in _chunks(items, workers, chunk_size)]
+        total = copies * len(selected)
+        timing: list[tuple[float, float]] = []
+        started = time.time()
+        already = total - sum(s.units for s in specs)
+        dashboard = _run(job, specs, total, already, progress, on_dashboard, timing)
+        done, skipped = _read_manifests(job.out)
+        res = _assemble(job, done, skipped, resumed, dashboard)
+        if timing:
+            res.timing = {
+                "before_run_s": round(started - t_wall0, 3),
+                "first_chunk_start_s": round(min(t for t, _ in timing) - started, 3),
+                "worker_busy_s": round(sum(b - a for a, b in timing), 3),
+                "last_chunk_end_s": round(max(b for _, b in timing) - started, 3),
+                "total_s": round(time.time() - t_wall0, 3),
+            }
+        return res
+
+
+def _check_options(
+    pipeline: Pipeline,
+    copies: int | None,
+    workers: int | None,
+    scheduler: str,
+    device: str,
+    backend: str,
+    on_error: str,
+) -> tuple[int, int, str]:
+    """Refuse what cannot run, before anything is written: (copies, workers, backend to use)."""
     if any(s.type == "normalize" for s in pipeline.steps):
         raise UsageError(
             "the pipeline has a 'normalize' step, which makes float tensors, not image files",
@@ -244,81 +348,9 @@ def augment(
     workers = workers or usable_cores()
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, not {workers}")
-
-    source = Store.open(store_path)
-    selected = source.select(where, split=split)
-    if not selected:
-        raise UsageError(
-            f"{source.root}: no images to augment" + (" match the selection" if where or split else ""),
-            hint="check --where/--split with `dataforge info`",
-        )
-    out_path = Path(out)
-    job = _job_doc(source, pipeline, copies, where, split)
-    _check_outside(out_path, source)
-    out_path.mkdir(parents=True, exist_ok=True)
-    with StoreLock(out_path, timeout_s=1.0):
-        state = _prepare_out(out_path, source, job)
-        if state == "done":
-            finished = Store.open(out_path)
-            meta = finished.data["dataforge"]["augment"]
-            return AugmentResult(
-                out_path,
-                len(finished.images),
-                len(selected),
-                copies,
-                0,
-                meta.get("counts", {}),
-                [],
-                time.perf_counter() - t0,
-                scheduler,
-                workers,
-                None,
-                None,
-                already_done=True,
-            )
-        done, skipped = _read_manifests(out_path)
-        items = _plan(source, selected, copies, pipeline.output.extension, done, skipped)
-        resumed = len(done) + sum(copies for _ in skipped)
-        use_backend = backend
-        if backend == "auto" and device != "auto":
-            use_backend = "torchvision" if device == "cuda" else "opencv"
-        spec: dict[str, Any] = {
-            "source_images_dir": str(source.images_dir.resolve()),
-            "out_root": str(out_path.resolve()),
-            "pipeline": pipeline.canonical(),
-            "backend": use_backend,
-            "device": device,
-            "on_error": on_error,
-        }
-        specs = [ChunkSpec(items=c, **spec) for c in _chunks(items, workers, chunk_size)]
-        total = copies * len(selected)
-        timing: list[tuple[float, float]] = []
-        started = time.time()
-        dashboard = _run(
-            specs,
-            scheduler,
-            workers,
-            device,
-            use_backend,
-            total,
-            total - sum(s.units for s in specs),
-            progress,
-            on_dashboard,
-            timing,
-        )
-        done, skipped = _read_manifests(out_path)
-        res = _assemble(
-            out_path, source, selected, copies, job, done, skipped, resumed, t0, scheduler, workers, dashboard
-        )
-        if timing:
-            res.timing = {
-                "before_run_s": round(started - t_wall0, 3),
-                "first_chunk_start_s": round(min(t for t, _ in timing) - started, 3),
-                "worker_busy_s": round(sum(b - a for a, b in timing), 3),
-                "last_chunk_end_s": round(max(b for _, b in timing) - started, 3),
-                "total_s": round(time.time() - t_wall0, 3),
-            }
-        return res
+    if backend == "auto" and device != "auto":
+        backend = "torchvision" if device == "cuda" else "opencv"
+    return copies, workers, backend
 
 
 def _plan(
@@ -365,24 +397,22 @@ def _plan(
 
 
 def _run(
+    job: _Job,
     specs: list[ChunkSpec],
-    scheduler: str,
-    workers: int,
-    device: str,
-    backend: str,
     total: int,
     already: int,
     progress: ProgressFn | None,
     on_dashboard: Callable[[str], None] | None,
     timing: list[tuple[float, float]],
 ) -> str | None:
-    """Run the chunks; ``timing`` receives each chunk's (start, end) wall-clock times."""
+    """Run the chunks (``already`` of ``total`` units were done before); ``timing`` receives each
+    chunk's (start, end) wall-clock times. Returns the dask dashboard's address, if any."""
     done_units = already
     if progress:
         progress(done_units, total)
     if not specs:
         return None
-    if scheduler == "sync":
+    if job.scheduler == "sync":
         for s in specs:
             r = run_chunk(s)
             timing.append((r["started"], r["finished"]))
@@ -391,40 +421,10 @@ def _run(
                 progress(done_units, total)
         return None
 
-    import dask
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
 
-    cluster = None
-    gpu_only = device == "cuda"
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_MALLOC_ENV}):
-        if scheduler in SCHEDULERS:
-            resources = {"GPU": 1} if gpu_only else None
-            cluster = LocalCluster(
-                n_workers=workers if scheduler == "processes" else 1,
-                threads_per_worker=1 if scheduler == "processes" else workers,
-                processes=scheduler == "processes",
-                dashboard_address=":0",
-                resources=resources,
-                silence_logs=50,
-            )
-            client = Client(cluster)
-        else:
-            try:
-                client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
-            except (OSError, TimeoutError) as exc:
-                raise UsageError(
-                    f"--scheduler {scheduler}: cannot reach a dask scheduler there ({exc})",
-                    hint="start one with `dask scheduler` and workers with `dask worker ADDRESS`, "
-                    "or leave --scheduler out for a local cluster",
-                ) from None
-    try:
-        if gpu_only and cluster is None:
-            info = client.scheduler_info()
-            if not any(w.get("resources", {}).get("GPU") for w in info.get("workers", {}).values()):
-                raise UsageError(
-                    f"--device cuda: no worker of {scheduler} offers a GPU resource",
-                    hint="start GPU workers with `dask worker ADDRESS --resources GPU=1`",
-                )
+    gpu_only = job.device == "cuda"
+    with _dask_client(job) as client:
         dashboard = client.dashboard_link if getattr(client, "dashboard_link", None) else None
         if dashboard and on_dashboard:
             on_dashboard(dashboard)
@@ -442,6 +442,47 @@ def _run(
             client.cancel(futures)
             raise
         return dashboard
+
+
+@contextlib.contextmanager
+def _dask_client(job: _Job) -> Iterator[Any]:
+    """A client of a local cluster (``processes``/``threads``) or of the scheduler at an address,
+    checked to offer a GPU when the job needs one; closed (with the local cluster) at the end."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    cluster = None
+    gpu_only = job.device == "cuda"
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_MALLOC_ENV}):
+        if job.scheduler in SCHEDULERS:
+            processes = job.scheduler == "processes"
+            cluster = LocalCluster(
+                n_workers=job.workers if processes else 1,
+                threads_per_worker=1 if processes else job.workers,
+                processes=processes,
+                dashboard_address=":0",
+                resources={"GPU": 1} if gpu_only else None,
+                silence_logs=50,
+            )
+            client = Client(cluster)
+        else:
+            try:
+                client = Client(job.scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
+            except (OSError, TimeoutError) as exc:
+                raise UsageError(
+                    f"--scheduler {job.scheduler}: cannot reach a dask scheduler there ({exc})",
+                    hint="start one with `dask scheduler` and workers with `dask worker ADDRESS`, "
+                    "or leave --scheduler out for a local cluster",
+                ) from None
+    try:
+        if gpu_only and cluster is None:
+            info = client.scheduler_info()
+            if not any(w.get("resources", {}).get("GPU") for w in info.get("workers", {}).values()):
+                raise UsageError(
+                    f"--device cuda: no worker of {job.scheduler} offers a GPU resource",
+                    hint="start GPU workers with `dask worker ADDRESS --resources GPU=1`",
+                )
+        yield client
     finally:
         client.close()
         if cluster is not None:
@@ -449,35 +490,81 @@ def _run(
 
 
 def _assemble(
-    out: Path,
-    source: Store,
-    selected: list[dict[str, Any]],
-    copies: int,
-    job: dict[str, Any],
+    job: _Job,
     done: dict[tuple[int, int], dict[str, Any]],
     skipped: dict[int, dict[str, Any]],
     resumed: int,
-    t0: float,
-    scheduler: str,
-    workers: int,
     dashboard: str | None,
 ) -> AugmentResult:
+    """The new store from the workers' manifests: written whole, then the job's files go."""
+    out, source = job.out, job.source
+    data, counts = _output_dataset(job, done, skipped)
+    warnings = []
+    if any(a.get("segmentation") for a in source.annotations):
+        warnings.append(
+            "segmentation polygons/RLE are not transformed: augmented annotations carry boxes only"
+        )
+    rules = Pipeline.model_validate(job.doc["pipeline"]).boxes
+    data["dataforge"]["augment"] = {
+        **job.doc,
+        "counts": counts,
+        "box_rules": rules.model_dump(),
+        "skipped": len(skipped),
+    }
+    data["info"]["description"] = f"dataforge augment of {source.root.name}"
+    report_path = None
+    if skipped:
+        (out / REPORTS_DIR).mkdir(exist_ok=True)
+        report_path = out / REPORTS_DIR / f"augment-{utc_now().replace(':', '')}.json"
+        write_json(report_path, {"skipped": list(skipped.values()), "counts": counts})
+    _remove_strays(out / IMAGES_DIR, {img["file_name"] for img in data["images"]})
+    Store.write_new(
+        out,
+        data,
+        op="augment",
+        details={
+            "source_store": job.doc["source_store"],
+            "pipeline": job.doc["pipeline_sha256"],
+            "images": len(data["images"]),
+            **counts,
+        },
+    )
+    shutil.rmtree(out / JOB_DIR, ignore_errors=True)
+    return job.result(
+        images=len(data["images"]),
+        resumed_units=resumed,
+        counts=counts,
+        skipped=list(skipped.values()),
+        dashboard=dashboard,
+        report=report_path,
+        warnings=warnings,
+    )
+
+
+def _output_dataset(
+    job: _Job, done: dict[tuple[int, int], dict[str, Any]], skipped: dict[int, dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """The COCO document of the output (images in source order, then copy order: the same store
+    however the work was split) and the box counts."""
+    source = job.source
     data = empty_dataset()
     data["categories"] = [dict(c) for c in source.data["categories"]]
     counts = {"boxes_in": 0, "boxes_out": 0, "boxes_clipped": 0, "boxes_dropped": 0}
-    pipeline_sha = job["pipeline_sha256"]
-    seed = job["pipeline"]["seed"]
+    lineage = {
+        "pipeline": job.doc["pipeline_sha256"],
+        "source_store": job.doc["source_store"],
+    }
+    seed = job.doc["pipeline"]["seed"]
     next_ann = 1
-    rules = Pipeline.model_validate(job["pipeline"]).boxes
-    for img in selected:
+    for img in job.selected:
         iid = int(img["id"])
-        for k in range(copies):
+        for k in range(job.copies):
             rec = done.get((iid, k))
             if rec is None:
                 if iid in skipped:
                     continue
                 raise StoreError(
-                    f"{out}: internal error: image {iid} copy {k} has no result"
+                    f"{job.out}: internal error: image {iid} copy {k} has no result"
                 )  # pragma: no cover
             new_id = len(data["images"]) + 1
             entry: dict[str, Any] = {
@@ -488,8 +575,7 @@ def _assemble(
                 "sha256": rec["sha256"],
                 "tags": list(img.get("tags", [])),
                 "source": {
-                    "pipeline": pipeline_sha,
-                    "source_store": job["source_store"],
+                    **lineage,
                     "source_image_id": iid,
                     "source_file_name": img["file_name"],
                     "source_sha256": img.get("sha256"),
@@ -504,7 +590,6 @@ def _assemble(
             if img.get("labels"):
                 entry["labels"] = list(img["labels"])
             data["images"].append(entry)
-            n_in = len(source.index.anns_by_image.get(iid, ()))
             for a in rec["annotations"]:
                 x0, y0, x1, y1 = a.pop("bbox_xyxy")
                 w, h = x1 - x0, y1 - y0
@@ -512,53 +597,13 @@ def _assemble(
                     {**a, "id": next_ann, "image_id": new_id, "bbox": [x0, y0, w, h], "area": w * h}
                 )
                 next_ann += 1
-            counts["boxes_in"] += n_in
+            counts["boxes_in"] += len(source.index.anns_by_image.get(iid, ()))
             counts["boxes_out"] += len(rec["annotations"])
             counts["boxes_clipped"] += sum(
                 1 for a in rec["annotations"] if a.get("visibility", 1.0) < 1 - 1e-9
             )
     counts["boxes_dropped"] = counts["boxes_in"] - counts["boxes_out"]
-    warnings = []
-    if any(a.get("segmentation") for a in source.annotations):
-        warnings.append(
-            "segmentation polygons/RLE are not transformed: augmented annotations carry boxes only"
-        )
-    meta = {**job, "counts": counts, "box_rules": rules.model_dump(), "skipped": len(skipped)}
-    data["dataforge"]["augment"] = meta
-    data["info"]["description"] = f"dataforge augment of {source.root.name}"
-    report_path = None
-    if skipped:
-        (out / REPORTS_DIR).mkdir(exist_ok=True)
-        report_path = out / REPORTS_DIR / f"augment-{utc_now().replace(':', '')}.json"
-        write_json(report_path, {"skipped": list(skipped.values()), "counts": counts})
-    _remove_strays(out / IMAGES_DIR, {img["file_name"] for img in data["images"]})
-    Store.write_new(
-        out,
-        data,
-        op="augment",
-        details={
-            "source_store": job["source_store"],
-            "pipeline": pipeline_sha,
-            "images": len(data["images"]),
-            **counts,
-        },
-    )
-    shutil.rmtree(out / JOB_DIR, ignore_errors=True)
-    return AugmentResult(
-        out=out,
-        images=len(data["images"]),
-        source_images=len(selected),
-        copies=copies,
-        resumed_units=resumed,
-        counts=counts,
-        skipped=list(skipped.values()),
-        seconds=time.perf_counter() - t0,
-        scheduler=scheduler,
-        workers=workers,
-        dashboard=dashboard,
-        report=report_path,
-        warnings=warnings,
-    )
+    return data, counts
 
 
 def _remove_strays(images_dir: Path, keep: set[str]) -> None:
