@@ -1,14 +1,15 @@
-"""The Python API behind every CLI command. The CLI parses arguments and calls one of these."""
+"""The Python API behind every CLI command: one function per verb, each returning a typed result.
+The CLI (``dataforge.cli``) parses arguments, calls one of these and renders what it returns."""
 
 from __future__ import annotations
 
 import os
 import shutil
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dataforge.errors import DataforgeError, ImageError, UsageError
 from dataforge.formats import detect_format, get_format
@@ -20,6 +21,14 @@ from dataforge.runtime import paused_gc
 from dataforge.splits import normalize_ratios, random_split, stratified_split
 from dataforge.store import Store
 from dataforge.validate import ValidationReport, validate_store
+
+if TYPE_CHECKING:
+    from dataforge.augment import Pipeline
+    from dataforge.augment.job import AugmentResult
+    from dataforge.doctor import Check
+    from dataforge.evaluation.run import EvaluationResult
+    from dataforge.labelstudio.server import LabelStudioServer
+    from dataforge.training.contract import FitResult
 
 PathLike = str | os.PathLike[str]
 
@@ -101,8 +110,9 @@ def split_store(
     seed: int = 0,
     stratify: bool = False,
     where: str | None = None,
-) -> dict[str, Any]:
-    """Assign splits to the matched images (all by default). Returns counts and per-category shares."""
+) -> SplitResult:
+    """Assign splits to the matched images (all by default): images per split, and boxes per split
+    of each category."""
     ratios = normalize_ratios(ratios)
     details: dict[str, Any] = {"ratios": ratios, "seed": seed, "stratify": stratify, "where": where}
     with Store.edit(store, "split", details=details) as s:
@@ -121,10 +131,10 @@ def split_store(
             if sp is not None:
                 per_cat.setdefault(names[a["category_id"]], Counter())[sp] += 1
         details["counts"] = dict(counts)
-    return {
-        "images": {k: counts.get(k, 0) for k in ratios},
-        "boxes_by_category": {c: {k: v.get(k, 0) for k in ratios} for c, v in sorted(per_cat.items())},
-    }
+    return SplitResult(
+        images={k: counts.get(k, 0) for k in ratios},
+        boxes_by_category={c: {k: v.get(k, 0) for k in ratios} for c, v in sorted(per_cat.items())},
+    )
 
 
 def export_dataset(
@@ -209,3 +219,315 @@ def info(store: PathLike, *, where: str | None = None) -> dict[str, Any]:
     from dataforge.info import store_info
 
     return store_info(Store.open(store), where=where)
+
+
+# -- the rest of the verbs: typed results over the modules that do the work ------------------------
+@dataclass
+class SplitResult:
+    #: images per split, in the order of the ratios
+    images: dict[str, int]
+    #: per category name: boxes per split
+    boxes_by_category: dict[str, dict[str, int]]
+
+
+def image_lineage(store: PathLike, image_id: int) -> dict[str, Any]:
+    """One image's record and, for an augmented image, its source image and the ops applied (JSON)."""
+    from dataforge.info import image_lineage as lineage
+
+    return lineage(Store.open(store), image_id)
+
+
+def history(store: PathLike, *, last: int = 20) -> list[HistoryEntry]:
+    """The last ``last`` operations that changed the store, oldest first."""
+    keys = ("time", "op", "revision", "user", "host", "dataforge")
+    return [
+        HistoryEntry(
+            time=e["time"],
+            op=e["op"],
+            revision=e.get("revision"),
+            user=e.get("user", ""),
+            details={k: v for k, v in e.items() if k not in keys},
+            entry=e,
+        )
+        for e in Store.open(store).history()[-last:]
+    ]
+
+
+@dataclass
+class HistoryEntry:
+    time: str
+    op: str
+    revision: int | None
+    user: str
+    #: what the operation recorded (counts, options, a report's path)
+    details: dict[str, Any]
+    #: the whole ``history.jsonl`` line
+    entry: dict[str, Any]
+
+
+@dataclass
+class FormatInfo:
+    name: str
+    can_import: bool
+    can_export: bool
+    #: the installed distribution that provides it
+    distribution: str
+    description: str
+
+
+def formats() -> list[FormatInfo]:
+    """The dataset format plugins installed, built-in and third-party."""
+    from dataforge import plugins
+    from dataforge.formats import list_formats
+
+    found = plugins.available(plugins.FORMATS)
+    return [
+        FormatInfo(f.name, f.can_import, f.can_export, found[f.name].distribution, f.description)
+        for f in list_formats()
+    ]
+
+
+def augment(
+    store: PathLike,
+    pipeline: PathLike | Pipeline,
+    out: PathLike,
+    *,
+    seed: int | None = None,
+    **options: Any,
+) -> AugmentResult:
+    """Augment ``store`` into a new store ``out`` with ``pipeline`` (a file or a loaded pipeline);
+    ``seed`` overrides the pipeline's. ``options``: those of :func:`dataforge.augment.job.augment`."""
+    from dataforge.augment.job import augment as run_augment
+
+    return run_augment(store, _pipeline(pipeline, seed), out, **options)
+
+
+def preview(
+    store: PathLike,
+    pipeline: PathLike | Pipeline,
+    out: PathLike,
+    *,
+    n: int,
+    seed: int | None = None,
+    where: str | None = None,
+    split: str | None = None,
+) -> Path:
+    """A PNG of ``n`` images, each beside its first augmented copy with the boxes drawn."""
+    from dataforge.augment.preview import preview as draw_preview
+
+    if n < 1:
+        raise UsageError(f"--preview needs a positive number of images, not {n}")
+    return Path(
+        draw_preview(Path(store), _pipeline(pipeline, seed), Path(out), n=n, where=where, split=split)
+    )
+
+
+def _pipeline(pipeline: PathLike | Pipeline, seed: int | None) -> Pipeline:
+    from dataforge.augment import Pipeline as PipelineModel
+    from dataforge.augment import load_pipeline
+
+    loaded = pipeline if isinstance(pipeline, PipelineModel) else load_pipeline(Path(pipeline))
+    return loaded.model_copy(update={"seed": seed}) if seed is not None else loaded
+
+
+def trainers() -> list[dict[str, Any]]:
+    """The installed trainer plugins: name, task, models, metric, options (JSON Schema) and distribution."""
+    from dataforge.training.contract import describe, trainer_names
+
+    return [describe(n) for n in trainer_names()]
+
+
+def train(store: PathLike, **options: Any) -> FitResult:
+    """Train a trainer plugin on ``store`` (options: those of :func:`dataforge.training.run.train`).
+    Under ``torchrun`` every rank returns; ``FitResult.rank`` says which one this is."""
+    from dataforge.training.run import train as run_train
+
+    result = run_train(Path(store), **options)
+    result.rank = int(os.environ.get("RANK", "0"))
+    return result
+
+
+@dataclass
+class PredictResult:
+    task: str
+    images: int
+    predictions: int
+    runs: list[str]
+    out: Path
+
+
+def predict(runs: Sequence[PathLike], store: PathLike, **options: Any) -> PredictResult:
+    """Predictions of one run, or an ensemble of several, for the store's images, written to ``out``
+    (COCO results for detection, a classification JSON); options: those of
+    :func:`dataforge.training.run.predict`."""
+    from dataforge.training.run import predict as run_predict
+
+    if not runs:
+        raise UsageError("predict needs one or more run directories (or checkpoints) and then a store")
+    rep = run_predict([Path(r) for r in runs], Path(store), **options)
+    return PredictResult(rep["task"], rep["images"], rep["predictions"], rep["runs"], Path(rep["out"]))
+
+
+def evaluate(
+    predictions: PathLike,
+    *,
+    store: PathLike | None = None,
+    gt_file: PathLike | None = None,
+    split: str | None = None,
+    where: str | None = None,
+    out: PathLike | None = None,
+    iou_threshold: float = 0.5,
+    score_threshold: float = 0.0,
+    fiftyone: str | None = None,
+) -> EvaluationResult:
+    """Evaluate predictions (COCO results, or classification JSON) against a store or a COCO file:
+    COCO mAP equal to pycocotools', VOC AP, per class; or accuracy, top-k, F1. With ``out``,
+    ``report.json`` and ``report.html`` there; with ``fiftyone``, a FiftyOne dataset and its
+    evaluation beside ours. The scores typed, and the whole report as ``.report``."""
+    from dataforge.evaluation.run import EvaluationResult
+    from dataforge.evaluation.run import evaluate as run_evaluate
+
+    report = run_evaluate(
+        Path(predictions),
+        store=Path(store) if store is not None else None,
+        gt_file=Path(gt_file) if gt_file is not None else None,
+        split=split,
+        where=where,
+        out=Path(out) if out is not None else None,
+        iou_threshold=iou_threshold,
+        score_threshold=score_threshold,
+        fiftyone=fiftyone,
+    )
+    return EvaluationResult.from_report(report)
+
+
+def serve_app(name: str, *, address: str = "127.0.0.1", port: int = 5151) -> None:
+    """The FiftyOne App on dataset ``name`` until Ctrl-C."""
+    from dataforge.evaluation.app import serve
+
+    serve(name, address=address, port=port)
+
+
+def doctor(only: list[str] | None = None) -> list[Check]:
+    """Which components work here (each check in a fresh process), with a fix for each that does not."""
+    from dataforge.doctor import run_checks
+
+    return run_checks(only)
+
+
+# -- Label Studio ---------------------------------------------------------------------------------
+@dataclass
+class PushResult:
+    project: int
+    created: bool
+    pushed: int
+    already_there: int
+    requests: int
+
+
+@dataclass
+class PullResult:
+    project: int
+    updated: int
+    skipped: int
+    requests: int
+    #: everything the pull recorded in the store's history
+    details: dict[str, Any]
+
+
+@dataclass
+class ProjectStatus:
+    project: int
+    title: str
+    tasks: int
+    annotated: int
+    skipped: int
+    pending: int
+    last_pull: str | None
+
+
+def labelstudio_push(
+    store: PathLike,
+    project: str,
+    *,
+    url: str | None = None,
+    api_key: str | None = None,
+    document_root: PathLike | None = None,
+    where: str | None = None,
+    predictions: PathLike | None = None,
+    with_annotations: bool = False,
+) -> PushResult:
+    """Push the store's images (optionally its boxes, or predictions to review) as tasks of a
+    project (created if missing). ``url``/``api_key`` default to $LABEL_STUDIO_URL and
+    $LABEL_STUDIO_API_KEY; ``document_root`` to $LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT."""
+    from dataforge.evaluation.predictions import load_predictions
+    from dataforge.labelstudio.client import LabelStudio
+    from dataforge.labelstudio.sync import push
+
+    root = document_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")
+    if not root:
+        raise UsageError(
+            "no document root: pass --document-root or set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT "
+            "(the folder the Label Studio server serves local files from)"
+        )
+    preds = load_predictions(Path(predictions)) if predictions else None
+    r = push(
+        Path(store),
+        project,
+        LabelStudio(url, api_key),
+        document_root=Path(root),
+        where=where,
+        predictions=preds,
+        with_annotations=with_annotations,
+    )
+    return PushResult(r["project"], r["created"], r["pushed"], r["already_there"], r["requests"])
+
+
+def labelstudio_pull(
+    store: PathLike, project: str, *, url: str | None = None, api_key: str | None = None
+) -> PullResult:
+    """Bring the project's finished annotations back into the store (atomic, incremental)."""
+    from dataforge.labelstudio.client import LabelStudio
+    from dataforge.labelstudio.sync import pull
+
+    r = pull(Path(store), project, LabelStudio(url, api_key))
+    return PullResult(r["project"], r["updated"], r["skipped"], r["requests"], r)
+
+
+def labelstudio_status(
+    store: PathLike, project: str, *, url: str | None = None, api_key: str | None = None
+) -> ProjectStatus:
+    """Tasks, annotated, skipped and pending in the project, and this store's last pull."""
+    from dataforge.labelstudio.client import LabelStudio
+    from dataforge.labelstudio.sync import status
+
+    r = status(Path(store), project, LabelStudio(url, api_key))
+    return ProjectStatus(
+        r["project"], r["title"], r["tasks"], r["annotated"], r["skipped"], r["pending"], r["last_pull"]
+    )
+
+
+def serve_labelstudio(
+    data_dir: PathLike,
+    *,
+    document_root: PathLike,
+    port: int = 8080,
+    on_ready: Callable[[LabelStudioServer], None],
+) -> None:
+    """A local Label Studio server until Ctrl-C or SIGTERM; ``on_ready`` gets it once it answers
+    (its URL, user, password and API token)."""
+    from dataforge.labelstudio.server import LabelStudioServer, serve_until_stopped
+
+    serve_until_stopped(
+        LabelStudioServer(Path(data_dir), files_root=Path(document_root), port=port), on_ready
+    )
+
+
+def demo(
+    directory: PathLike = "dataforge-demo", *, quick: bool = False, echo: Callable[[str], None] = print
+) -> dict[str, Path]:
+    """The whole loop on built-in data in ``directory``: make a dataset, import, split, augment, train
+    a detector, predict, evaluate; ``echo`` gets each step's line. Returns where each output went."""
+    from dataforge.demo import run_demo
+
+    return run_demo(Path(directory), quick=quick, echo=echo)

@@ -6,32 +6,24 @@ import argparse
 
 from dataforge.cli.args import WHERE_HELP, Commands
 from dataforge.cli.render import err, out, print_json
-from dataforge.errors import UsageError
 
 
 def cmd_augment(a: argparse.Namespace) -> int:
-    from dataforge.augment import load_pipeline
+    from dataforge import api
 
-    pipeline = load_pipeline(a.pipeline)
-    if a.seed is not None:
-        pipeline = pipeline.model_copy(update={"seed": a.seed})
     if a.preview is not None:
-        from dataforge.augment.preview import preview
-
-        if a.preview < 1:
-            raise UsageError(f"--preview needs a positive number of images, not {a.preview}")
-        path = preview(a.store, pipeline, a.out, n=a.preview, where=a.where, split=a.split)
+        path = api.preview(a.store, a.pipeline, a.out, n=a.preview, seed=a.seed, where=a.where, split=a.split)
         out(f"preview of {a.preview} images (original | augmented copy 0) written to {path}")
         return 0
-    from dataforge.augment.job import augment
     from dataforge.progress import ProgressBar
 
     bar = ProgressBar("augment", unit="img", enabled=not a.json and not a.quiet)
     try:
-        res = augment(
+        res = api.augment(
             a.store,
-            pipeline,
+            a.pipeline,
             a.out,
+            seed=a.seed,
             copies=a.copies,
             where=a.where,
             split=a.split,

@@ -90,10 +90,9 @@ def cmd_info(a: argparse.Namespace) -> int:
     from dataforge.api import info
 
     if a.image is not None:
-        from dataforge.info import image_lineage
-        from dataforge.store import Store
+        from dataforge.api import image_lineage
 
-        print_json(image_lineage(Store.open(a.store), a.image))
+        print_json(image_lineage(a.store, a.image))
         return 0
     d = info(a.store, where=a.where)
     if a.json:
@@ -190,12 +189,12 @@ def cmd_split(a: argparse.Namespace) -> int:
     from dataforge.splits import parse_ratios
 
     res = split_store(a.store, ratios=parse_ratios(a.ratios), seed=a.seed, stratify=a.stratify, where=a.where)
-    names = list(res["images"])
+    names = list(res.images)
     out(f"{'stratified' if a.stratify else 'random'} split, seed {a.seed}")
     out(
         table(
-            [("(images)", *[res["images"][n] for n in names])]
-            + [(c, *[v[n] for n in names]) for c, v in res["boxes_by_category"].items()],
+            [("(images)", *[res.images[n] for n in names])]
+            + [(c, *[v[n] for n in names]) for c, v in res.boxes_by_category.items()],
             ["", *names],
         )
     )
@@ -287,29 +286,34 @@ def add_export(add: Commands) -> None:
 
 
 def cmd_formats(a: argparse.Namespace) -> int:
-    from dataforge import plugins
-    from dataforge.formats import list_formats
+    from dataforge.api import formats
 
-    info = plugins.available(plugins.FORMATS)
+    found = formats()
+    if a.json:
+        print_json(
+            [
+                {
+                    "name": f.name,
+                    "import": "yes" if f.can_import else "-",
+                    "export": "yes" if f.can_export else "-",
+                    "distribution": f.distribution,
+                    "description": f.description,
+                }
+                for f in found
+            ]
+        )
+        return 0
     rows = [
         (
             f.name,
             "yes" if f.can_import else "-",
             "yes" if f.can_export else "-",
-            info[f.name].distribution,
+            f.distribution,
             f.description,
         )
-        for f in list_formats()
+        for f in found
     ]
-    if a.json:
-        print_json(
-            [
-                dict(zip(["name", "import", "export", "distribution", "description"], r, strict=True))
-                for r in rows
-            ]
-        )
-    else:
-        out(table(rows, ["format", "import", "export", "from", "description"]))
+    out(table(rows, ["format", "import", "export", "from", "description"]))
     return 0
 
 
@@ -319,19 +323,15 @@ def add_formats(add: Commands) -> None:
 
 
 def cmd_history(a: argparse.Namespace) -> int:
-    from dataforge.store import Store
+    from dataforge.api import history
 
-    entries = Store.open(a.store).history()[-a.n :]
+    entries = history(a.store, last=a.n)
     if a.json:
-        print_json(entries)
-    else:
-        for e in entries:
-            extra = {
-                k: v for k, v in e.items() if k not in ("time", "op", "revision", "user", "host", "dataforge")
-            }
-            out(
-                f"{e['time']}  r{e.get('revision', '?'):<4} {e['op']:8s} {e.get('user', '')}  {json.dumps(extra, default=str)}"
-            )
+        print_json([e.entry for e in entries])
+        return 0
+    for e in entries:
+        revision = "?" if e.revision is None else e.revision
+        out(f"{e.time}  r{revision:<4} {e.op:8s} {e.user}  {json.dumps(e.details, default=str)}")
     return 0
 
 

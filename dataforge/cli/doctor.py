@@ -9,9 +9,10 @@ from dataforge.cli.render import out, print_json
 
 
 def cmd_doctor(a: argparse.Namespace) -> int:
-    from dataforge.doctor import as_json, run_checks
+    from dataforge.api import doctor
+    from dataforge.doctor import as_json
 
-    checks = run_checks(a.only)
+    checks = doctor(a.only)
     report = as_json(checks)
     if a.json:
         print_json(report)

@@ -9,85 +9,60 @@ from dataforge.cli.render import out, print_json, table
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    from dataforge.api import evaluate
     from dataforge.evaluation.detection import STAT_NAMES
-    from dataforge.evaluation.run import evaluate
 
-    rep = evaluate(
-        Path(a.predictions),
-        store=Path(a.store) if a.store else None,
-        gt_file=Path(a.gt) if a.gt else None,
+    res = evaluate(
+        a.predictions,
+        store=a.store,
+        gt_file=a.gt,
         split=a.split,
         where=a.where,
-        out=Path(a.out) if a.out else None,
+        out=a.out,
         iou_threshold=a.iou,
         score_threshold=a.score,
         fiftyone=a.fiftyone,
     )
     if a.json:
-        print_json(rep)
+        print_json(res.report)
         return 0
-    gt = rep["ground_truth"]
-    aside = rep["predictions"].get("outside_selection", 0)
-    used = rep["predictions"]["count"] - aside
-    out(
-        f"{rep['task']}: {used} predictions on {gt['images']} images"
-        + (f" ({aside} for images outside the selection set aside)" if aside else "")
-    )
-    if rep["task"] == "detection":
-        d = rep["detection"]
+    aside = f" ({res.set_aside} for images outside the selection set aside)" if res.set_aside else ""
+    out(f"{res.task}: {res.predictions} predictions on {res.images} images{aside}")
+    if res.detection is not None:
+        d = res.detection
         out(
-            table(
-                [(n, f"{v:.4f}") for n, v in zip(STAT_NAMES, d["coco_stats"], strict=True)], ["COCO", "value"]
-            )
+            table([(n, f"{v:.4f}") for n, v in zip(STAT_NAMES, d.coco_stats, strict=True)], ["COCO", "value"])
         )
-        voc = d["voc"]
         out(
-            f"\nVOC AP{int(voc['iou_threshold'] * 100)}: all-point {voc['mAP50_all_point']:.4f}, "
-            f"11-point {voc['mAP50_11_point']:.4f}"
+            f"\nVOC AP{int(d.voc_iou * 100)}: all-point {d.voc_map_all_point:.4f}, "
+            f"11-point {d.voc_map_11_point:.4f}"
         )
         out("\nper class")
+        rows = [
+            (c.name, f"{c.ap:.4f}", f"{c.ap50:.4f}", f"{c.ar100:.4f}", f"{c.voc_ap50:.4f}")
+            for c in d.per_class
+        ]
+        out(table(rows, ["category", "AP", "AP50", "AR100", "VOC AP50"]))
+    if res.classification is not None:
+        c = res.classification
         out(
-            table(
-                [
-                    (
-                        c["name"],
-                        f"{c['AP']:.4f}",
-                        f"{c['AP50']:.4f}",
-                        f"{c['AR100']:.4f}",
-                        f"{voc['per_class'][c['name']]['AP50_all_point']:.4f}",
-                    )
-                    for c in d["per_class"]
-                ],
-                ["category", "AP", "AP50", "AR100", "VOC AP50"],
-            )
+            f"accuracy {c.accuracy:.4f}  "
+            + "  ".join(f"{k} {v:.4f}" for k, v in c.top_k.items())
+            + f"  macro F1 {c.macro_f1:.4f}"
         )
-    else:
-        c = rep["classification"]
+        per_class = [
+            (p.name, f"{p.precision:.4f}", f"{p.recall:.4f}", f"{p.f1:.4f}", p.support) for p in c.per_class
+        ]
+        out(table(per_class, ["category", "precision", "recall", "F1", "support"]))
+    if res.fiftyone is not None:
+        f = res.fiftyone
         out(
-            f"accuracy {c['accuracy']:.4f}  "
-            + "  ".join(f"{k} {v:.4f}" for k, v in c["top_k"].items())
-            + f"  macro F1 {c['macro_f1']:.4f}"
+            f"\nFiftyOne dataset {f.dataset!r}: {f.samples} samples, eval_key {f.eval_key!r}; "
+            f"FiftyOne mAP {f.fiftyone_map:.4f} vs dataforge AP {f.dataforge_ap:.4f} "
+            f"(difference {f.difference:+.4f}); open it with `dataforge app {f.dataset}`"
         )
-        out(
-            table(
-                [
-                    (p["name"], f"{p['precision']:.4f}", f"{p['recall']:.4f}", f"{p['f1']:.4f}", p["support"])
-                    for p in c["per_class"]
-                ],
-                ["category", "precision", "recall", "F1", "support"],
-            )
-        )
-    if "fiftyone" in rep:
-        f = rep["fiftyone"]
-        out(
-            f"\nFiftyOne dataset {f['dataset']!r}: {f['samples']} samples, eval_key {f['eval_key']!r}; "
-            f"FiftyOne mAP {f['fiftyone_mAP']:.4f} vs dataforge AP {f['dataforge_AP']:.4f} "
-            f"(difference {f['difference']:+.4f}); open it with `dataforge app {f['dataset']}`"
-        )
-    if "report_path" in rep:
-        out(f"\nreport: {rep['report_path']} and {rep['html_path']}")
+    if res.report_path is not None:
+        out(f"\nreport: {res.report_path} and {res.html_path}")
     return 0
 
 
@@ -122,9 +97,9 @@ def add_evaluate(add: Commands) -> None:
 
 
 def cmd_app(a: argparse.Namespace) -> int:
-    from dataforge.evaluation.app import serve
+    from dataforge.api import serve_app
 
-    serve(a.name, address=a.address, port=a.port)
+    serve_app(a.name, address=a.address, port=a.port)
     return 0
 
 

@@ -3,106 +3,66 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from dataforge.cli.args import WHERE_HELP, Commands, Handler
 from dataforge.cli.render import err, out, print_json
-from dataforge.errors import UsageError
-
-
-def _ls_client(a: argparse.Namespace) -> Any:
-    from dataforge.labelstudio.client import LabelStudio
-
-    return LabelStudio(a.url, a.api_key)
 
 
 def cmd_ls_push(a: argparse.Namespace) -> int:
-    from pathlib import Path
+    from dataforge.api import labelstudio_push
 
-    from dataforge.evaluation.predictions import load_predictions
-    from dataforge.labelstudio.sync import push
-
-    root = a.document_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")
-    if not root:
-        raise UsageError(
-            "no document root: pass --document-root or set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT "
-            "(the folder the Label Studio server serves local files from)"
-        )
-    preds = load_predictions(Path(a.predictions)) if a.predictions else None
-    r = push(
-        Path(a.store),
+    r = labelstudio_push(
+        a.store,
         a.project,
-        _ls_client(a),
-        document_root=Path(root),
+        url=a.url,
+        api_key=a.api_key,
+        document_root=a.document_root,
         where=a.where,
-        predictions=preds,
+        predictions=a.predictions,
         with_annotations=a.with_annotations,
     )
     out(
-        f"project {r['project']} ({'created' if r['created'] else 'existing'}): {r['pushed']} tasks pushed, "
-        f"{r['already_there']} already there; {r['requests']} HTTP requests"
+        f"project {r.project} ({'created' if r.created else 'existing'}): {r.pushed} tasks pushed, "
+        f"{r.already_there} already there; {r.requests} HTTP requests"
     )
     return 0
 
 
 def cmd_ls_pull(a: argparse.Namespace) -> int:
-    from pathlib import Path
+    from dataforge.api import labelstudio_pull
 
-    from dataforge.labelstudio.sync import pull
-
-    r = pull(Path(a.store), a.project, _ls_client(a))
-    out(
-        f"project {r['project']}: {r['updated']} images updated, {r['skipped']} skipped; "
-        f"{r['requests']} HTTP requests"
-    )
+    r = labelstudio_pull(a.store, a.project, url=a.url, api_key=a.api_key)
+    out(f"project {r.project}: {r.updated} images updated, {r.skipped} skipped; {r.requests} HTTP requests")
     return 0
 
 
 def cmd_ls_status(a: argparse.Namespace) -> int:
-    from pathlib import Path
+    from dataforge.api import labelstudio_status
 
-    from dataforge.labelstudio.sync import status
-
-    r = status(Path(a.store), a.project, _ls_client(a))
+    r = labelstudio_status(a.store, a.project, url=a.url, api_key=a.api_key)
     if a.json:
-        print_json(r)
+        print_json(r.__dict__)
     else:
         out(
-            f"project {r['project']} {r['title']!r}: {r['tasks']} tasks, {r['annotated']} annotated, "
-            f"{r['skipped']} skipped, {r['pending']} pending; last pull: {r['last_pull'] or 'never'}"
+            f"project {r.project} {r.title!r}: {r.tasks} tasks, {r.annotated} annotated, "
+            f"{r.skipped} skipped, {r.pending} pending; last pull: {r.last_pull or 'never'}"
         )
     return 0
 
 
 def cmd_ls_serve(a: argparse.Namespace) -> int:
-    import signal
-    import time
-    from pathlib import Path
+    from dataforge.api import serve_labelstudio
 
-    from dataforge.labelstudio.server import LabelStudioServer
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    # Ctrl-C and SIGTERM stop the server even when this process was started with SIGINT ignored
-    # (what a shell does to background jobs, and Python then installs no KeyboardInterrupt handler)
-    signal.signal(signal.SIGINT, interrupt)
-    signal.signal(signal.SIGTERM, interrupt)
-
-    srv = LabelStudioServer(Path(a.data_dir), files_root=Path(a.document_root), port=a.port)
-    with srv:
+    def ready(srv: Any) -> None:
         out(
             f"Label Studio at {srv.url} (user {srv.username}, password {srv.password}); Ctrl-C to stop\n"
             f"export LABEL_STUDIO_URL={srv.url} LABEL_STUDIO_API_KEY=<the token printed below> "
             f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={srv.files_root}"
         )
         err(f"API token (keep it secret): {srv.token}")
-        try:
-            while srv.proc is not None and srv.proc.poll() is None:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
+
+    serve_labelstudio(a.data_dir, document_root=a.document_root, port=a.port, on_ready=ready)
     return 0
 
 

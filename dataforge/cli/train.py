@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from dataforge.cli.args import WHERE_HELP, Commands
 from dataforge.cli.render import out, print_json
-from dataforge.errors import UsageError
 
 
 def cmd_trainers(a: argparse.Namespace) -> int:
-    from dataforge.training.contract import describe, trainer_names
+    from dataforge.api import trainers
 
-    rows = [describe(n) for n in trainer_names()]
+    rows = trainers()
     if a.json:
         print_json(rows)
         return 0
@@ -34,7 +32,7 @@ def add_trainers(add: Commands) -> None:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from dataforge.training.run import train
+    from dataforge.api import train
 
     res = train(
         a.store,
@@ -45,7 +43,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         resume=bool(a.resume),
         weights=a.weights,
     )
-    if int(os.environ.get("RANK", "0")) != 0:
+    if res.rank != 0:
         return 0  # under torchrun rank 0 reports (it alone validates and writes)
     if a.json:
         print_json({**res.__dict__, "best": str(res.best), "last": str(res.last)})
@@ -90,12 +88,10 @@ def add_train(add: Commands) -> None:
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
-    from dataforge.training.run import predict
+    from dataforge.api import predict
 
     *runs, store = a.paths
-    if not runs:
-        raise UsageError("predict needs one or more run directories (or checkpoints) and then a store")
-    rep = predict(
+    res = predict(
         runs,
         store,
         out=a.out,
@@ -106,12 +102,10 @@ def cmd_predict(a: argparse.Namespace) -> int:
         batch_size=a.batch_size,
     )
     if a.json:
-        print_json(rep)
+        print_json({**res.__dict__, "out": str(res.out)})
         return 0
     how = f"an ensemble of {len(runs)} runs" if len(runs) > 1 else runs[0]
-    out(
-        f"{rep['predictions']} {rep['task']} predictions for {rep['images']} images from {how} -> {rep['out']}"
-    )
+    out(f"{res.predictions} {res.task} predictions for {res.images} images from {how} -> {res.out}")
     return 0
 
 
@@ -138,9 +132,9 @@ def add_predict(add: Commands) -> None:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    from dataforge.demo import run_demo
+    from dataforge.api import demo
 
-    run_demo(a.dir, quick=a.quick, echo=out)
+    demo(a.dir, quick=a.quick, echo=out)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +157,123 @@ def _evaluate(
         report["report_path"] = str(out / "report.json")
         report["html_path"] = str(html_path)
     return report
+
+
+@dataclass
+class ClassAP:
+    name: str
+    ap: float  # COCO AP, IoU 0.50:0.95
+    ap50: float
+    ar100: float
+    voc_ap50: float  # VOC all-point AP at the --iou threshold
+
+
+@dataclass
+class DetectionScores:
+    #: COCOeval's 12 numbers, in ``detection.STAT_NAMES`` order (AP, AP50, AP75, ...)
+    coco_stats: list[float]
+    voc_iou: float
+    voc_map_all_point: float
+    voc_map_11_point: float
+    per_class: list[ClassAP]
+
+
+@dataclass
+class ClassScores:
+    name: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass
+class ClassificationScores:
+    accuracy: float
+    top_k: dict[str, float]
+    macro_f1: float
+    per_class: list[ClassScores]
+
+
+@dataclass
+class FiftyOneComparison:
+    dataset: str
+    samples: int
+    eval_key: str
+    fiftyone_map: float
+    dataforge_ap: float
+    difference: float
+
+
+@dataclass
+class EvaluationResult:
+    """What :func:`dataforge.api.evaluate` returns: the scores, typed, and the whole report
+    (``report``, the JSON ``report.json`` holds)."""
+
+    task: str
+    images: int
+    predictions: int
+    #: predictions for images outside the evaluated selection (another split), set aside
+    set_aside: int
+    detection: DetectionScores | None
+    classification: ClassificationScores | None
+    fiftyone: FiftyOneComparison | None
+    report_path: Path | None
+    html_path: Path | None
+    report: dict[str, Any]
+
+    @classmethod
+    def from_report(cls, report: dict[str, Any]) -> EvaluationResult:
+        detection = classification = fiftyone = None
+        if "detection" in report:
+            d, voc = report["detection"], report["detection"]["voc"]
+            detection = DetectionScores(
+                coco_stats=list(d["coco_stats"]),
+                voc_iou=voc["iou_threshold"],
+                voc_map_all_point=voc["mAP50_all_point"],
+                voc_map_11_point=voc["mAP50_11_point"],
+                per_class=[
+                    ClassAP(
+                        c["name"],
+                        c["AP"],
+                        c["AP50"],
+                        c["AR100"],
+                        voc["per_class"][c["name"]]["AP50_all_point"],
+                    )
+                    for c in d["per_class"]
+                ],
+            )
+        if "classification" in report:
+            c = report["classification"]
+            classification = ClassificationScores(
+                accuracy=c["accuracy"],
+                top_k=dict(c["top_k"]),
+                macro_f1=c["macro_f1"],
+                per_class=[
+                    ClassScores(p["name"], p["precision"], p["recall"], p["f1"], p["support"])
+                    for p in c["per_class"]
+                ],
+            )
+        if "fiftyone" in report:
+            f = report["fiftyone"]
+            fiftyone = FiftyOneComparison(
+                f["dataset"],
+                f["samples"],
+                f["eval_key"],
+                f["fiftyone_mAP"],
+                f["dataforge_AP"],
+                f["difference"],
+            )
+        set_aside = report["predictions"].get("outside_selection", 0)
+        return cls(
+            task=report["task"],
+            images=report["ground_truth"]["images"],
+            predictions=report["predictions"]["count"] - set_aside,
+            set_aside=set_aside,
+            detection=detection,
+            classification=classification,
+            fiftyone=fiftyone,
+            report_path=Path(report["report_path"]) if "report_path" in report else None,
+            html_path=Path(report["html_path"]) if "html_path" in report else None,
+            report=report,
+        )

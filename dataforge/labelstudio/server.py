@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -138,3 +139,22 @@ class LabelStudioServer:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def serve_until_stopped(server: LabelStudioServer, on_ready: Callable[[LabelStudioServer], None]) -> None:
+    """Run ``server`` until Ctrl-C or SIGTERM (or until it exits by itself); ``on_ready`` is called
+    once it answers. Ctrl-C works even when this process was started with SIGINT ignored (what a
+    shell does to background jobs, and Python then installs no KeyboardInterrupt handler)."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+    with server:
+        on_ready(server)
+        try:
+            while server.proc is not None and server.proc.poll() is None:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass

@@ -67,6 +67,8 @@ class FitResult:
     best: Path | None = None
     last: Path | None = None
     seconds: float = 0.0
+    #: the torchrun rank that returned this (0 without torchrun; rank 0 alone validates and writes)
+    rank: int = 0
 
 
 class Trainer(ABC):
