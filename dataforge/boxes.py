@@ -51,6 +51,32 @@ def xywh_to_xyxy_floats(bbox_xywh: Sequence[float]) -> tuple[float, float, float
     return x, y, x + w, y + h
 
 
+def xywh_to_xyxy_norm_floats(
+    bbox_xywh: Sequence[float], size_wh: Sequence[float]
+) -> tuple[float, float, float, float]:
+    """One COCO ``[x, y, w, h]`` to xyxy normalized to the image size (TF OD API), as plain floats."""
+    x, y, w, h = bbox_xywh
+    iw, ih = size_wh
+    return x / iw, y / ih, (x + w) / iw, (y + h) / ih
+
+
+def xyxy_norm_to_xywh_floats(
+    x0: float, y0: float, x1: float, y1: float, size_wh: Sequence[float]
+) -> tuple[float, float, float, float]:
+    """One normalized xyxy box (TF OD API) to COCO ``[x, y, w, h]`` in pixels, as plain floats."""
+    iw, ih = size_wh
+    return x0 * iw, y0 * ih, (x1 - x0) * iw, (y1 - y0) * ih
+
+
+def xywh_to_cxcywh_norm_floats(
+    bbox_xywh: Sequence[float], size_wh: Sequence[float]
+) -> tuple[float, float, float, float]:
+    """One COCO ``[x, y, w, h]`` to YOLO's centre and size normalized to the image, as plain floats."""
+    x, y, w, h = bbox_xywh
+    iw, ih = size_wh
+    return (x + w / 2) / iw, (y + h / 2) / ih, w / iw, h / ih
+
+
 def xyxy_to_xywh(boxes_xyxy: ArrayLike) -> FloatArray:
     """``[x1, y1, x2, y2]`` (absolute pixels) to COCO ``[x, y, w, h]`` (absolute pixels)."""
     b = _as_boxes(boxes_xyxy)

@@ -15,6 +15,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from dataforge.boxes import xywh_to_xyxy_floats
 from dataforge.evaluation.detection import STAT_NAMES
 
 MAX_CLASSES_IN_PLOTS = 30
@@ -113,12 +114,10 @@ def _thumbnail(
         im = opened.convert("RGB")
         draw = ImageDraw.Draw(im)
         for a in gt_anns:
-            x, y, w, h = a["bbox"]
-            draw.rectangle([x, y, x + w, y + h], outline=(0, 200, 0), width=2)
+            draw.rectangle(xywh_to_xyxy_floats(a["bbox"]), outline=(0, 200, 0), width=2)
         for p in preds:
             if p["score"] >= 0.5:
-                x, y, w, h = p["bbox"]
-                draw.rectangle([x, y, x + w, y + h], outline=(230, 30, 30), width=2)
+                draw.rectangle(xywh_to_xyxy_floats(p["bbox"]), outline=(230, 30, 30), width=2)
         im.thumbnail((320, 320))
         buf = io.BytesIO()
         im.save(buf, format="JPEG", quality=85)

@@ -29,6 +29,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from dataforge.boxes import xywh_to_xyxy_floats
 from dataforge.errors import DataError, UsageError
 from dataforge.formats.base import ExportResult, ImportBatch
 from dataforge.formats.common import IMAGE_EXTENSIONS, copy_store_images, prepare_out_dir, problem
@@ -236,17 +237,13 @@ class CsvFormat:
             anns = store.index.anns_by_image.get(img["id"], [])
             split = img.get("split") or ""
             for a in anns:
-                x, y, w, h = a["bbox"]
                 rows.append(
                     [
                         img["file_name"],
                         img["width"],
                         img["height"],
                         names[a["category_id"]],
-                        repr(float(x)),
-                        repr(float(y)),
-                        repr(float(x + w)),
-                        repr(float(y + h)),
+                        *(repr(v) for v in xywh_to_xyxy_floats(a["bbox"])),
                         split,
                     ]
                 )

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, quote, unquote, urlparse
 from xml.sax.saxutils import quoteattr
 
-from dataforge.boxes import xywh_to_xyxy, xyxy_to_xywh_percent
+from dataforge.boxes import xywh_to_xyxy, xywh_to_xyxy_floats, xyxy_to_xywh_percent
 from dataforge.errors import DataError, UsageError
 from dataforge.formats.base import ExportResult, ImportBatch
 from dataforge.formats.common import copy_store_images, prepare_out_dir, problem
@@ -195,7 +195,7 @@ class LabelStudioJsonFormat:
             ann["_problem"] = problem("bad bbox", f"{where}: x, y, width, height must be numbers")
             return ann
         ann["category_id"] = cats.setdefault(str(names[0]), len(cats) + 1)
-        ann["_bbox_norm"] = ["xyxy", [x / 100, y / 100, (x + w) / 100, (y + h) / 100]]
+        ann["_bbox_norm"] = ["xyxy", [v / 100 for v in xywh_to_xyxy_floats((x, y, w, h))]]  # percent
         ow, oh = region.get("original_width"), region.get("original_height")
         if isinstance(ow, int) and isinstance(oh, int) and "width" not in record:
             record["width"], record["height"] = ow, oh  # checked against the real image by the import

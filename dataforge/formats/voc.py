@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from xml.sax.saxutils import escape
 
+from dataforge.boxes import xywh_to_xyxy_floats
 from dataforge.errors import DataError, UsageError
 from dataforge.formats.base import ExportResult, ImportBatch
 from dataforge.formats.common import copy_store_images, flat_name, prepare_out_dir, problem, rel
@@ -237,14 +238,14 @@ class VocFormat:
             splits.setdefault(img.get("split") or "default", []).append(stem)
             objs = []
             for a in store.index.anns_by_image.get(img["id"], []):
-                x, y, w, h = a["bbox"]
+                x, y, x1, y1 = xywh_to_xyxy_floats(a["bbox"])
                 attrs: dict[str, Any] = a["attributes"] if isinstance(a.get("attributes"), dict) else {}
                 flags = "".join(f"<{f}>{int(bool(attrs.get(f, False)))}</{f}>" for f in FLAGS)
                 pose = f"<pose>{escape(str(attrs['pose']))}</pose>" if attrs.get("pose") else ""
                 objs.append(
                     f"  <object><name>{escape(names[a['category_id']])}</name>{pose}{flags}"
                     f"<bndbox><xmin>{x + shift:g}</xmin><ymin>{y + shift:g}</ymin>"
-                    f"<xmax>{x + w:g}</xmax><ymax>{y + h:g}</ymax></bndbox></object>\n"
+                    f"<xmax>{x1:g}</xmax><ymax>{y1:g}</ymax></bndbox></object>\n"
                 )
                 n += 1
             (out / "Annotations" / f"{stem}.xml").write_text(

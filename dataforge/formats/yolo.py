@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 
+from dataforge.boxes import xywh_to_cxcywh_norm_floats
 from dataforge.errors import DataError, UsageError
 from dataforge.formats.base import ExportResult, ImportBatch
 from dataforge.formats.common import (
@@ -344,14 +345,11 @@ class YoloFormat:
             lines = []
             w, h = img["width"], img["height"]
             for a in store.index.anns_by_image.get(img["id"], []):
-                x, y, bw, bh = a["bbox"]
-                if bw <= 0 or bh <= 0:
+                if a["bbox"][2] <= 0 or a["bbox"][3] <= 0:
                     dropped += 1
                     continue
-                lines.append(
-                    f"{yolo_id[a['category_id']]} {(x + bw / 2) / w:.6f} {(y + bh / 2) / h:.6f} "
-                    f"{bw / w:.6f} {bh / h:.6f}"
-                )
+                cx, cy, nw, nh = xywh_to_cxcywh_norm_floats(a["bbox"], (w, h))
+                lines.append(f"{yolo_id[a['category_id']]} {cx:.6f} {cy:.6f} {nw:.6f} {nh:.6f}")
                 n_boxes += 1
             label = out / "labels" / split / (os.path.splitext(flat)[0] + ".txt")
             label.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from dataforge.boxes import xyxy_norm_to_xywh_floats
 from dataforge.errors import ImageError, UsageError
 from dataforge.formats.base import Embedded, ImportBatch
 from dataforge.formats.common import FileWindows, problem, read_text, rel
@@ -185,9 +186,8 @@ def _objects(
             ann["_where"] = f"{where} object {k}"
             ann["_bbox_norm"] = ["xyxy", [x0, y0, x1, y1]]
             continue
-        iw, ih = size
-        bw, bh = (x1 - x0) * iw, (y1 - y0) * ih
-        ann["bbox"] = [x0 * iw, y0 * ih, bw, bh]
+        x, y, bw, bh = xyxy_norm_to_xywh_floats(x0, y0, x1, y1, size)
+        ann["bbox"] = [x, y, bw, bh]
         ann["area"] = area = bw * bh
         ann["iscrowd"] = 0
         ann["segmentation"] = []

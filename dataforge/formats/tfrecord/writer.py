@@ -8,6 +8,7 @@ import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dataforge.boxes import xywh_to_xyxy_norm_floats
 from dataforge.errors import DataError, UsageError
 from dataforge.formats.base import ExportResult
 from dataforge.formats.common import prepare_out_dir
@@ -178,13 +179,13 @@ class ExampleWriter:
         ymax: list[float] = []
         cids: list[int] = []
         for a in anns:
-            x, y, bw, bh = a["bbox"]
-            if bw <= 0 or bh <= 0:
+            if a["bbox"][2] <= 0 or a["bbox"][3] <= 0:
                 continue
-            xmin.append(x / w)
-            ymin.append(y / h)
-            xmax.append((x + bw) / w)
-            ymax.append((y + bh) / h)
+            x0, y0, x1, y1 = xywh_to_xyxy_norm_floats(a["bbox"], (w, h))
+            xmin.append(x0)
+            ymin.append(y0)
+            xmax.append(x1)
+            ymax.append(y1)
             cids.append(a["category_id"])
         n = len(cids)
         st, (hx, hn, hy, hm) = self._boxes_of(n)
