@@ -377,17 +377,17 @@ class _Import:
             cat_map if any(k != v for k, v in cat_map.items()) else None,
             private_keys=batch.private_keys,
         )
-        _merge_licenses(store.data, batch.licenses, new_images)
+        _merge_licenses(store, batch.licenses, new_images)
         changes = {"images": imgs_changed, "annotations": anns_changed, "categories": cats_changed}
         return new_images, [c["name"] for c in added], changes, now
 
 
-def _merge_licenses(
-    data: dict[str, Any], licenses: list[dict[str, Any]], new_images: list[dict[str, Any]]
-) -> None:
+def _merge_licenses(store: Store, licenses: list[dict[str, Any]], new_images: list[dict[str, Any]]) -> None:
+    """The batch's licenses into the store's: the same license (all but its id) is not added twice;
+    a new one keeps its id when free; the new images' ``license`` ids follow."""
     if not licenses:
         return
-    existing = {lic.get("id"): lic for lic in data.setdefault("licenses", []) if isinstance(lic, dict)}
+    existing = {lic.get("id"): lic for lic in store.licenses}
     remap: dict[Any, int] = {}
     for lic in licenses:
         if not isinstance(lic, dict):
@@ -398,7 +398,7 @@ def _merge_licenses(
             remap[lid] = same
             continue
         (new_id,), _ = assign_ids([lid], {k for k in existing if isinstance(k, int)})
-        data["licenses"].append({**lic, "id": new_id})
+        store.add_licenses([{**lic, "id": new_id}])
         existing[new_id] = lic
         remap[lid] = new_id
     if any(k != v for k, v in remap.items()):

@@ -181,17 +181,12 @@ def pull(store_path: Path, project: str, client: LabelStudio) -> dict[str, Any]:
             for box in ch["boxes"]:
                 keep.append({"id": next_id, "image_id": iid, **box})
                 next_id += 1
-            img = s.index.image_by_id[iid]
-            img["labels"] = ch["labels"]
-            img.setdefault("source", {})["labelstudio"] = ch["lineage"]
-            img["tags"] = [t for t in img.get("tags", []) if t != "labelstudio:skipped"] + (
-                [] if "labelstudio:annotated" in img.get("tags", []) else ["labelstudio:annotated"]
-            )
+            s.set_labels(iid, ch["labels"])
+            s.set_lineage(iid, "labelstudio", ch["lineage"])
             seen[str(iid)] = ch["stamp"]
-        for iid in skipped:
-            img = s.index.image_by_id[iid]
-            if "labelstudio:skipped" not in img.get("tags", []):
-                img["tags"] = [*img.get("tags", []), "labelstudio:skipped"]
+        s.remove_tags(changes, ["labelstudio:skipped"])
+        s.add_tags(changes, ["labelstudio:annotated"])
+        s.add_tags(skipped, ["labelstudio:skipped"])
         s.set_annotations(keep)
         s.set_tool_state("labelstudio", str(pid), {"pulled": seen})
     return {**details, "requests": client.requests}

@@ -260,6 +260,15 @@ class Store:
         self.data["categories"].extend(categories)
         self.invalidate()
 
+    @property
+    def licenses(self) -> list[dict[str, Any]]:
+        """COCO ``licenses`` (images refer to them by ``license`` id)."""
+        return [lic for lic in self.data.get("licenses", []) if isinstance(lic, dict)]
+
+    def add_licenses(self, licenses: Iterable[dict[str, Any]]) -> None:
+        """Add COCO license records (ids already assigned)."""
+        self.data.setdefault("licenses", []).extend(licenses)
+
     def add_records(self, images: Iterable[dict[str, Any]], annotations: Iterable[dict[str, Any]]) -> None:
         """Add image and annotation records (ids already assigned, files already in place)."""
         self.images.extend(images)
@@ -352,6 +361,14 @@ class Store:
                 img["tags"] = new
                 changed += 1
         return changed
+
+    def set_labels(self, image_id: int, labels: list[int]) -> None:
+        """Set an image's image-level category ids (classification labels)."""
+        self.index.image_by_id[image_id]["labels"] = list(labels)
+
+    def set_lineage(self, image_id: int, key: str, value: dict[str, Any]) -> None:
+        """Record under the image's ``source[key]`` where its annotations came from (a Label Studio task)."""
+        self.index.image_by_id[image_id].setdefault("source", {})[key] = value
 
     def set_splits(self, assignment: dict[int, str | None]) -> None:
         """Set each image's split (``None`` removes it)."""
