@@ -380,3 +380,36 @@ def test_png_and_other_formats_are_probed(coco_factory, tmp_path: Path) -> None:
     import_dataset(src, store=tmp_path / "s")
     store = Store.open(tmp_path / "s")
     assert [(r.file_name, r.size_wh) for r in store] == [("a.png", (33, 17)), ("b.gif", (5, 6))]
+
+
+def test_licenses_merge_by_content_and_images_follow_their_new_ids(coco_factory, tmp_path: Path) -> None:
+    """The same license under another id is not added twice; a new license whose id is taken gets a
+    free one; each imported image's ``license`` follows its license to the id it has in the store."""
+    import json
+
+    from dataforge.store import Store
+
+    cc_by = {"name": "CC-BY", "url": "https://example.invalid/by"}
+    cc0 = {"name": "CC0", "url": "https://example.invalid/zero"}
+
+    def with_licenses(path: Path, licenses: list[dict], license_of: dict[str, int]) -> Path:
+        doc = json.loads(path.read_text())
+        doc["licenses"] = licenses
+        for img in doc["images"]:
+            img["license"] = license_of[img["file_name"]]
+        path.write_text(json.dumps(doc))
+        return path
+
+    first = with_licenses(coco_factory([(1, "a.jpg", (16, 16))], []), [{"id": 1, **cc_by}], {"a.jpg": 1})
+    second = with_licenses(
+        coco_factory([(1, "b.jpg", (16, 16)), (2, "c.jpg", (16, 16))], []),
+        [{"id": 1, **cc0}, {"id": 2, **cc_by}],
+        {"b.jpg": 1, "c.jpg": 2},
+    )
+    import_dataset(first, store=tmp_path / "s")
+    import_dataset(second, store=tmp_path / "s")
+    store = Store.open(tmp_path / "s")
+    by_name = {lic["name"]: lic["id"] for lic in store.licenses}
+    assert len(store.licenses) == 2 and by_name["CC-BY"] == 1 and by_name["CC0"] != 1
+    license_of = {img["file_name"]: img["license"] for img in store.images}
+    assert license_of == {"a.jpg": 1, "b.jpg": by_name["CC0"], "c.jpg": 1}
