@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataforge.augment import cpu, gpu, parse_pipeline
-from dataforge.augment.ops import apply_box_rules, color_matrix, draw_ops, image_rng, transform_boxes
+from dataforge.augment.geometry import color_matrix
+from dataforge.augment.ops import apply_box_rules, draw_ops, image_rng, transform_boxes
 from dataforge.augment.pipeline import BoxRules
 
 
@@ -190,7 +191,7 @@ def _torchvision_boxes(ops: list[dict], boxes: np.ndarray, size_wh: tuple[int, i
     import torchvision.transforms.v2.functional as F
     from torchvision import tv_tensors
 
-    from dataforge.augment.ops import clip_boxes
+    from dataforge.augment.geometry import clip_boxes
 
     w, h = size_wh
     b = tv_tensors.BoundingBoxes(

@@ -1,15 +1,20 @@
 """The augment registry is complete: every pipeline step draws (and has an albumentations twin), every op it draws has a kernel on
 both backends and maps every label type (or declares it moves no pixel), and the labels an op maps
-land where its kernels put the pixels. A new op is one registration per table (the last test)."""
+land where its kernels put the pixels. A new step is one module (the last test)."""
 
 from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from dataforge.augment import cpu, gpu
-from dataforge.augment.ops import DRAWERS, OPS, TARGETS, OpKind, draw_ops, image_rng
+from dataforge.augment import cpu, gpu, registry
+from dataforge.augment.ops import DRAWERS, OPS, TARGETS, draw_ops, image_rng
 from dataforge.augment.pipeline import STEP_TYPES, Pipeline
 from dataforge.augment.sample import augment_sample
 from tests.test_augment_boxes import bbox_of_mask, mask_of
@@ -88,21 +93,82 @@ def test_labels_land_where_the_kernels_put_the_pixels(name: str, backend: str) -
     assert np.allclose(aug.boxes_xyxy[0], expected, atol=tol), (aug.boxes_xyxy[0].tolist(), expected)
 
 
-def test_a_new_op_is_one_registration_per_table(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A transpose op registered in the test: ops, both kernel tables and a drawer. augment_sample then
-    runs it on both backends and its boxes follow the pixels."""
+#: a whole new step, as its module in dataforge/augment/steps/ would be: one file registers the
+#: step class (and so its schema), its drawer, its op, both kernels and its albumentations twin
+TRANSPOSE_MODULE = """
+from typing import Any, Literal
 
-    def transpose_boxes(op: dict, b: np.ndarray, vis: np.ndarray, w: int, h: int) -> tuple:
-        return b[:, [1, 0, 3, 2]], vis
+from dataforge.augment import cpu, gpu, registry
+from dataforge.augment.registry import OpKind, albumentations, cpu_kernel, draws, gpu_kernel, op_kind, step
+from dataforge.augment.steps.base import StepBase
+import numpy as np
 
-    kind = OpKind("transpose", moves_pixels=True, size=lambda op, w, h: (h, w), boxes=transpose_boxes)
-    monkeypatch.setitem(OPS, "transpose", kind)
-    monkeypatch.setitem(
-        cpu.KERNELS, "transpose", lambda img, op: np.ascontiguousarray(img.transpose(1, 0, 2))
-    )
-    monkeypatch.setitem(gpu.KERNELS, "transpose", lambda img, op: img.transpose(1, 2).contiguous())
-    monkeypatch.setitem(DRAWERS, "hflip", lambda step, rng, fire, w, h, where: [{"op": "transpose"}])
-    p = Pipeline.model_validate({"steps": [{"type": "hflip", "p": 1}]})  # hflip now draws a transpose
+
+@step
+class Transpose(StepBase):
+    \"\"\"Swap the x and y axes.\"\"\"
+
+    type: Literal["transpose"]
+
+
+@draws("transpose")
+def _draw(step, rng, fire, w, h, where):
+    return [{"op": "transpose"}] if fire else []
+
+
+def _boxes(op, b, vis, w, h):
+    return b[:, [1, 0, 3, 2]], vis
+
+
+op_kind(OpKind("transpose", moves_pixels=True, size=lambda op, w, h: (h, w), boxes=_boxes))
+
+
+@cpu_kernel("transpose")
+def _cpu(img, op):
+    return np.ascontiguousarray(img.transpose(1, 0, 2))
+
+
+@gpu_kernel("transpose")
+def _gpu(img, op):
+    return img.transpose(1, 2).contiguous()
+
+
+@albumentations("transpose")
+def _albu(A, s):
+    return A.Transpose(p=s.p)
+"""
+
+
+@pytest.fixture
+def registries() -> Iterator[None]:
+    """The registry as it was before the test, restored after it (a test's new step leaves no trace)."""
+    tables = [registry.STEPS, registry.DRAWERS, registry.OPS, registry.CPU_KERNELS, registry.GPU_KERNELS]
+    tables.append(registry.ALBUMENTATIONS)
+    saved = [dict(t) for t in tables]
+    yield
+    for table, before in zip(tables, saved, strict=True):
+        table.clear()
+        table.update(before)
+
+
+def test_a_new_step_is_one_module(registries: None, tmp_path: Path) -> None:
+    """A transpose step written as one module and imported: the pipeline validates it, the schema
+    lists it, the registry tests' tables are complete with it, both backends run it and its boxes
+    follow the pixels."""
+    module = tmp_path / "transpose.py"
+    module.write_text(TRANSPOSE_MODULE)
+    spec = importlib.util.spec_from_file_location("transpose_step_under_test", module)
+    assert spec is not None and spec.loader is not None
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+    from dataforge.augment.albu import _albumentations_steps
+
+    assert "transpose" in STEP_TYPES and set(STEP_TYPES) == set(DRAWERS) == set(_albumentations_steps())
+    schema = json.dumps(Pipeline.model_json_schema())
+    assert '"const": "transpose"' in schema
+    p = Pipeline.model_validate({"steps": [{"type": "transpose", "p": 1}]})
+    assert p.to_albumentations().transforms[0].__class__.__name__ == "Transpose"
+    assert "transpose" in cpu.KERNELS and "transpose" in gpu.KERNELS and OPS["transpose"].boxes is not None
     box = [10, 8, 34, 30]
     bgr = mask_of(80, 60, box)
     rgb = torch.from_numpy(np.ascontiguousarray(bgr[..., ::-1])).permute(2, 0, 1).contiguous()

@@ -5,10 +5,11 @@ Meant for CUDA: a chunk's JPEGs are decoded in one batched ``decode_jpeg(device=
 reads and writes files. On CPU tensors the same code runs (that is how CI tests it), but slowly:
 there the OpenCV backend is the engine.
 
-Labels go through the ops' own maps (:data:`dataforge.augment.ops.OPS`), the same for both
-backends; a test checks those maps against torchvision's box kernels. Colour
-jitter is the CPU backend's colour matrix as one tensor contraction (torchvision's own
-``adjust_hue`` goes through HSV), so both backends make the same colours.
+The kernels live with their steps (``dataforge/augment/steps/``) and register in
+:data:`dataforge.augment.registry.GPU_KERNELS`. Labels go through the ops' own maps
+(:data:`dataforge.augment.registry.OPS`), the same for both backends; a test checks those maps
+against torchvision's box kernels. Colour jitter is the CPU backend's colour matrix as one tensor
+contraction, so both backends make the same colours.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from dataforge import runtime
-from dataforge.augment.ops import GRAY_RGB, Kernels, Op, color_matrix
+from dataforge.augment.registry import GPU_KERNELS, Op
 from dataforge.errors import ImageError
 
 
@@ -95,82 +96,15 @@ def encode_batch(images: list[Any], fmt: str, *, quality: int, png_compression: 
     ]
 
 
-def color(img: Any, brightness: float, contrast: float, saturation: float, hue: float) -> Any:
-    """The CPU backend's colour matrix (:func:`dataforge.augment.ops.color_matrix`) on a
-    ``(3, H, W)`` uint8 RGB tensor, so both backends jitter colours the same way."""
-    import torch
-
-    m = torch.as_tensor(
-        color_matrix(brightness, contrast, saturation, hue), dtype=torch.float32, device=img.device
-    )
-    x = img.to(torch.float32)
-    bias = 0.0
-    if contrast != 1.0:
-        grey = (torch.as_tensor(GRAY_RGB, dtype=torch.float32, device=img.device) @ x.mean(dim=(1, 2))).item()
-        bias = (1 - contrast) * min(255.0, brightness * grey)
-    out = torch.einsum("ij,jhw->ihw", m, x) + bias
-    return out.round_().clamp_(0, 255).to(torch.uint8)
-
-
 #: op name -> the torchvision kernel: ``(3, H, W)`` uint8 RGB tensor and the op -> the new image
-KERNELS = Kernels("torchvision")
-kernel = KERNELS.register
+KERNELS = GPU_KERNELS
 
 
-def _F() -> Any:
+def functional() -> Any:
+    """``torchvision.transforms.v2.functional``, imported on first use."""
     import torchvision.transforms.v2.functional as F
 
     return F
-
-
-@kernel("hflip")
-def _hflip(img: Any, op: Op) -> Any:
-    return _F().horizontal_flip(img)
-
-
-@kernel("vflip")
-def _vflip(img: Any, op: Op) -> Any:
-    return _F().vertical_flip(img)
-
-
-@kernel("crop")
-def _crop(img: Any, op: Op) -> Any:
-    x0, y0, x1, y1 = op["xyxy"]
-    return _F().crop(img, y0, x0, y1 - y0, x1 - x0)
-
-
-@kernel("resize")
-def _resize(img: Any, op: Op) -> Any:
-    from torchvision.transforms import InterpolationMode
-
-    nw, nh = op["size"]
-    if (nw, nh) == (int(img.shape[-1]), int(img.shape[-2])):
-        return img
-    return _F().resize(img, [nh, nw], interpolation=InterpolationMode.BILINEAR, antialias=True)
-
-
-@kernel("rotate")
-def _rotate(img: Any, op: Op) -> Any:
-    from torchvision.transforms import InterpolationMode
-
-    fill = [float(op.get("fill", 0))] * 3
-    return _F().rotate(img, op["angle"], interpolation=InterpolationMode.BILINEAR, fill=fill)
-
-
-@kernel("color")
-def _color(img: Any, op: Op) -> Any:
-    return color(img, op["brightness"], op["contrast"], op["saturation"], op["hue"])
-
-
-@kernel("blur")
-def _blur(img: Any, op: Op) -> Any:
-    k = int(op["ksize"])
-    return _F().gaussian_blur(img, [k, k], [op["sigma"], op["sigma"]])
-
-
-@kernel("normalize")
-def _normalize(img: Any, op: Op) -> Any:
-    return _F().normalize(img.float() / 255.0, list(op["mean"]), list(op["std"]))
 
 
 def apply_ops(img: Any, ops: list[Op]) -> Any:

@@ -20,266 +20,54 @@ from __future__ import annotations
 
 import hashlib
 import json
-import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
+from dataforge.augment import steps as _steps  # noqa: F401 - each step module registers itself
+from dataforge.augment.registry import STEPS
+from dataforge.augment.steps.base import StepBase
 from dataforge.errors import UsageError
 
-#: a ``[low, high]`` range that may be written as one number (expanded by a validator)
-RangeOrNumber = Annotated[
-    tuple[float, float],
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "number"},
-                {
-                    "type": "array",
-                    "prefixItems": [{"type": "number"}, {"type": "number"}],
-                    "minItems": 2,
-                    "maxItems": 2,
-                },
-            ]
-        }
-    ),
-]
 
-Probability = Annotated[float, Field(ge=0.0, le=1.0, description="probability that the step runs")]
+def _validate_step(value: Any) -> Any:
+    """A step's dict to the class registered for its ``type`` (its errors keep their field names)."""
+    if isinstance(value, StepBase):
+        return value
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind is None:
+        raise ValueError("each step needs a 'type'")
+    cls = STEPS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ValueError(f"unknown step type {kind!r} (known: {', '.join(sorted(STEPS))})")
+    return cls.model_validate(value)
 
 
-class _Step(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _AnyStep:
+    """A pipeline step of any registered type: validated by its ``type``, serialized as its class
+    does, and in the JSON schema as one of the registered classes' schemas (read when the schema is
+    made, so a step registered later is in it)."""
 
-    p: Probability = 1.0
-
-
-def _pair(v: Any, *, around: float | None = None, low: float | None = None) -> Any:
-    """``x`` -> ``[around - x, around + x]`` (clamped at ``low``); a pair is kept as is."""
-    if isinstance(v, int | float) and not isinstance(v, bool) and around is not None:
-        lo = around - float(v)
-        return [max(lo, low) if low is not None else lo, around + float(v)]
-    return v
-
-
-def _check_range(v: tuple[float, float], name: str) -> tuple[float, float]:
-    if v[0] > v[1]:
-        raise ValueError(f"{name} range [{v[0]}, {v[1]}] is empty: the low end is above the high end")
-    return v
-
-
-class HFlip(_Step):
-    """Mirror left-right."""
-
-    type: Literal["hflip"]
-    p: Probability = 0.5
-
-
-class VFlip(_Step):
-    """Mirror top-bottom."""
-
-    type: Literal["vflip"]
-    p: Probability = 0.5
-
-
-class Crop(_Step):
-    """A fixed crop (pixels, xyxy, end exclusive); clamped to the image."""
-
-    type: Literal["crop"]
-    x_min: int = Field(ge=0)
-    y_min: int = Field(ge=0)
-    x_max: int = Field(gt=0)
-    y_max: int = Field(gt=0)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Crop:
-        if self.x_max <= self.x_min or self.y_max <= self.y_min:
-            raise ValueError("x_max/y_max must be greater than x_min/y_min")
-        return self
-
-
-class CenterCrop(_Step):
-    """Crop ``width`` x ``height`` from the centre (the whole side when the image is smaller)."""
-
-    type: Literal["center_crop"]
-    width: int = Field(gt=0)
-    height: int = Field(gt=0)
-
-
-class RandomCrop(_Step):
-    """Crop ``width`` x ``height`` at a uniformly random position (the whole side when smaller)."""
-
-    type: Literal["random_crop"]
-    width: int = Field(gt=0)
-    height: int = Field(gt=0)
-
-
-class RandomResizedCrop(_Step):
-    """Crop a random area fraction ``scale`` with aspect ratio in ``ratio``, resize to ``size``.
-
-    ``size`` is ``[width, height]``; left out, the crop is resized back to the input's size.
-    """
-
-    type: Literal["random_resized_crop"]
-    size: tuple[int, int] | None = None
-    scale: tuple[float, float] = (0.08, 1.0)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
-
-    @field_validator("size")
     @classmethod
-    def _positive(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
-        if v is not None and min(v) <= 0:
-            raise ValueError("size must be two positive integers [width, height]")
-        return v
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            _validate_step,
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda step, info: step.model_dump(mode=info.mode), info_arg=True
+            ),
+        )
 
-    @field_validator("scale")
     @classmethod
-    def _scale(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if not 0 < v[0] <= 1 or not 0 < v[1] <= 1:
-            raise ValueError("scale is an area fraction: both ends in (0, 1]")
-        return _check_range(v, "scale")
-
-    @field_validator("ratio")
-    @classmethod
-    def _ratio(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if v[0] <= 0:
-            raise ValueError("ratio must be positive")
-        return _check_range(v, "ratio")
+    def __get_pydantic_json_schema__(
+        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"oneOf": [handler(model.__pydantic_core_schema__) for model in STEPS.values()]}
 
 
-class RandomScale(_Step):
-    """Resize by a factor drawn uniformly from ``scale`` (both sides by the same factor)."""
-
-    type: Literal["random_scale"]
-    scale: tuple[float, float] = (0.5, 1.5)
-
-    @field_validator("scale")
-    @classmethod
-    def _scale(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if v[0] <= 0:
-            raise ValueError("scale factors must be positive")
-        return _check_range(v, "scale")
-
-
-class Resize(_Step):
-    """Resize to exactly ``width`` x ``height`` (bilinear)."""
-
-    type: Literal["resize"]
-    width: int = Field(gt=0)
-    height: int = Field(gt=0)
-
-
-class Rotate(_Step):
-    """Rotate about the centre by an angle (degrees, counter-clockwise) drawn from ``limit``.
-
-    The canvas keeps its size; corners are filled with ``fill``. A box becomes the box enclosing
-    its rotated corners (clipped to the canvas).
-    """
-
-    type: Literal["rotate"]
-    limit: RangeOrNumber = (-15.0, 15.0)
-    fill: int = Field(0, ge=0, le=255)
-    p: Probability = 0.5
-
-    @field_validator("limit", mode="before")
-    @classmethod
-    def _limit(cls, v: Any) -> Any:
-        return _pair(v, around=0.0)
-
-    @field_validator("limit")
-    @classmethod
-    def _order(cls, v: tuple[float, float]) -> tuple[float, float]:
-        return _check_range(v, "limit")
-
-
-class ColorJitter(_Step):
-    """Brightness/contrast/saturation factors from ``[1 - x, 1 + x]`` (or a pair), hue shift from
-    ``[-h, h]`` turns (h <= 0.5). torchvision's definitions; applied in that order."""
-
-    type: Literal["color_jitter"]
-    brightness: RangeOrNumber = (1.0, 1.0)
-    contrast: RangeOrNumber = (1.0, 1.0)
-    saturation: RangeOrNumber = (1.0, 1.0)
-    hue: RangeOrNumber = (0.0, 0.0)
-
-    @field_validator("brightness", "contrast", "saturation", mode="before")
-    @classmethod
-    def _factor(cls, v: Any) -> Any:
-        return _pair(v, around=1.0, low=0.0)
-
-    @field_validator("hue", mode="before")
-    @classmethod
-    def _hue(cls, v: Any) -> Any:
-        return _pair(v, around=0.0)
-
-    @field_validator("brightness", "contrast", "saturation")
-    @classmethod
-    def _factor_range(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if v[0] < 0:
-            raise ValueError("factors must be non-negative")
-        return _check_range(v, "factor")
-
-    @field_validator("hue")
-    @classmethod
-    def _hue_range(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if not -0.5 <= v[0] <= 0.5 or not -0.5 <= v[1] <= 0.5:
-            raise ValueError("hue shifts are in turns: both ends within [-0.5, 0.5]")
-        return _check_range(v, "hue")
-
-
-class GaussianBlur(_Step):
-    """Gaussian blur with sigma drawn from ``sigma`` (pixels); kernel size = 2*ceil(3*sigma)+1."""
-
-    type: Literal["gaussian_blur"]
-    sigma: RangeOrNumber = (0.1, 2.0)
-    p: Probability = 0.5
-
-    @field_validator("sigma", mode="before")
-    @classmethod
-    def _sigma(cls, v: Any) -> Any:
-        return [v, v] if isinstance(v, int | float) and not isinstance(v, bool) else v
-
-    @field_validator("sigma")
-    @classmethod
-    def _positive(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if v[0] <= 0:
-            raise ValueError("sigma must be positive")
-        return _check_range(v, "sigma")
-
-
-class Normalize(_Step):
-    """Subtract ``mean`` and divide by ``std`` (per channel, 0-1 scale). Training time only:
-    ``dataforge augment`` writes image files and refuses it."""
-
-    type: Literal["normalize"]
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
-
-Step = Annotated[
-    HFlip
-    | VFlip
-    | Crop
-    | CenterCrop
-    | RandomCrop
-    | RandomResizedCrop
-    | RandomScale
-    | Resize
-    | Rotate
-    | ColorJitter
-    | GaussianBlur
-    | Normalize,
-    Field(discriminator="type"),
-]
+Step = Annotated[StepBase, _AnyStep]
 
 
 class BoxRules(BaseModel):
@@ -371,12 +159,6 @@ def parse_pipeline(doc: Any, *, source: str = "pipeline") -> Pipeline:
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
-            elif err["type"] == "union_tag_invalid":
-                names = ", ".join(sorted(STEP_TYPES))
-                given = err.get("ctx", {}).get("tag", err.get("input"))
-                msg = f"unknown step type {given!r} (known: {names})"
-            elif err["type"] == "union_tag_not_found":
-                msg = "each step needs a 'type'"
             lines.append(f"{_loc(err['loc'], doc)}: {msg}")
         more = f" (and {exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
         raise UsageError(
@@ -415,8 +197,5 @@ def load_pipeline(path: str | Path) -> Pipeline:
     return parse_pipeline(doc, source=str(p))
 
 
-#: every step type, read off the ``Step`` union (a new step class is one entry there)
-STEP_TYPES = frozenset(
-    typing.get_args(model.model_fields["type"].annotation)[0]
-    for model in typing.get_args(typing.get_args(Step)[0])
-)
+#: every registered step type (a live view: a step module registered later is in it)
+STEP_TYPES = STEPS.keys()
