@@ -320,6 +320,40 @@ def test_ddp_two_gloo_processes_see_disjoint_data_and_match_one_process(
         assert torch.allclose(wa[k], wb[k], atol=1e-4), k
 
 
+@pytest.mark.slow
+def test_ddp_ranks_stop_early_together(tiny_site: Path, digits: Path, tmp_path: Path) -> None:
+    """Only rank 0 validates, so only it can tell when the metric stopped improving; every rank
+    must stop at its word (a rank that stopped on its own would leave the other waiting forever).
+    lr 1e-12: the metric of epoch 2 equals epoch 1's, so early_stopping=1 ends training after epoch 2."""
+    env = {**os.environ, "PYTHONPATH": str(tiny_site), "OMP_NUM_THREADS": "1"}
+    sets = ["epochs=5", "lr=1e-12", "early_stopping=1", "record_sample_ids=true", "batch_size=64"]
+    ddp = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "torchrun"),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "dataforge",
+            "train",
+            str(digits),
+            "--trainer",
+            "tiny",
+            *[arg for kv in sets for arg in ("--set", kv)],
+            "--out",
+            str(tmp_path / "ddp"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "trained 2 epochs" in ddp.stdout and "(stopped early)" in ddp.stdout
+    seen = [json.loads((tmp_path / "ddp" / f"samples-rank{r}.json").read_text()) for r in (0, 1)]
+    assert len(seen[0]) == len(seen[1]) == 2 * 629  # both ranks trained exactly the 2 epochs
+
+
 def test_bad_input_gives_one_line_errors_with_a_fix(
     tiny_env: dict[str, str], digits: Path, tmp_path: Path
 ) -> None:
