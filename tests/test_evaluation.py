@@ -242,3 +242,61 @@ def test_a_split_is_evaluated_with_predictions_for_the_whole_store(pets: Path, t
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     with pytest.raises(DataError, match=r"image_id 1000000 is not in the ground truth"):
         evaluate(tmp_path / "bad.json", store=s2, split="val")
+
+
+def _gt(boxes_by_image: dict[int, list[list[float]]]) -> dict:
+    anns = [
+        {"id": n + 1, "image_id": i, "category_id": 1, "bbox": b, "area": b[2] * b[3], "iscrowd": 0}
+        for n, (i, b) in enumerate((i, b) for i, bs in boxes_by_image.items() for b in bs)
+    ]
+    images = [{"id": i, "file_name": f"{i}.jpg", "width": 100, "height": 100} for i in boxes_by_image]
+    return {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "cat"}]}
+
+
+def test_best_f1_names_the_threshold_a_hand_count_gives() -> None:
+    """Two objects; a hit at 0.9, a false positive at 0.8, a hit at 0.7: keeping all three gives
+    precision 2/3, recall 1, F1 0.8, better than stopping at 0.9 (F1 2/3) or 0.8 (F1 0.5)."""
+    from dataforge.evaluation.detection import evaluate_detections
+
+    gt = _gt({1: [[0, 0, 20, 20], [50, 50, 20, 20]]})
+    preds = [
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 20, 20], "score": 0.9},
+        {"image_id": 1, "category_id": 1, "bbox": [80, 0, 10, 10], "score": 0.8},
+        {"image_id": 1, "category_id": 1, "bbox": [51, 51, 20, 20], "score": 0.7},
+    ]
+    best = evaluate_detections(gt, preds).metrics["best_f1"]
+    assert best == {"value": pytest.approx(0.8), "score_threshold": 0.7, "precision": pytest.approx(2 / 3),
+                    "recall": 1.0, "kept": 3}  # fmt: skip
+
+
+def test_best_f1_equals_matching_again_at_every_threshold() -> None:
+    """On random boxes, the metric (one matching, cumulative counts) equals the best F1 over every
+    score threshold found by keeping only the predictions at or above it and matching them again."""
+    from dataforge.evaluation.detection import evaluate_detections, voc_and_matches
+
+    rng = np.random.default_rng(4)
+    boxes = {
+        i: [[*rng.uniform(0, 70, 2).round(1), *rng.uniform(5, 30, 2).round(1)] for _ in range(4)]
+        for i in range(1, 7)
+    }
+    gt = _gt(boxes)
+    preds = []
+    for i, bs in boxes.items():
+        for b in bs:
+            if rng.random() < 0.7:  # a near hit, jittered
+                preds.append({"image_id": i, "category_id": 1, "bbox": [v + rng.normal(0, 2) for v in b]})
+        for _ in range(2):  # clutter
+            preds.append({"image_id": i, "category_id": 1, "bbox": [*rng.uniform(0, 80, 2), 8.0, 8.0]})
+    for p in preds:
+        p["score"] = round(float(rng.random()), 2)  # ties included
+    best = evaluate_detections(gt, preds).metrics["best_f1"]
+    f1s = []
+    for t in sorted({p["score"] for p in preds}):
+        kept = [p for p in preds if p["score"] >= t]
+        m = voc_and_matches(gt, kept, 0.5)[2]
+        tp = int(m.true_positive[m.scored].sum())
+        precision, recall = tp / int(m.scored.sum()), tp / m.positives
+        f1s.append((2 * precision * recall / (precision + recall) if tp else 0.0, t))
+    top = max(f for f, _ in f1s)
+    assert best["value"] == pytest.approx(top, abs=1e-12)
+    assert best["score_threshold"] in {t for f, t in f1s if f == pytest.approx(top, abs=1e-12)}

@@ -54,6 +54,14 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
             (p.name, f"{p.precision:.4f}", f"{p.recall:.4f}", f"{p.f1:.4f}", p.support) for p in c.per_class
         ]
         out(table(per_class, ["category", "precision", "recall", "F1", "support"]))
+    shown = {k: v for k, v in res.metrics.items() if isinstance(v, dict) and v.get("value") is not None}
+    if shown:
+        out("\nmore metrics")
+        for name, v in shown.items():
+            rest = ", ".join(
+                f"{k} {x:.4g}" if isinstance(x, float) else f"{k} {x}" for k, x in v.items() if k != "value"
+            )
+            out(f"  {name} {v['value']:.4f}" + (f" ({rest})" if rest else ""))
     if res.fiftyone is not None:
         f = res.fiftyone
         out(

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from dataforge.errors import DataError
+from dataforge.evaluation.registry import ClassificationInputs, compute
 
 
 def evaluate_classification(
@@ -74,7 +75,11 @@ def evaluate_classification(
             topk[f"top{k}"] = hits / n if n else -1.0
     with np.errstate(divide="ignore", invalid="ignore"):
         norm = np.nan_to_num(matrix / matrix.sum(axis=1, keepdims=True))
+    metrics = compute(
+        "classification", ClassificationInputs(truth=truth, predictions=preds, names=categories)
+    )
     return {
+        "metrics": metrics,
         "images": n,
         "images_without_prediction": len(missing),
         "accuracy": float(np.trace(matrix) / n) if n else -1.0,

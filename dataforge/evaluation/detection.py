@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from dataforge.evaluation.registry import DetectionInputs, compute
 from dataforge.metrics import box_iou, greedy_match, voc_ap
 
 STAT_NAMES = (
@@ -50,6 +51,8 @@ class DetectionResult:
     iou_of_matches: dict[str, Any]
     worst_images: list[dict[str, Any]] = field(default_factory=list)
     conventions: dict[str, Any] = field(default_factory=dict)
+    #: the registered extra metrics (``dataforge/evaluation/metrics/``), by name
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +65,7 @@ class DetectionResult:
             "iou_of_matches": self.iou_of_matches,
             "worst_images": self.worst_images,
             "conventions": self.conventions,
+            "metrics": self.metrics,
         }
 
 
@@ -142,8 +146,9 @@ def evaluate_detections(
                 "precision_iou50": p[0].tolist(),
                 "precision_iou75": p[5].tolist(),
             }
-    voc, ious = voc_and_matches(gt, predictions, iou_threshold)
+    voc, ious, matched = voc_and_matches(gt, predictions, iou_threshold)
     worst = ious.pop("worst_images")
+    metrics = compute("detection", matched)
     confusion = detection_confusion(
         gt, predictions, iou_threshold=iou_threshold, score_threshold=score_threshold
     )
@@ -155,6 +160,7 @@ def evaluate_detections(
         confusion=confusion,
         iou_of_matches=ious,
         worst_images=worst,
+        metrics=metrics,
         conventions={
             "engine": "faster-coco-eval (COCOeval semantics; tests hold it to pycocotools within 1e-9)",
             "box_format": "COCO xywh, absolute pixels, no +1",
@@ -208,8 +214,9 @@ def _greedy(iou: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[np.n
 
 def voc_and_matches(
     gt: dict[str, Any], predictions: list[dict[str, Any]], iou_threshold: float
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """VOC-style AP (11-point and all-point) per class at one IoU, and the IoU of matched pairs.
+) -> tuple[dict[str, Any], dict[str, Any], DetectionInputs]:
+    """VOC-style AP (11-point and all-point) per class at one IoU, the IoU of matched pairs, and
+    the matching itself (the inputs of the registered extra metrics).
 
     Per image, a prediction may match only ground truth of its own class (greedy by score); a
     prediction that misses but overlaps a crowd region of its class enough is neither TP nor FP.
@@ -279,7 +286,16 @@ def voc_and_matches(
         for i, (fp, fn) in worst
         if fp + fn
     ]
-    return voc, ious
+    matched = DetectionInputs(
+        gt=gt,
+        predictions=predictions,
+        iou_threshold=iou_threshold,
+        true_positive=is_tp.astype(bool),
+        scored=counted,
+        scores=d["score"],
+        positives=int((~g["crowd"]).sum()) if len(g["cat"]) else 0,
+    )
+    return voc, ious, matched
 
 
 def detection_confusion(

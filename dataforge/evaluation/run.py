@@ -221,6 +221,8 @@ class EvaluationResult:
     report_path: Path | None
     html_path: Path | None
     report: dict[str, Any]
+    #: the registered extra metrics (``dataforge/evaluation/metrics/``) of the task, by name
+    metrics: dict[str, Any]
 
     @classmethod
     def from_report(cls, report: dict[str, Any]) -> EvaluationResult:
@@ -276,4 +278,5 @@ class EvaluationResult:
             report_path=Path(report["report_path"]) if "report_path" in report else None,
             html_path=Path(report["html_path"]) if "html_path" in report else None,
             report=report,
+            metrics=dict(report[report["task"]].get("metrics", {})),
         )
