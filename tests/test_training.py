@@ -245,6 +245,22 @@ def test_class_folder_digits_reach_93_percent_test_accuracy(digits: Path, tmp_pa
     assert max(curve) >= DIGITS_BAR and acc >= DIGITS_BAR
 
 
+def torchrun_train(
+    store: Path, args: list[str], out: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """``torchrun --nproc_per_node 2 -m dataforge train STORE ARGS --out OUT`` on CPU (gloo); it must succeed."""
+    cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m"]
+    run = subprocess.run(
+        [*cmd, "dataforge", "train", str(store), *args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
 @pytest.mark.slow
 def test_ddp_two_gloo_processes_see_disjoint_data_and_match_one_process(
     tiny_site: Path, digits: Path, tmp_path: Path
@@ -267,29 +283,7 @@ def test_ddp_two_gloo_processes_see_disjoint_data_and_match_one_process(
         "--set",
         "record_sample_ids=true",
     ]
-    torchrun = Path(sys.executable).parent / "torchrun"
-    ddp = subprocess.run(
-        [
-            str(torchrun),
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "dataforge",
-            "train",
-            str(digits),
-            *common,
-            "--set",
-            "batch_size=32",
-            "--out",
-            str(tmp_path / "ddp"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    ddp = torchrun_train(digits, [*common, "--set", "batch_size=32"], tmp_path / "ddp", env)
     assert ddp.stdout.count("trained 3 epochs") == 1  # rank 0 alone reports
     r0 = json.loads((tmp_path / "ddp" / "samples-rank0.json").read_text())
     r1 = json.loads((tmp_path / "ddp" / "samples-rank1.json").read_text())
@@ -327,28 +321,9 @@ def test_ddp_ranks_stop_early_together(tiny_site: Path, digits: Path, tmp_path: 
     lr 1e-12: the metric of epoch 2 equals epoch 1's, so early_stopping=1 ends training after epoch 2."""
     env = {**os.environ, "PYTHONPATH": str(tiny_site), "OMP_NUM_THREADS": "1"}
     sets = ["epochs=5", "lr=1e-12", "early_stopping=1", "record_sample_ids=true", "batch_size=64"]
-    ddp = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "torchrun"),
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "dataforge",
-            "train",
-            str(digits),
-            "--trainer",
-            "tiny",
-            *[arg for kv in sets for arg in ("--set", kv)],
-            "--out",
-            str(tmp_path / "ddp"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
+    ddp = torchrun_train(
+        digits, ["--trainer", "tiny", *[a for kv in sets for a in ("--set", kv)]], tmp_path / "ddp", env
     )
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert "trained 2 epochs" in ddp.stdout and "(stopped early)" in ddp.stdout
     seen = [json.loads((tmp_path / "ddp" / f"samples-rank{r}.json").read_text()) for r in (0, 1)]
     assert len(seen[0]) == len(seen[1]) == 2 * 629  # both ranks trained exactly the 2 epochs
