@@ -237,6 +237,18 @@ def image_lineage(store: PathLike, image_id: int) -> dict[str, Any]:
     return lineage(Store.open(store), image_id)
 
 
+@dataclass
+class HistoryEntry:
+    time: str
+    op: str
+    revision: int | None
+    user: str
+    #: what the operation recorded (counts, options, a report's path)
+    details: dict[str, Any]
+    #: the whole ``history.jsonl`` line
+    entry: dict[str, Any]
+
+
 def history(store: PathLike, *, last: int = 20) -> list[HistoryEntry]:
     """The last ``last`` operations that changed the store, oldest first."""
     keys = ("time", "op", "revision", "user", "host", "dataforge")
@@ -251,18 +263,6 @@ def history(store: PathLike, *, last: int = 20) -> list[HistoryEntry]:
         )
         for e in Store.open(store).history()[-last:]
     ]
-
-
-@dataclass
-class HistoryEntry:
-    time: str
-    op: str
-    revision: int | None
-    user: str
-    #: what the operation recorded (counts, options, a report's path)
-    details: dict[str, Any]
-    #: the whole ``history.jsonl`` line
-    entry: dict[str, Any]
 
 
 @dataclass

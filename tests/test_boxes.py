@@ -46,3 +46,16 @@ def test_out_of_bounds_uses_a_half_pixel_tolerance() -> None:
 def test_bad_shape() -> None:
     with pytest.raises(ValueError, match=r"shape \(\.\.\., 4\)"):
         B.xywh_to_xyxy([1, 2, 3])
+
+
+def test_the_scalar_converters_agree_with_the_array_ones() -> None:
+    """The per-annotation converters (plain floats, for the hot paths of readers and writers) give
+    what the array converters give for the same boxes."""
+    for xyxy in XYXY:
+        xywh = B.xyxy_to_xywh(xyxy[None])[0].tolist()
+        assert B.xywh_to_xyxy_floats(xywh) == pytest.approx(xyxy.tolist(), abs=1e-12)
+        norm = B.xyxy_to_xyxy_norm(xyxy[None], SIZE)[0]
+        assert B.xywh_to_xyxy_norm_floats(xywh, SIZE) == pytest.approx(norm.tolist(), abs=1e-12)
+        assert B.xyxy_norm_to_xywh_floats(*norm, SIZE) == pytest.approx(xywh, abs=1e-12)
+        cxcywh = B.xyxy_to_cxcywh_norm(xyxy[None], SIZE)[0]
+        assert B.xywh_to_cxcywh_norm_floats(xywh, SIZE) == pytest.approx(cxcywh.tolist(), abs=1e-12)

@@ -109,5 +109,5 @@ def functional() -> Any:
 
 def apply_ops(img: Any, ops: list[Op]) -> Any:
     """Run ops on one ``(3, H, W)`` uint8 tensor; the labels go through the ops' own maps
-    (:data:`dataforge.augment.ops.OPS`), as for the CPU backend."""
+    (:data:`dataforge.augment.registry.OPS`), as for the CPU backend."""
     return KERNELS.run(img, ops)

@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 import numpy as np
 from pydantic import BaseModel
 
+from dataforge.boxes import FloatArray
+
 Op = dict[str, Any]
-FloatArray = np.ndarray
 
 #: the label types an op that moves pixels must map (masks and keypoints join here)
 TARGETS = ("boxes",)

@@ -288,21 +288,7 @@ def add_export(add: Commands) -> None:
 def cmd_formats(a: argparse.Namespace) -> int:
     from dataforge.api import formats
 
-    found = formats()
-    if a.json:
-        print_json(
-            [
-                {
-                    "name": f.name,
-                    "import": "yes" if f.can_import else "-",
-                    "export": "yes" if f.can_export else "-",
-                    "distribution": f.distribution,
-                    "description": f.description,
-                }
-                for f in found
-            ]
-        )
-        return 0
+    header = ["format", "import", "export", "from", "description"]
     rows = [
         (
             f.name,
@@ -311,9 +297,13 @@ def cmd_formats(a: argparse.Namespace) -> int:
             f.distribution,
             f.description,
         )
-        for f in found
+        for f in formats()
     ]
-    out(table(rows, ["format", "import", "export", "from", "description"]))
+    if a.json:
+        keys = ["name", "import", "export", "distribution", "description"]
+        print_json([dict(zip(keys, r, strict=True)) for r in rows])
+    else:
+        out(table(rows, header))
     return 0
 
 

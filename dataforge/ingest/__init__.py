@@ -181,12 +181,15 @@ class _Import:
     workers: int | None
     #: copies running in helper processes, for the caller to cancel on failure
     running: list[BackgroundCopy] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    #: the batch's warnings, then the import's own
+    warnings: list[str] = field(init=False)
     final_names: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.warnings = list(self.batch.warnings)
 
     def run(self) -> ImportResult:
         store, batch, policy = self.store, self.batch, self.policy
-        self.warnings = list(batch.warnings)
         jobs = self._name_files()
         journal = write_journal(
             str(store.root), str(store.images_dir), self.final_names.values(), uuid.uuid4().hex[:8]

@@ -8,7 +8,6 @@ torchvision's background). Everything is picklable, so DataLoader workers (fork 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,7 +212,7 @@ class TFRecordDataset:
         """(encoded image, its place, source id, boxes xyxy absolute, category indexes) of sample ``i``."""
         s, k = self.index[i]
         shard_scan = self.scans[s]
-        (img,), anns = shard_scan.parse_range(k, k + 1)
+        img, anns, encoded = shard_scan.example(k)
         if "_problem" in img:
             raise DataError(img["_problem"][1], item=shard_scan.where(k), reason=img["_problem"][0])
         boxes = np.zeros((len(anns), 4))
@@ -232,12 +231,6 @@ class TFRecordDataset:
                 )
             boxes[j] = xywh_to_xyxy_floats(a["bbox"])
             labels[j] = self.by_name[name]
-        emb = img["_embedded"]
-        fd = os.open(emb.path, os.O_RDONLY)
-        try:
-            encoded = os.pread(fd, emb.length, emb.offset)
-        finally:
-            os.close(fd)
         return encoded, shard_scan.where(k), img.get("tf_source_id", ""), boxes, labels
 
     def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:

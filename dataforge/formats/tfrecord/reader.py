@@ -12,7 +12,7 @@ from dataforge.errors import ImageError, UsageError
 from dataforge.formats.base import Embedded, ImportBatch
 from dataforge.formats.common import FileWindows, problem, read_text, rel
 from dataforge.formats.tfrecord.example import parse_example
-from dataforge.formats.tfrecord.framing import RecordError, read_record, record_spans
+from dataforge.formats.tfrecord.framing import RecordError, read_record, read_span, record_spans
 from dataforge.formats.tfrecord.schema import (
     BBOX_KEYS,
     CORE_KEYS,
@@ -227,12 +227,11 @@ class TfrecordScan:
         return f"{self.sources[fi][1]} record {index}"
 
     def parse_range(self, start: int, stop: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Records ``start..stop-1`` (see :class:`RecordScan`). A range is read through 4 MiB
-        windows of its files; a single record (random access: training) with one read of just it."""
+        """Records ``start..stop-1`` (see :class:`RecordScan`), read through 4 MiB windows of their files."""
         imgs: list[dict[str, Any]] = []
         anns: list[dict[str, Any]] = []
         tasks, sources, label_map = self.tasks, self.sources, self.label_map
-        with FileWindows(size=4 << 20 if stop - start > 1 else 0) as windows:
+        with FileWindows() as windows:
             for k in range(start, stop):
                 fi, index, offset, length = tasks[k]
                 file_path, where_file, split = sources[fi]
@@ -243,6 +242,28 @@ class TfrecordScan:
                     continue
                 _record(data, offset, k + 1, where_file, index, file_path, split, imgs, anns, label_map)
         return imgs, anns
+
+    def example(self, k: int) -> tuple[dict[str, Any], list[dict[str, Any]], bytes]:
+        """Record ``k`` alone, read once (random access, for training): its image record and
+        annotations as :meth:`parse_range` makes them, and its encoded image (``b""`` when the
+        record is damaged or holds none)."""
+        fi, index, offset, length = self.tasks[k]
+        file_path, where_file, split = self.sources[fi]
+        fd = os.open(file_path, os.O_RDONLY)
+        try:
+            data = read_span(fd, offset, length, index)
+        except RecordError as exc:
+            return {"id": k + 1, **_damaged(where_file, exc, after=False)}, [], b""
+        finally:
+            os.close(fd)
+        imgs: list[dict[str, Any]] = []
+        anns: list[dict[str, Any]] = []
+        _record(data, offset, k + 1, where_file, index, file_path, split, imgs, anns, self.label_map)
+        emb = imgs[0].get("_embedded")
+        if emb is None:
+            return imgs[0], anns, b""
+        start = emb.offset - offset - 12  # the image's place in the record's data
+        return imgs[0], anns, data[start : start + emb.length]
 
     def batch(self, parts: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]) -> ImportBatch:
         imgs: list[dict[str, Any]] = []
