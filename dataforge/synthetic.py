@@ -1,4 +1,5 @@
-"""Synthetic detection datasets: coloured shapes on textured backgrounds, with exact boxes.
+"""Synthetic detection datasets: coloured shapes on textured backgrounds, with exact boxes
+(and, on request, exact instance masks and the triangles' corner keypoints).
 
 Used by the shipped example (``examples/pets-mini``), the tests, the benchmarks and the demo.
 Nothing is downloaded. The output is a plain COCO dataset: ``<out>/instances.json`` and
@@ -30,7 +31,8 @@ def _draw(
     classes: Sequence[str],
     max_objects: int,
     palette: dict[str, tuple[str, tuple[int, int, int]]],
-) -> tuple[Any, list[tuple[str, list[float]]]]:
+) -> tuple[Any, list[tuple[str, list[float], Any, list[tuple[float, float]]]]]:
+    """The image and its objects: (class, xywh box, its drawn pixels as an "L" image, corner points)."""
     from PIL import Image, ImageDraw
 
     w, h = size_wh
@@ -49,14 +51,23 @@ def _draw(
         y0 = int(rng.integers(0, h - bh))
         x1, y1 = x0 + bw, y0 + bh
         jitter = tuple(int(c) for c in np.clip(np.array(colour) + rng.integers(-20, 20, 3), 0, 255))
-        if shape == "ellipse":
-            draw.ellipse([x0, y0, x1 - 1, y1 - 1], fill=jitter)
-        elif shape == "rectangle":
-            draw.rectangle([x0, y0, x1 - 1, y1 - 1], fill=jitter)
-        else:
-            draw.polygon([(x0, y1 - 1), ((x0 + x1) // 2, y0), (x1 - 1, y1 - 1)], fill=jitter)
-        objects.append((name, [float(x0), float(y0), float(bw), float(bh)]))
+        own = Image.new("L", (w, h), 0)
+        corners: list[tuple[float, float]] = []
+        for d, fill in ((draw, jitter), (ImageDraw.Draw(own), 1)):
+            if shape == "ellipse":
+                d.ellipse([x0, y0, x1 - 1, y1 - 1], fill=fill)
+            elif shape == "rectangle":
+                d.rectangle([x0, y0, x1 - 1, y1 - 1], fill=fill)
+            else:
+                tri = [((x0 + x1) // 2, y0), (x0, y1 - 1), (x1 - 1, y1 - 1)]
+                d.polygon(tri, fill=fill)
+                corners = [(px + 0.5, py + 0.5) for px, py in tri]  # the corner pixels' centres
+        objects.append((name, [float(x0), float(y0), float(bw), float(bh)], own, corners))
     return img, objects
+
+
+#: the keypoints the triangles ("bird") carry with ``keypoints=True``: their corners
+TRIANGLE_KEYPOINTS = ["apex", "left_base", "right_base"]
 
 
 def make_shapes_dataset(
@@ -69,8 +80,15 @@ def make_shapes_dataset(
     seed: int = 0,
     image_format: str = "jpeg",
     subdir: str = "",
+    masks: bool = False,
+    keypoints: bool = False,
 ) -> dict[str, Any]:
-    """Write ``n_images`` images and ``instances.json`` under ``out``; return the COCO dict."""
+    """Write ``n_images`` images and ``instances.json`` under ``out``; return the COCO dict.
+
+    ``masks``: each object's ``segmentation`` is an RLE of exactly its visible pixels (a later
+    shape occludes an earlier one, which can cut it in parts or leave a hole). ``keypoints``: the
+    triangle class gets :data:`TRIANGLE_KEYPOINTS` (v=2 where its corner pixel is visible, else 1)
+    and a skeleton."""
     palette = dict(DEFAULT_CLASSES)
     for i, name in enumerate(classes):
         if name not in palette:
@@ -82,7 +100,14 @@ def make_shapes_dataset(
     out = Path(out)
     img_dir = out / "images" / subdir if subdir else out / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
-    cats = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(classes)]
+    cats: list[dict[str, Any]] = [
+        {"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(classes)
+    ]
+    if keypoints:
+        for c in cats:
+            if palette[c["name"]][0] == "triangle":
+                c["keypoints"] = list(TRIANGLE_KEYPOINTS)
+                c["skeleton"] = [[1, 2], [2, 3], [3, 1]]
     cat_id = {c["name"]: c["id"] for c in cats}
     ext = "jpg" if image_format == "jpeg" else image_format
     images: list[dict[str, Any]] = []
@@ -94,18 +119,34 @@ def make_shapes_dataset(
         img.save(buf, format=image_format.upper(), **({"quality": 90} if image_format == "jpeg" else {}))
         (out / "images" / name).write_bytes(buf.getvalue())
         images.append({"id": i + 1, "file_name": name, "width": size_wh[0], "height": size_wh[1]})
-        for cname, bbox in objects:
-            anns.append(
-                {
-                    "id": len(anns) + 1,
-                    "image_id": i + 1,
-                    "category_id": cat_id[cname],
-                    "bbox": bbox,
-                    "area": bbox[2] * bbox[3],
-                    "iscrowd": 0,
-                    "segmentation": [],
-                }
-            )
+        visible = [np.asarray(own, dtype=bool) for _, _, own, _ in objects]
+        for k in range(len(visible) - 2, -1, -1):  # what later shapes cover is not this one's
+            visible[k] &= ~np.logical_or.reduce(visible[k + 1 :])
+        for (cname, bbox, _own, corners), mask in zip(objects, visible, strict=True):
+            ann: dict[str, Any] = {
+                "id": len(anns) + 1,
+                "image_id": i + 1,
+                "category_id": cat_id[cname],
+                "bbox": bbox,
+                "area": bbox[2] * bbox[3],
+                "iscrowd": 0,
+                "segmentation": [],
+            }
+            if masks:
+                from dataforge.masks import bbox_xyxy, encode
+
+                tight = bbox_xyxy(mask)
+                if tight is None:  # wholly covered by later shapes: nothing of it is in the image
+                    continue
+                ann["segmentation"] = encode(mask)
+                ann["area"] = int(mask.sum())
+                ann["bbox"] = [tight[0], tight[1], tight[2] - tight[0], tight[3] - tight[1]]
+            if keypoints and corners:
+                flat: list[float] = []
+                for x, y in corners:
+                    flat += [x, y, 2 if mask[int(y), int(x)] else 1]
+                ann["keypoints"], ann["num_keypoints"] = flat, len(corners)
+            anns.append(ann)
     coco = {
         "info": {"description": f"dataforge synthetic shapes, seed {seed}"},
         "licenses": [],

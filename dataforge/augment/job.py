@@ -31,6 +31,7 @@ from dataforge.augment.worker import DONE_DIR, ChunkSpec, SourceItem, run_chunk
 from dataforge.boxes import xywh_to_xyxy_floats
 from dataforge.errors import StoreError, UsageError
 from dataforge.jsonio import write_json
+from dataforge.keypoints import flip_perms
 from dataforge.runtime import usable_cores
 from dataforge.store.lock import StoreLock
 from dataforge.store.store import IMAGES_DIR, REPORTS_DIR, Store, empty_dataset, utc_now
@@ -294,6 +295,7 @@ def augment(
             "device": device,
             "on_error": on_error,
         }
+        spec["flip_perms"] = _flip_perms(source, pipeline)
         specs = [ChunkSpec(items=c, **spec) for c in _chunks(items, workers, chunk_size)]
         total = copies * len(selected)
         timing: list[tuple[float, float]] = []
@@ -353,6 +355,17 @@ def _check_options(
     return copies, workers, backend
 
 
+def _flip_perms(source: Store, pipeline: Pipeline) -> dict[int, list[int]]:
+    """Each keypoint category's flip permutation (:func:`dataforge.keypoints.flip_perms`)."""
+    try:
+        return flip_perms(source.data["categories"], pipeline.keypoints.flip_idx)
+    except ValueError as exc:
+        kp = sorted(c["name"] for c in source.data["categories"] if c.get("keypoints"))
+        raise UsageError(
+            f"{source.root}: keypoints.flip_idx: {exc}", hint=f"its keypoint categories: {kp or 'none'}"
+        ) from None
+
+
 def _plan(
     source: Store,
     selected: list[dict[str, Any]],
@@ -372,15 +385,14 @@ def _plan(
         todo = [k for k in range(copies) if (iid, k) not in done]
         if not todo:
             continue
-        boxes, anns = [], []
+        boxes, anns, segs, kps = [], [], [], []
         for a in anns_by_image.get(iid, ()):
             if a["category_id"] not in cats:
                 continue
             boxes.append(list(xywh_to_xyxy_floats(a["bbox"])))
-            extra = {
-                k: v for k, v in a.items() if k not in ("id", "image_id", "bbox", "area", "segmentation")
-            }
-            anns.append(extra)
+            anns.append({k: v for k, v in a.items() if k not in _REMADE})
+            segs.append(a.get("segmentation") or None)
+            kps.append(a.get("keypoints") or None)
         items.append(
             SourceItem(
                 image_id=iid,
@@ -391,9 +403,15 @@ def _plan(
                 annotations=anns,
                 copies=todo,
                 out_names=[names[iid][k] for k in todo],
+                segmentations=segs,
+                keypoints=kps,
             )
         )
     return items
+
+
+#: annotation fields an augmented copy gets anew (the rest it keeps as they are)
+_REMADE = ("id", "image_id", "bbox", "area", "segmentation", "keypoints", "num_keypoints")
 
 
 def _run(
@@ -499,11 +517,7 @@ def _assemble(
     """The new store from the workers' manifests: written whole, then the job's files go."""
     out, source = job.out, job.source
     data, counts = _output_dataset(job, done, skipped)
-    warnings = []
-    if any(a.get("segmentation") for a in source.annotations):
-        warnings.append(
-            "segmentation polygons/RLE are not transformed: augmented annotations carry boxes only"
-        )
+    warnings: list[str] = []
     rules = Pipeline.model_validate(job.doc["pipeline"]).boxes
     data["dataforge"]["augment"] = {
         **job.doc,
@@ -550,6 +564,10 @@ def _output_dataset(
     data = empty_dataset()
     data["categories"] = [dict(c) for c in source.data["categories"]]
     counts = {"boxes_in": 0, "boxes_out": 0, "boxes_clipped": 0, "boxes_dropped": 0}
+    if any(a.get("segmentation") for a in source.annotations):
+        counts["masks_out"] = 0
+    if any(a.get("keypoints") for a in source.annotations):
+        counts["keypoints_out"] = 0
     lineage = {
         "pipeline": job.doc["pipeline_sha256"],
         "source_store": job.doc["source_store"],
@@ -593,9 +611,14 @@ def _output_dataset(
             for a in rec["annotations"]:
                 x0, y0, x1, y1 = a.pop("bbox_xyxy")
                 w, h = x1 - x0, y1 - y0
+                area = a.pop("area", w * h)  # a mask's pixel count, as COCO's area
                 data["annotations"].append(
-                    {**a, "id": next_ann, "image_id": new_id, "bbox": [x0, y0, w, h], "area": w * h}
+                    {**a, "id": next_ann, "image_id": new_id, "bbox": [x0, y0, w, h], "area": area}
                 )
+                if "segmentation" in a:
+                    counts["masks_out"] += 1
+                if "num_keypoints" in a:
+                    counts["keypoints_out"] += a["num_keypoints"]
                 next_ann += 1
             counts["boxes_in"] += len(source.index.anns_by_image.get(iid, ()))
             counts["boxes_out"] += len(rec["annotations"])

@@ -13,7 +13,10 @@ Op kinds: ``hflip``, ``vflip``, ``crop`` (``xyxy`` ints, end exclusive), ``resiz
 ``normalize`` (``mean``, ``std``).
 
 Boxes are ``(N, 4)`` float64 absolute-pixel xyxy in continuous coordinates: pixel ``(i, j)`` covers
-``[i, i + 1) x [j, j + 1)``, so the image spans ``[0, W] x [0, H]``.
+``[i, i + 1) x [j, j + 1)``, so the image spans ``[0, W] x [0, H]``. Keypoints are ``(M, 3)``
+``(x, y, v)`` in the same coordinates. Instance masks travel bit-packed: eight ``(H, W)`` masks per
+uint8 channel of one ``(H, W, C)`` array (:func:`pack_masks`), so one nearest-neighbour warp moves
+up to eight masks per channel at once and a mask's pixels never blend with another's.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ __all__ = [
     "apply_box_rules",
     "draw_ops",
     "image_rng",
+    "pack_masks",
+    "transform_keypoints",
+    "transform_masks",
+    "unpack_masks",
 ]
 
 
@@ -88,6 +95,60 @@ def transform_boxes(
             b, vis = kind.boxes(op, b, vis, w, h)
         w, h = kind.size(op, w, h)
     return b, vis, (int(w), int(h))
+
+
+def pack_masks(masks: np.ndarray) -> np.ndarray:
+    """``(N, H, W)`` bool masks as ``(H, W, ceil(N / 8))`` uint8 bit planes (mask ``i`` is bit
+    ``7 - i % 8`` of channel ``i // 8``)."""
+    return np.ascontiguousarray(np.packbits(masks.astype(bool), axis=0).transpose(1, 2, 0))
+
+
+def unpack_masks(planes: np.ndarray, n: int) -> np.ndarray:
+    """The inverse of :func:`pack_masks`: ``(n, H, W)`` bool."""
+    return np.unpackbits(planes.transpose(2, 0, 1), axis=0, count=n).astype(bool)
+
+
+def transform_masks(ops: list[Op], masks: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    """``(N, H, W)`` bool masks through the ops' mask maps (nearest neighbour): ``(N, H', W')``."""
+    n = len(masks)
+    planes = pack_masks(masks)
+    w, h = size_wh
+    for op in ops:
+        kind = OPS[op["op"]]
+        if kind.masks is not None:
+            c = planes.shape[2]
+            planes = kind.masks(op, planes, w, h)
+            if planes.ndim == 2:  # OpenCV drops a single channel's axis
+                planes = planes[:, :, None]
+            if planes.shape[2] != c:
+                raise AssertionError(f"op {op['op']!r}: its mask map changed the channel count")
+        w, h = kind.size(op, w, h)
+    if planes.shape[:2] != (h, w):
+        raise AssertionError(f"mask planes are {planes.shape[1]}x{planes.shape[0]}, the image {w}x{h}")
+    return unpack_masks(planes, n)
+
+
+def transform_keypoints(
+    ops: list[Op], keypoints: FloatArray, size_wh: tuple[int, int], flip_perm: np.ndarray | None = None
+) -> FloatArray:
+    """``(M, 3)`` ``(x, y, v)`` keypoints through the ops' point maps. A point that leaves the canvas
+    becomes ``(0, 0, 0)`` (COCO's unlabelled point); ``v = 0`` points stay ``(0, 0, 0)``. A mirror op
+    reorders the points by ``flip_perm`` (point ``i`` becomes the old point ``flip_perm[i]``: left
+    and right swap), the identity when not given."""
+    k = np.asarray(keypoints, dtype=np.float64).reshape(-1, 3).copy()
+    off = k[:, 2] <= 0
+    k[off] = 0
+    w, h = size_wh
+    for op in ops:
+        kind = OPS[op["op"]]
+        if kind.keypoints is not None and len(k):
+            k[:, :2] = kind.keypoints(op, k[:, :2], w, h)
+            if kind.mirrors and flip_perm is not None:
+                k = k[flip_perm]
+        w, h = kind.size(op, w, h)
+        outside = (k[:, 0] < 0) | (k[:, 0] > w) | (k[:, 1] < 0) | (k[:, 1] > h) | (k[:, 2] <= 0)
+        k[outside] = 0
+    return k
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,6 +86,17 @@ class BoxRules(BaseModel):
     cut: Literal["clip", "drop"] = "clip"
 
 
+class KeypointRules(BaseModel):
+    """How flips reorder keypoints. A flip mirrors the image, so a left eye becomes a right eye:
+    by default the points swap by the category's ``flip_idx`` (YOLO-pose ``data.yaml`` imports
+    it), else by their names (``left_*``/``right_*``, ``l_*``/``r_*``). ``flip_idx`` here sets it
+    per category name, e.g. ``{person: [0, 2, 1, 4, 3]}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    flip_idx: dict[str, list[int]] = Field(default_factory=dict)
+
+
 class Output(BaseModel):
     """How augmented images are encoded."""
 
@@ -109,10 +120,14 @@ class Pipeline(BaseModel):
     seed: int = 0
     copies: int = Field(1, ge=1, le=10_000, description="augmented copies per source image")
     boxes: BoxRules = Field(default_factory=BoxRules)
+    keypoints: KeypointRules = Field(default_factory=KeypointRules)
     output: Output = Field(default_factory=Output)
 
     def canonical(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        doc = self.model_dump(mode="json")
+        if not doc["keypoints"]["flip_idx"]:
+            del doc["keypoints"]  # the default: pipelines from before keypoints keep their digest
+        return doc
 
     @property
     def digest(self) -> str:

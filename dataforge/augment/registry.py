@@ -21,12 +21,17 @@ from dataforge.boxes import FloatArray
 
 Op = dict[str, Any]
 
-#: the label types an op that moves pixels must map (masks and keypoints join here)
-TARGETS = ("boxes",)
+#: the label types an op that moves pixels must map
+TARGETS = ("boxes", "masks", "keypoints")
 
 SizeMap = Callable[[Op, int, int], tuple[int, int]]
 #: (op, boxes (N, 4) xyxy, visibility (N,), w, h of the input) -> (boxes, visibility)
 BoxMap = Callable[[Op, FloatArray, FloatArray, int, int], tuple[FloatArray, FloatArray]]
+#: (op, mask planes (H, W, C) uint8 — eight instance masks bit-packed per channel —, w, h) -> planes;
+#: nearest-neighbour only, so every bit (every mask) moves as a whole and stays 0 or 1
+MaskMap = Callable[[Op, np.ndarray, int, int], np.ndarray]
+#: (op, points (M, 2) xy, w, h of the input) -> points; the caller marks points off the canvas
+PointMap = Callable[[Op, FloatArray, int, int], FloatArray]
 #: (step, rng, fire, w, h, where) -> the ops the step became
 Drawer = Callable[[Any, np.random.Generator, bool, int, int, str], list[Op]]
 Kernel = Callable[[Any, Op], Any]
@@ -39,13 +44,17 @@ def same_size(op: Op, w: int, h: int) -> tuple[int, int]:
 @dataclass(frozen=True, slots=True)
 class OpKind:
     """One concrete op. ``moves_pixels=False`` ops (colour, blur, normalize) leave every label as it
-    is, by declaration; the others map each of ``TARGETS`` (``boxes``) or the registry test fails.
+    is, by declaration; the others map each of ``TARGETS`` (boxes, masks, keypoints) or the registry
+    test fails. ``mirrors``: the op is a reflection, so keypoints swap left and right.
     ``in_files``: whether an image file can hold its output (normalize makes floats)."""
 
     name: str
     moves_pixels: bool
     size: SizeMap = same_size
     boxes: BoxMap | None = None
+    masks: MaskMap | None = None
+    keypoints: PointMap | None = None
+    mirrors: bool = False
     in_files: bool = True
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from dataforge.augment.pipeline import Pipeline
-from dataforge.augment.sample import Augmented, Backend, augment_sample
+from dataforge.augment.sample import Augmented, Backend, augment_sample, label_args
 from dataforge.errors import DataforgeError, ImageError
 
 DONE_DIR = "done"
@@ -37,6 +37,8 @@ class SourceItem:
     annotations: list[dict[str, Any]]  # category_id, iscrowd, extra fields; parallel to boxes
     copies: list[int]
     out_names: list[str]  # parallel to copies
+    segmentations: list[Any] = field(default_factory=list)  # COCO segmentation or None; parallel to boxes
+    keypoints: list[list[float] | None] = field(default_factory=list)  # COCO flat lists; parallel to boxes
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,8 @@ class ChunkSpec:
     device: str  # "auto" | "cpu" | "cuda"
     on_error: str  # "fail" | "skip"
     items: list[SourceItem] = field(default_factory=list)
+    #: keypoint category id -> the point permutation a flip applies (left and right swap)
+    flip_perms: dict[int, list[int]] = field(default_factory=dict)
 
     @property
     def units(self) -> int:
@@ -80,19 +84,33 @@ def _read_source(images_dir: str, file_name: str) -> bytes:
 
 
 def _record(
-    item: SourceItem, copy: int, name: str, data: bytes, aug: Augmented, backend: str
+    item: SourceItem,
+    copy: int,
+    name: str,
+    data: bytes,
+    aug: Augmented,
+    backend: str,
+    spans: list[tuple[int, int]],
 ) -> dict[str, Any]:
-    """The manifest record of one augmented image; the driver derives every count from these."""
+    """The manifest record of one augmented image; the driver derives every count from these.
+    Masks are written as compressed RLE (exact), keypoints with their new ``num_keypoints``."""
+    from dataforge.keypoints import to_coco
+    from dataforge.masks import encode, has_mask
+
     anns = []
     for k in np.flatnonzero(aug.keep):
         x0, y0, x1, y1 = (float(v) for v in aug.boxes_xyxy[k])
-        anns.append(
-            {
-                **item.annotations[k],
-                "bbox_xyxy": [x0, y0, x1, y1],
-                "visibility": round(float(aug.visibility[k]), 6),
-            }
-        )
+        ann = {
+            **item.annotations[k],
+            "bbox_xyxy": [x0, y0, x1, y1],
+            "visibility": round(float(aug.visibility[k]), 6),
+        }
+        if aug.masks is not None and has_mask(item.segmentations[k]):
+            ann["segmentation"] = encode(aug.masks[k])
+            ann["area"] = int(aug.masks[k].sum())
+        if aug.keypoints is not None and spans[k][1] > spans[k][0]:
+            ann["keypoints"], ann["num_keypoints"] = to_coco(aug.keypoints[spans[k][0] : spans[k][1]])
+        anns.append(ann)
     return {
         "source_image_id": item.image_id,
         "source_file_name": item.file_name,
@@ -108,17 +126,36 @@ def _record(
 
 
 def _copies(
-    pipeline: Pipeline, item: SourceItem, image: Any, backend: Backend
-) -> list[tuple[int, str, Augmented]]:
-    """Every copy this chunk makes of one decoded source image: (copy index, file name, result)."""
+    pipeline: Pipeline, item: SourceItem, image: Any, backend: Backend, flip_perms: dict[int, list[int]]
+) -> list[tuple[int, str, Augmented, list[tuple[int, int]]]]:
+    """Every copy this chunk makes of one decoded source image: (copy index, file name, result,
+    each annotation's keypoint slice)."""
     size = (item.width, item.height)
+    anns = [
+        {**a, "segmentation": s, "keypoints": k}
+        for a, s, k in zip(
+            item.annotations,
+            item.segmentations or [None] * len(item.annotations),
+            item.keypoints or [None] * len(item.annotations),
+            strict=True,
+        )
+    ]
+    labels, spans = label_args(anns, size, flip_perms)
     return [
         (
             copy,
             name,
             augment_sample(
-                pipeline, image, item.boxes_xyxy, size, key=item.file_name, copy=copy, backend=backend
+                pipeline,
+                image,
+                item.boxes_xyxy,
+                size,
+                key=item.file_name,
+                copy=copy,
+                backend=backend,
+                **labels,
             ),
+            spans,
         )
         for copy, name in zip(item.copies, item.out_names, strict=True)
     ]
@@ -173,10 +210,10 @@ def run_chunk(spec: ChunkSpec) -> dict[str, Any]:
         for item in spec.items:
             try:
                 img = cpu.decode(_read_source(spec.source_images_dir, item.file_name), where=item.file_name)
-                for copy, name, aug in _copies(pipeline, item, img, "opencv"):
+                for copy, name, aug, spans in _copies(pipeline, item, img, "opencv", spec.flip_perms):
                     data = cpu.encode(aug.image, fmt, quality=q, png_compression=pc)
                     _write_atomic(out_images / name, data)
-                    add(_record(item, copy, name, data, aug, "opencv"))
+                    add(_record(item, copy, name, data, aug, "opencv", spans))
             except DataforgeError as exc:
                 fail_or_skip(item, exc)
 
@@ -219,19 +256,20 @@ def _run_torchvision(
             except DataforgeError as exc:
                 fail_or_skip(it, exc)
                 decoded.append(None)
-    pending: list[tuple[SourceItem, int, str, Augmented]] = []
+    pending: list[tuple[SourceItem, int, str, Augmented, list[tuple[int, int]]]] = []
     for item, img in zip(items, decoded, strict=True):
         if img is None:
             continue
         try:
             pending.extend(
-                (item, copy, name, aug) for copy, name, aug in _copies(pipeline, item, img, "torchvision")
+                (item, copy, name, aug, spans)
+                for copy, name, aug, spans in _copies(pipeline, item, img, "torchvision", spec.flip_perms)
             )
         except DataforgeError as exc:
             fail_or_skip(item, exc)
     encoded = gpu.encode_batch(
         [p[3].image for p in pending], out.format, quality=out.quality, png_compression=out.png_compression
     )
-    for (item, copy, name, aug), data in zip(pending, encoded, strict=True):
+    for (item, copy, name, aug, spans), data in zip(pending, encoded, strict=True):
         _write_atomic(out_images / name, data)
-        add(_record(item, copy, name, data, aug, backend))
+        add(_record(item, copy, name, data, aug, backend, spans))

@@ -55,6 +55,13 @@ def cmd_augment(a: argparse.Namespace) -> int:
         f"boxes: {c['boxes_in']} in, {c['boxes_out']} out, {c['boxes_clipped']} clipped by crops/rotations, "
         f"{c['boxes_dropped']} dropped by the box rules"
     )
+    if "masks_out" in c or "keypoints_out" in c:
+        parts = []
+        if "masks_out" in c:
+            parts.append(f"{c['masks_out']} instance masks (moved with their boxes, written as RLE)")
+        if "keypoints_out" in c:
+            parts.append(f"{c['keypoints_out']} labelled keypoints (flips swap left and right)")
+        out("labels: " + ", ".join(parts))
     if res.skipped:
         out(f"skipped {len(res.skipped)} source images; see {res.report}")
     for w in res.warnings:
@@ -66,9 +73,10 @@ def add_augment(add: Commands) -> None:
     sp = add(
         "augment",
         cmd_augment,
-        "augment a store into a new store (dask-parallel, box-aware)",
-        "Augment every selected image COPIES times with a pipeline file into a new store. Boxes are "
-        "transformed with the images; each new image records its source, copy index, pipeline hash and "
+        "augment a store into a new store (dask-parallel; boxes, masks and keypoints move with the pixels)",
+        "Augment every selected image COPIES times with a pipeline file into a new store. Boxes, "
+        "instance and semantic masks and keypoints are transformed with the images (flips swap left "
+        "and right keypoints); each new image records its source, copy index, pipeline hash and "
         "the exact parameters drawn. Output depends only on (seed, source image, copy), never on the "
         "workers or chunking. Re-run the same command after a kill to finish the remaining work.\n\n"
         "examples:\n"

@@ -239,7 +239,14 @@ class Store:
     @property
     def categories(self) -> list[Category]:
         return [
-            Category(int(c["id"]), str(c["name"]), c.get("supercategory")) for c in self.data["categories"]
+            Category(
+                int(c["id"]),
+                str(c["name"]),
+                c.get("supercategory"),
+                keypoints=tuple(c.get("keypoints") or ()),
+                skeleton=tuple(tuple(e) for e in c.get("skeleton") or ()),  # type: ignore[misc]
+            )
+            for c in self.data["categories"]
         ]
 
     def __len__(self) -> int:

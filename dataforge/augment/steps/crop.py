@@ -140,7 +140,26 @@ def _crop_boxes(op: Op, b: FloatArray, vis: FloatArray, w: int, h: int) -> tuple
     return clip_boxes(b - np.array([x0, y0, x0, y0], dtype=np.float64), vis, x1 - x0, y1 - y0)
 
 
-op_kind(OpKind("crop", moves_pixels=True, size=_crop_size, boxes=_crop_boxes))
+def _crop_masks(op: Op, planes: np.ndarray, w: int, h: int) -> np.ndarray:
+    x0, y0, x1, y1 = op["xyxy"]
+    return planes[y0:y1, x0:x1]
+
+
+def _crop_points(op: Op, p: FloatArray, w: int, h: int) -> FloatArray:
+    x0, y0, _, _ = op["xyxy"]
+    return p - np.array([x0, y0], dtype=np.float64)
+
+
+op_kind(
+    OpKind(
+        "crop",
+        moves_pixels=True,
+        size=_crop_size,
+        boxes=_crop_boxes,
+        masks=_crop_masks,
+        keypoints=_crop_points,
+    )
+)
 
 
 @cpu_kernel("crop")

@@ -1,4 +1,4 @@
-"""``hflip`` and ``vflip``: mirror left-right or top-bottom."""
+"""``hflip`` and ``vflip``: mirror left-right or top-bottom (keypoints swap left and right)."""
 
 from __future__ import annotations
 
@@ -52,8 +52,43 @@ def _vflip_boxes(op: Op, b: FloatArray, vis: FloatArray, w: int, h: int) -> tupl
     return b, vis
 
 
-op_kind(OpKind("hflip", moves_pixels=True, boxes=_hflip_boxes))
-op_kind(OpKind("vflip", moves_pixels=True, boxes=_vflip_boxes))
+def _hflip_masks(op: Op, planes: np.ndarray, w: int, h: int) -> np.ndarray:
+    return planes[:, ::-1]
+
+
+def _vflip_masks(op: Op, planes: np.ndarray, w: int, h: int) -> np.ndarray:
+    return planes[::-1]
+
+
+def _hflip_points(op: Op, p: FloatArray, w: int, h: int) -> FloatArray:
+    return np.stack([w - p[:, 0], p[:, 1]], axis=1)
+
+
+def _vflip_points(op: Op, p: FloatArray, w: int, h: int) -> FloatArray:
+    return np.stack([p[:, 0], h - p[:, 1]], axis=1)
+
+
+# a mirror swaps left and right keypoints, up-down as left-right: a reflection reverses handedness
+op_kind(
+    OpKind(
+        "hflip",
+        moves_pixels=True,
+        boxes=_hflip_boxes,
+        masks=_hflip_masks,
+        keypoints=_hflip_points,
+        mirrors=True,
+    )
+)
+op_kind(
+    OpKind(
+        "vflip",
+        moves_pixels=True,
+        boxes=_vflip_boxes,
+        masks=_vflip_masks,
+        keypoints=_vflip_points,
+        mirrors=True,
+    )
+)
 
 
 @cpu_kernel("hflip")

@@ -69,7 +69,31 @@ def _resize_boxes(op: Op, b: FloatArray, vis: FloatArray, w: int, h: int) -> tup
     return b * np.array([nw / w, nh / h, nw / w, nh / h]), vis
 
 
-op_kind(OpKind("resize", moves_pixels=True, size=_resize_size, boxes=_resize_boxes))
+def _resize_masks(op: Op, planes: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Nearest neighbour at pixel centres (OpenCV's ``INTER_NEAREST_EXACT``, PIL's and
+    torchvision's ``NEAREST_EXACT``): output pixel ``i`` takes input ``floor((i + 0.5) * w / nw)``."""
+    cv2 = cpu.opencv()
+    nw, nh = op["size"]
+    if (nw, nh) == (w, h):
+        return planes
+    return cv2.resize(planes, (nw, nh), interpolation=cv2.INTER_NEAREST_EXACT)
+
+
+def _resize_points(op: Op, p: FloatArray, w: int, h: int) -> FloatArray:
+    nw, nh = op["size"]
+    return p * np.array([nw / w, nh / h])
+
+
+op_kind(
+    OpKind(
+        "resize",
+        moves_pixels=True,
+        size=_resize_size,
+        boxes=_resize_boxes,
+        masks=_resize_masks,
+        keypoints=_resize_points,
+    )
+)
 
 
 @cpu_kernel("resize")

@@ -64,16 +64,36 @@ def _rotate_boxes(op: Op, b: FloatArray, vis: FloatArray, w: int, h: int) -> tup
     return clip_boxes(np.concatenate([moved.min(axis=1), moved.max(axis=1)], axis=1), vis, w, h)
 
 
-op_kind(OpKind("rotate", moves_pixels=True, boxes=_rotate_boxes))
+def _pixel_matrix(angle: float, w: int, h: int) -> FloatArray:
+    """The rotation for OpenCV, which indexes pixel centres (continuous ``x - 0.5``)."""
+    m = rotation_matrix(angle, (w, h))
+    m[:, 2] += m[:, :2].sum(axis=1) * 0.5 - 0.5
+    return m
+
+
+def _rotate_masks(op: Op, planes: np.ndarray, w: int, h: int) -> np.ndarray:
+    cv2 = cpu.opencv()
+    m = _pixel_matrix(op["angle"], w, h)
+    return cv2.warpAffine(
+        planes, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
+
+
+def _rotate_points(op: Op, p: FloatArray, w: int, h: int) -> FloatArray:
+    m = rotation_matrix(op["angle"], (w, h))
+    return p @ m[:, :2].T + m[:, 2]
+
+
+op_kind(
+    OpKind("rotate", moves_pixels=True, boxes=_rotate_boxes, masks=_rotate_masks, keypoints=_rotate_points)
+)
 
 
 @cpu_kernel("rotate")
 def _rotate_cpu(img: np.ndarray, op: Op) -> np.ndarray:
     cv2 = cpu.opencv()
     h, w = img.shape[:2]
-    m = rotation_matrix(op["angle"], (w, h))
-    # the matrix is for continuous coordinates; OpenCV indexes pixel centres (x - 0.5)
-    m[:, 2] += m[:, :2].sum(axis=1) * 0.5 - 0.5
+    m = _pixel_matrix(op["angle"], w, h)
     fill = int(op.get("fill", 0))
     return cv2.warpAffine(
         img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(fill,) * 3

@@ -1,0 +1,215 @@
+"""Instance and semantic masks as COCO stores them, through pycocotools' mask API.
+
+A COCO ``segmentation`` is polygons (``[[x0, y0, x1, y1, ...], ...]``, several parts for one
+object), an uncompressed RLE (``{"size": [h, w], "counts": [ints]}``, column-major runs starting
+with background; COCO writes these for crowds) or a compressed RLE (``counts`` a string). Holes
+exist only in RLE. Semantic masks are per-category RLE annotations with ``"semantic": true``.
+
+Every conversion here goes through ``pycocotools.mask`` (the reference rasterizer the COCO metrics
+use), so a mask decoded here is the mask COCOeval scores. Masks are ``(H, W)`` (or ``(N, H, W)``)
+bool arrays; RLEs this module writes are compressed, ``counts`` a str (JSON-ready).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+#: the reasons :func:`segmentation_problem` returns (import reports and ``dataforge validate`` use them)
+BAD_SEGMENTATION = "bad segmentation"
+
+
+def _mask_api() -> Any:
+    from pycocotools import mask as mask_api
+
+    return mask_api
+
+
+def is_rle(segmentation: Any) -> bool:
+    return isinstance(segmentation, dict) and "counts" in segmentation
+
+
+def has_mask(segmentation: Any) -> bool:
+    """Whether a COCO ``segmentation`` holds a mask (non-empty polygons or an RLE)."""
+    return bool(segmentation) and (is_rle(segmentation) or isinstance(segmentation, list))
+
+
+def segmentation_problem(segmentation: Any, width: int, height: int) -> str | None:
+    """What is wrong with a COCO ``segmentation`` for a ``width`` x ``height`` image, or None.
+
+    Polygons: each a flat list of at least 3 finite (x, y) points with a non-zero area, inside the
+    image (0.5 px of slack, as boxes). RLE: ``size`` is ``[height, width]`` and the runs cover
+    exactly ``height * width`` pixels.
+    """
+    if segmentation in (None, [], {}):
+        return None
+    if is_rle(segmentation):
+        size = segmentation.get("size")
+        if not (isinstance(size, list) and len(size) == 2 and all(type(v) is int for v in size)):
+            return f"RLE size must be [height, width], found {size!r}"
+        if size != [height, width]:
+            return f"RLE size {size} is not the image's [height, width] [{height}, {width}]"
+        counts = segmentation["counts"]
+        if isinstance(counts, list):
+            if not all(type(c) is int and c >= 0 for c in counts):
+                return "RLE counts must be non-negative integers"
+            total = sum(counts)
+        elif isinstance(counts, (str, bytes)):
+            try:
+                total = _rle_total(counts)
+            except ValueError as exc:
+                return f"RLE counts cannot be decoded: {exc}"
+        else:
+            return f"RLE counts must be a list of ints or a string, found {type(counts).__name__}"
+        if total != height * width:
+            return f"RLE runs cover {total} pixels, not height * width = {height * width}"
+        return None
+    if not isinstance(segmentation, list):
+        return f"segmentation must be polygons or an RLE, found {type(segmentation).__name__}"
+    for k, poly in enumerate(segmentation):
+        if not isinstance(poly, list) or not all(type(v) in (int, float) for v in poly):
+            return f"polygon {k} must be a flat list of numbers"
+        if not all(math.isfinite(v) for v in poly):
+            return f"polygon {k} has a NaN or infinite coordinate"
+        if len(poly) % 2 or len(poly) < 6:
+            return f"polygon {k} has {len(poly) / 2:g} points; a polygon needs at least 3 (x, y) pairs"
+        xs, ys = np.asarray(poly[0::2], dtype=np.float64), np.asarray(poly[1::2], dtype=np.float64)
+        if abs(float(np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1)))) < 1e-9:
+            return f"polygon {k} has zero area"
+        if xs.min() < -0.5 or ys.min() < -0.5 or xs.max() > width + 0.5 or ys.max() > height + 0.5:
+            return (
+                f"polygon {k} spans x {xs.min():g}..{xs.max():g}, y {ys.min():g}..{ys.max():g}, "
+                f"outside the {width}x{height} image"
+            )
+    return None
+
+
+def _rle_total(counts: str | bytes) -> int:
+    """The pixel count a compressed RLE string's runs add up to. pycocotools' decoder writes runs
+    without a bounds check (counts longer than the image overrun its buffer), so they are summed
+    here first, reading COCO's string format (5 bits per char, 0x20 continues, runs after the
+    second stored as differences to the run two back)."""
+    s = counts.encode() if isinstance(counts, str) else counts
+    runs: list[int] = []
+    i = 0
+    while i < len(s):
+        x, k, more = 0, 0, True
+        while more:
+            if i >= len(s):
+                raise ValueError("truncated RLE string")
+            c = s[i] - 48
+            if not 0 <= c <= 63:
+                raise ValueError("not an RLE string")
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            i += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        if x < 0:
+            raise ValueError("negative run")
+        runs.append(x)
+    return sum(runs)
+
+
+def to_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
+    """One compressed RLE (pycocotools' form: ``counts`` bytes) for any COCO segmentation;
+    the parts of a multi-part polygon merge into one mask."""
+    m = _mask_api()
+    if is_rle(segmentation):
+        if isinstance(segmentation["counts"], list):
+            return m.frPyObjects(segmentation, height, width)  # type: ignore[no-any-return]
+        counts = segmentation["counts"]
+        return {"size": [height, width], "counts": counts.encode() if isinstance(counts, str) else counts}
+    parts = m.frPyObjects([list(map(float, p)) for p in segmentation], height, width)
+    return m.merge(parts) if len(parts) > 1 else parts[0]  # type: ignore[no-any-return]
+
+
+def decode(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """A COCO segmentation as an ``(H, W)`` bool mask (an empty one for none)."""
+    if not has_mask(segmentation):
+        return np.zeros((height, width), dtype=bool)
+    return _mask_api().decode(to_rle(segmentation, height, width)).astype(bool)
+
+
+def decode_all(segmentations: Sequence[Any], height: int, width: int) -> np.ndarray:
+    """``(N, H, W)`` bool masks, one per segmentation."""
+    out = np.zeros((len(segmentations), height, width), dtype=bool)
+    for i, seg in enumerate(segmentations):
+        if has_mask(seg):
+            out[i] = decode(seg, height, width)
+    return out
+
+
+def encode(mask: np.ndarray) -> dict[str, Any]:
+    """An ``(H, W)`` mask as a JSON-ready compressed RLE (``counts`` a str)."""
+    rle = _mask_api().encode(np.asfortranarray(mask, dtype=np.uint8))
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+
+
+def area(segmentation: Any, height: int, width: int) -> int:
+    """Pixels in the mask (pycocotools' ``area`` of the merged RLE)."""
+    if not has_mask(segmentation):
+        return 0
+    return int(_mask_api().area(to_rle(segmentation, height, width)))
+
+
+def bbox_xyxy(mask: np.ndarray) -> tuple[float, float, float, float] | None:
+    """The tight box of an ``(H, W)`` mask in continuous pixel coordinates (pixel ``(i, j)`` covers
+    ``[i, i + 1)``), or None for an empty mask."""
+    cols = np.flatnonzero(mask.any(axis=0))
+    if not len(cols):
+        return None
+    rows = np.flatnonzero(mask.any(axis=1))
+    return float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two ``(H, W)`` masks (1.0 for two empty masks)."""
+    union = int(np.logical_or(a, b).sum())
+    return 1.0 if union == 0 else int(np.logical_and(a, b).sum()) / union
+
+
+def polygons(mask: np.ndarray, *, min_points: int = 3) -> list[list[float]]:
+    """The outer contours of an ``(H, W)`` mask as COCO polygons (pixel-corner coordinates).
+
+    An approximation: polygons cannot hold holes, so a mask with holes gains them back filled, and
+    exporters that write polygons count those annotations as approximated.
+    """
+    import cv2
+
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    out = []
+    for c in contours:
+        pts = c.reshape(-1, 2).astype(np.float64)
+        if len(pts) < min_points:  # a line or a dot: its pixels as a square outline
+            x0, y0 = pts.min(axis=0)
+            x1, y1 = pts.max(axis=0) + 1
+            pts = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+        else:
+            pts = _outline(pts, mask)
+        out.append([round(float(v), 3) for v in pts.reshape(-1)])
+    return out
+
+
+def _outline(pts: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """OpenCV's contour runs through pixel centres; move each vertex half a pixel outwards (away
+    from the polygon's centroid, along each axis) so the polygon covers the pixels it came from."""
+    c = pts.mean(axis=0)
+    return pts + np.where(pts >= c, 1.0, 0.0)
+
+
+def has_holes(mask: np.ndarray) -> bool:
+    """Whether filling the outer contours of ``mask`` would add pixels (it has holes)."""
+    import cv2
+
+    m = mask.astype(np.uint8)
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    filled = np.zeros_like(m)
+    cv2.drawContours(filled, contours, -1, 1, thickness=-1)
+    return bool((filled > m).any())
