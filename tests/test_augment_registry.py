@@ -120,7 +120,25 @@ def _boxes(op, b, vis, w, h):
     return b[:, [1, 0, 3, 2]], vis
 
 
-op_kind(OpKind("transpose", moves_pixels=True, size=lambda op, w, h: (h, w), boxes=_boxes))
+def _masks(op, planes, w, h):
+    return planes.transpose(1, 0, 2)
+
+
+def _points(op, p, w, h):
+    return p[:, ::-1]
+
+
+op_kind(
+    OpKind(
+        "transpose",
+        moves_pixels=True,
+        size=lambda op, w, h: (h, w),
+        boxes=_boxes,
+        masks=_masks,
+        keypoints=_points,
+        mirrors=True,
+    )
+)
 
 
 @cpu_kernel("transpose")
@@ -168,7 +186,8 @@ def test_a_new_step_is_one_module(registries: None, tmp_path: Path) -> None:
     assert '"const": "transpose"' in schema
     p = Pipeline.model_validate({"steps": [{"type": "transpose", "p": 1}]})
     assert p.to_albumentations().transforms[0].__class__.__name__ == "Transpose"
-    assert "transpose" in cpu.KERNELS and "transpose" in gpu.KERNELS and OPS["transpose"].boxes is not None
+    assert "transpose" in cpu.KERNELS and "transpose" in gpu.KERNELS
+    assert all(getattr(OPS["transpose"], t) is not None for t in TARGETS)
     box = [10, 8, 34, 30]
     bgr = mask_of(80, 60, box)
     rgb = torch.from_numpy(np.ascontiguousarray(bgr[..., ::-1])).permute(2, 0, 1).contiguous()
@@ -177,3 +196,8 @@ def test_a_new_step_is_one_module(registries: None, tmp_path: Path) -> None:
         out = aug.image if backend == "opencv" else aug.image.permute(1, 2, 0).numpy()
         assert aug.ops == [{"op": "transpose"}] and aug.size_wh == (60, 80)
         assert aug.boxes_xyxy[0].tolist() == bbox_of_mask(np.ascontiguousarray(out)) == [8, 10, 30, 34]
+    mask = bgr[None, :, :, 0] > 0
+    aug = augment_sample(
+        p, bgr, [box], (80, 60), key="x", copy=0, masks=mask, keypoints=np.array([[12.0, 9, 2]])
+    )
+    assert np.array_equal(aug.masks[0], aug.image[..., 0] > 0) and aug.keypoints.tolist() == [[9, 12, 2]]
