@@ -1,7 +1,9 @@
 """``dataforge validate``: what is wrong with a store (errors) and what looks suspicious (warnings).
 
-Errors: out-of-bounds or degenerate boxes, annotations pointing to missing images or
-categories, duplicate ids, unsafe file names, missing, unreadable, corrupt or changed images.
+Errors: out-of-bounds or degenerate boxes, malformed or out-of-image masks (polygons, RLE) and
+keypoints, masks their box does not enclose, keypoint categories with bad skeletons or flip_idx,
+annotations pointing to missing images or categories, duplicate ids, unsafe file names, missing,
+unreadable, corrupt or changed images.
 Warnings: categories without annotations, exact duplicate images (same sha256), the same image
 content in two splits (leakage), stated sizes that differ from the file, stray files.
 """
@@ -17,7 +19,7 @@ from typing import Any
 from dataforge.boxes import xywh_inside_image
 from dataforge.errors import ImageError
 from dataforge.imageio import probe_bytes, sha256_bytes
-from dataforge.ingest.checks import safe_relative_name
+from dataforge.ingest.checks import category_keypoint_problem, safe_relative_name, shape_problem
 from dataforge.runtime import usable_cores
 from dataforge.store import Store
 
@@ -81,6 +83,11 @@ def validate_store(store: Store, *, check_files: bool = True, workers: int | Non
         if n > 1:
             err("duplicate-image-id", f"image id {iid} is used by {n} images", image_id=iid)
     images = {i["id"]: i for i in store.images}
+    cats_by_id = {c.get("id"): c for c in store.data["categories"]}
+    for c in store.data["categories"]:
+        why = category_keypoint_problem(c)
+        if why:
+            err("bad-keypoint-category", why)
     ann_ids: Counter[Any] = Counter()
     used_cats: set[int] = set()
     for a in store.annotations:
@@ -130,6 +137,10 @@ def validate_store(store: Store, *, check_files: bool = True, workers: int | Non
                 image_id=iid,
                 annotation_id=aid,
             )
+        if a.get("segmentation") not in (None, [], {}) or a.get("keypoints") is not None:
+            problem = shape_problem(a, img["width"], img["height"], cats_by_id.get(a.get("category_id")))
+            if problem:
+                err(problem[0].replace(" ", "-"), problem[1], image_id=iid, annotation_id=aid)
     for aid, n in ann_ids.items():
         if n > 1:
             err(

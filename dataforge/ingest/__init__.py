@@ -40,6 +40,7 @@ from dataforge.ingest.checks import (
     normalized_to_absolute,
     outside_image,
     safe_relative_name,
+    shape_problem,
     without_images,
 )
 from dataforge.ingest.files import BackgroundCopy, ImageStager, Job, Staged
@@ -224,6 +225,7 @@ class _Import:
             assert checked is not None
             anns, boxes = without_images(*checked, dropped, policy)
         anns = self._drop_boxes_outside(anns, boxes, size_of)
+        anns = self._drop_bad_shapes(anns, size_of)
         new_images, new_cats, id_changes, now = self._merge(ok, anns)
         # -- commit: annotations.json is written on leaving Store.edit, then the journal goes
         if copying is not None:
@@ -342,6 +344,24 @@ class _Import:
             )
         bad_set = set(bad)
         return [a for i, a in enumerate(anns) if i not in bad_set]
+
+    def _drop_bad_shapes(
+        self, anns: list[dict[str, Any]], size_of: dict[int, tuple[int, int]]
+    ) -> list[dict[str, Any]]:
+        """Annotations whose mask or keypoints are malformed or do not fit their image or category
+        are an error (or, with --on-error skip, skipped and reported)."""
+        out = []
+        for a in anns:
+            if a.get("segmentation") in (None, [], {}) and a.get("keypoints") is None:
+                out.append(a)
+                continue
+            w, h = size_of[a["image_id"]]
+            problem = shape_problem(a, w, h, self.cats.get(a["category_id"]))
+            if problem is None:
+                out.append(a)
+            else:
+                self.policy.problem("annotation", a.get("_where") or a.get("id"), *problem)
+        return out
 
     def _merge(
         self, ok: dict[int, Staged], anns: list[dict[str, Any]]

@@ -69,6 +69,10 @@ def check_categories(categories: list[Any], policy: ErrorPolicy) -> dict[int, di
                 f"category name {name!r} is used by ids {names[name]} and {cid}",
             )
             continue
+        why = category_keypoint_problem(cat)
+        if why:
+            policy.problem("category", cid, "bad keypoints", why)
+            continue
         cats[cid] = cat
         names[name] = cid
     return cats
@@ -313,6 +317,77 @@ def outside_image(
         boxes = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
     sizes = np.array([size_of[a["image_id"]] for a in anns], dtype=np.float64).reshape(-1, 2)
     return [int(i) for i in np.flatnonzero(out_of_bounds(xywh_to_xyxy(boxes), sizes, tolerance))]
+
+
+#: how far a mask may stick out of its annotation's box (px): polygon vertices rounded by the tool
+MASK_OUTSIDE_BOX_TOLERANCE_PX = 1.0
+
+
+def shape_problem(
+    ann: dict[str, Any], width: int, height: int, category: dict[str, Any] | None
+) -> tuple[str, str] | None:
+    """What is wrong with an annotation's mask or keypoints, as ``(reason, message)``, or None.
+
+    The segmentation's own checks (:func:`dataforge.masks.segmentation_problem`), the keypoints'
+    (:func:`dataforge.keypoints.keypoint_problem`, against the category's point names), and the
+    box must enclose the mask (within :data:`MASK_OUTSIDE_BOX_TOLERANCE_PX`)."""
+    from dataforge.keypoints import BAD_KEYPOINTS, keypoint_problem
+    from dataforge.masks import BAD_SEGMENTATION, has_mask, is_rle, segmentation_problem
+
+    label = f"annotation {ann.get('id')} (image {ann.get('image_id')})"
+    seg = ann.get("segmentation")
+    if seg not in (None, [], {}):
+        why = segmentation_problem(seg, width, height)
+        if why:
+            return BAD_SEGMENTATION, f"{label}: {why}"
+        bbox = ann.get("bbox")
+        if has_mask(seg) and isinstance(bbox, list) and len(bbox) == 4:
+            if is_rle(seg):
+                from pycocotools import mask as mask_api
+
+                from dataforge.masks import to_rle
+
+                mx, my, mw, mh = (float(v) for v in mask_api.toBbox(to_rle(seg, height, width)))
+            else:
+                mx, my, mw, mh = polygon_bbox(seg) or bbox
+            x, y, w, h = bbox
+            t = MASK_OUTSIDE_BOX_TOLERANCE_PX
+            if mw > 0 and (mx < x - t or my < y - t or mx + mw > x + w + t or my + mh > y + h + t):
+                return (
+                    "box does not enclose mask",
+                    f"{label}: the mask spans xywh [{mx:g}, {my:g}, {mw:g}, {mh:g}], outside its box {bbox}",
+                )
+    kps = ann.get("keypoints")
+    if kps is not None:
+        names = category.get("keypoints") if category else None
+        why = keypoint_problem(kps, ann.get("num_keypoints"), names or None, width, height)
+        if why:
+            return BAD_KEYPOINTS, f"{label}: {why}"
+    return None
+
+
+def category_keypoint_problem(cat: dict[str, Any]) -> str | None:
+    """A keypoint category's ``skeleton`` must join its points (1-based) and its ``flip_idx`` pair them."""
+    from dataforge.keypoints import flip_permutation
+
+    names = cat.get("keypoints")
+    if names is None:
+        return None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return f"category {cat.get('name')!r}: keypoints must be a list of point names"
+    for edge in cat.get("skeleton") or []:
+        if not (
+            isinstance(edge, list)
+            and len(edge) == 2
+            and all(type(v) is int and 1 <= v <= len(names) for v in edge)
+        ):
+            return f"category {cat.get('name')!r}: skeleton edge {edge!r} must be two point numbers in 1..{len(names)}"
+    if cat.get("flip_idx") is not None:
+        try:
+            flip_permutation(names, cat["flip_idx"])
+        except ValueError as exc:
+            return f"category {cat.get('name')!r}: {exc}"
+    return None
 
 
 def polygon_bbox(segmentation: list[Any]) -> list[float] | None:
