@@ -123,11 +123,11 @@ def to_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
     m = _mask_api()
     if is_rle(segmentation):
         if isinstance(segmentation["counts"], list):
-            return m.frPyObjects(segmentation, height, width)  # type: ignore[no-any-return]
+            return m.frPyObjects(segmentation, height, width)
         counts = segmentation["counts"]
         return {"size": [height, width], "counts": counts.encode() if isinstance(counts, str) else counts}
     parts = m.frPyObjects([list(map(float, p)) for p in segmentation], height, width)
-    return m.merge(parts) if len(parts) > 1 else parts[0]  # type: ignore[no-any-return]
+    return m.merge(parts) if len(parts) > 1 else parts[0]
 
 
 def decode(segmentation: Any, height: int, width: int) -> np.ndarray:

@@ -209,3 +209,26 @@ def test_flip_permutation_pairs_left_and_right_names() -> None:
     ]
     with pytest.raises(ValueError, match="flip_idx"):
         flip_permutation(["a", "b"], [1, 1])
+
+
+def test_datumaro_keypoint_categories_without_names_import_with_what_was_changed_said(tmp_path: Path) -> None:
+    """Datumaro's person_keypoints sample: ``keypoints: []`` and a 0-based skeleton, three points on
+    each annotation, a crowd RLE (list counts) that carries points too."""
+    from tests.conftest import INTEROP
+
+    root = INTEROP / "coco" / "datumaro-coco_person_keypoints"
+    src = json.loads((root / "annotations" / "person_keypoints_val.json").read_text())
+    res = import_dataset(
+        root / "annotations" / "person_keypoints_val.json", store=tmp_path / "s", format="coco"
+    )
+    assert any("named them 1..3" in w for w in res.warnings) and any("from 0" in w for w in res.warnings)
+    store = Store.open(tmp_path / "s")
+    assert [(c.keypoints, c.skeleton) for c in store.categories] == [(("1", "2", "3"), ((1, 2), (2, 3)))] * 2
+    rec = store.record(store.images[0])
+    by_bbox = {tuple(a["bbox"]): a for a in src["annotations"]}
+    for a, m in zip(rec.annotations, rec.masks(), strict=True):
+        x0, y0, x1, y1 = a.bbox_xyxy
+        orig = by_bbox[(x0, y0, x1 - x0, y1 - y0)]
+        assert a.keypoints is not None and a.keypoints.reshape(-1).tolist() == orig["keypoints"]
+        assert np.array_equal(m, decode(orig["segmentation"], rec.height, rec.width)) and m.any()
+    assert validate_store(store).ok

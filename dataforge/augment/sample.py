@@ -6,7 +6,7 @@ of them and not in another, nor move the image without its labels.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -53,7 +53,7 @@ class Augmented:
 
 
 def label_args(
-    annotations: list[Mapping[str, Any]], size_wh: tuple[int, int], flip_perms: Mapping[int, list[int]]
+    annotations: Sequence[Mapping[str, Any]], size_wh: tuple[int, int], flip_perms: Mapping[int, list[int]]
 ) -> tuple[dict[str, Any], list[tuple[int, int]]]:
     """The mask and keypoint arguments of :func:`augment_sample` for one image's COCO annotations
     (masks decoded once, for all its copies), and each annotation's slice of the flat keypoints."""

@@ -108,6 +108,7 @@ class CocoFormat:
             if images is not None
             else guess_images_root(path, first if isinstance(first, str) else None)
         )
+        warnings = keypoint_layouts(data["categories"], anns)
         info: dict[str, Any] = data["info"] if isinstance(data.get("info"), dict) else {}
         licenses: list[dict[str, Any]] = data["licenses"] if isinstance(data.get("licenses"), list) else []
         return ImportBatch(
@@ -119,6 +120,7 @@ class CocoFormat:
             categories=data["categories"],
             info=info,
             licenses=licenses,
+            warnings=warnings,
         )
 
     def export(
@@ -170,6 +172,54 @@ class CocoFormat:
             files=[ann_path],
             notes=[f"category ids: {category_ids}"],
         )
+
+
+def keypoint_layouts(categories: list[Any], anns: list[Any]) -> list[str]:
+    """Keypoint categories as other tools write them, made COCO's (in place), each change said.
+
+    Datumaro writes ``"keypoints": []`` (no point names) with a 0-based ``skeleton`` and 3-number
+    points on the annotations: the points are named ``"1"``..``"K"`` (K from the annotations, which
+    must agree) and the skeleton moved to COCO's 1-based indices. A category with an empty names
+    list and no annotation with points keeps no ``keypoints``/``skeleton``.
+    """
+    counts: dict[Any, set[int]] = {}
+    for a in anns:
+        if isinstance(a, dict) and isinstance(a.get("keypoints"), list) and a["keypoints"]:
+            counts.setdefault(a.get("category_id"), set()).add(len(a["keypoints"]) // 3)
+    warnings = []
+    for c in categories:
+        if not isinstance(c, dict) or "keypoints" not in c:
+            continue
+        name, names, skeleton = c.get("name"), c.get("keypoints"), c.get("skeleton")
+        if names == []:
+            k = counts.get(c.get("id"), set())
+            if not k:
+                c.pop("keypoints")
+                c.pop("skeleton", None)
+                warnings.append(
+                    f"category {name!r}: empty keypoints list and no annotation with points; dropped"
+                )
+                continue
+            if len(k) == 1:
+                (n,) = k
+                c["keypoints"] = names = [str(i + 1) for i in range(n)]
+                warnings.append(
+                    f"category {name!r} names no keypoints; its annotations have {n}: named them 1..{n}"
+                )
+        if (
+            isinstance(names, list)
+            and names
+            and isinstance(skeleton, list)
+            and skeleton
+            and all(isinstance(e, list) and len(e) == 2 and all(type(v) is int for v in e) for e in skeleton)
+            and min(min(e) for e in skeleton) == 0
+            and max(max(e) for e in skeleton) < len(names)
+        ):
+            c["skeleton"] = [[e[0] + 1, e[1] + 1] for e in skeleton]
+            warnings.append(
+                f"category {name!r}: its skeleton counts points from 0; stored from 1, as COCO does"
+            )
+    return warnings
 
 
 def panoptic_to_instances(anns: list[Any], path: Path) -> list[dict[str, Any]]:

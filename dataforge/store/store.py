@@ -244,7 +244,7 @@ class Store:
                 str(c["name"]),
                 c.get("supercategory"),
                 keypoints=tuple(c.get("keypoints") or ()),
-                skeleton=tuple(tuple(e) for e in c.get("skeleton") or ()),  # type: ignore[misc]
+                skeleton=tuple(tuple(e) for e in c.get("skeleton") or ()),
             )
             for c in self.data["categories"]
         ]
