@@ -183,7 +183,24 @@ def export_dataset(
             raise
         if ours:
             marker.unlink()
+        _count_uncarried(s, ids, fmt, result)
         return result
+
+
+def _count_uncarried(store: Store, ids: list[int], fmt: Any, result: ExportResult) -> None:
+    """Masks and keypoints a format cannot hold are dropped loudly: counted in ``result.dropped``
+    (the CLI warns with the count), never silently."""
+    carries = getattr(fmt, "carries", frozenset())
+    wanted = set(ids)
+    anns = [a for a in store.annotations if a["image_id"] in wanted]
+    for kind, present in (
+        ("masks", lambda a: bool(a.get("segmentation"))),
+        ("keypoints", lambda a: bool(a.get("keypoints"))),
+    ):
+        if kind not in carries:
+            n = sum(1 for a in anns if present(a))
+            if n:
+                result.dropped[f"annotations' {kind} (the {fmt.name} format holds boxes only)"] = n
 
 
 def _remove_export(out: Path, *, keep_dir: bool) -> None:

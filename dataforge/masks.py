@@ -175,40 +175,33 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else int(np.logical_and(a, b).sum()) / union
 
 
-def polygons(mask: np.ndarray, *, min_points: int = 3) -> list[list[float]]:
-    """The outer contours of an ``(H, W)`` mask as COCO polygons (pixel-corner coordinates).
+def polygons(mask: np.ndarray) -> list[list[float]]:
+    """The outer contours of an ``(H, W)`` mask as COCO polygons that pycocotools rasterizes back
+    to exactly the mask's pixels (holes aside).
 
-    An approximation: polygons cannot hold holes, so a mask with holes gains them back filled, and
-    exporters that write polygons count those annotations as approximated.
+    OpenCV traces the mask upsampled 2x, so each vertex sits a quarter pixel inside the pixel
+    boundary: every mask pixel's centre is inside the polygon and every other pixel's outside.
+    Polygons cannot hold holes: a mask with holes gains them back filled (:func:`has_holes`), and
+    exporters that write polygons count those as approximated.
     """
     import cv2
 
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    up = np.kron(np.ascontiguousarray(mask, dtype=np.uint8), np.ones((2, 2), np.uint8))
+    contours, _ = cv2.findContours(up, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     out = []
     for c in contours:
-        pts = c.reshape(-1, 2).astype(np.float64)
-        if len(pts) < min_points:  # a line or a dot: its pixels as a square outline
-            x0, y0 = pts.min(axis=0)
-            x1, y1 = pts.max(axis=0) + 1
-            pts = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
-        else:
-            pts = _outline(pts, mask)
-        out.append([round(float(v), 3) for v in pts.reshape(-1)])
+        pts = (c.reshape(-1, 2).astype(np.float64) + 0.5) / 2
+        if len(pts) < 3:  # cannot happen for a 2x-upsampled pixel, which has 4 corners
+            continue
+        out.append([float(v) for v in pts.reshape(-1)])
     return out
-
-
-def _outline(pts: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """OpenCV's contour runs through pixel centres; move each vertex half a pixel outwards (away
-    from the polygon's centroid, along each axis) so the polygon covers the pixels it came from."""
-    c = pts.mean(axis=0)
-    return pts + np.where(pts >= c, 1.0, 0.0)
 
 
 def has_holes(mask: np.ndarray) -> bool:
     """Whether filling the outer contours of ``mask`` would add pixels (it has holes)."""
     import cv2
 
-    m = mask.astype(np.uint8)
+    m = np.ascontiguousarray(mask, dtype=np.uint8)
     contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     filled = np.zeros_like(m)
     cv2.drawContours(filled, contours, -1, 1, thickness=-1)

@@ -259,6 +259,8 @@ def cmd_export(a: argparse.Namespace) -> int:
     out(f"exported {res.images} images, {res.annotations} annotations to {res.out} ({a.format})")
     for note in res.notes:
         out(f"  {note}")
+    for what, n in res.approximated.items():
+        out(f"  approximated: {n} {what}")
     for what, n in res.dropped.items():
         err(f"warning: {n} {what} could not be written in this format and were dropped")
     return 0

@@ -46,7 +46,9 @@ class ImportBatch:
     in a container file the image lies (TFRecord: the bytes are not held in memory). ``labels``
     (stored) lists image-level category ids, for classification.
 
-    Optional annotation keys: ``_bbox_norm``, ``["cxcywh" | "xyxy", [4 numbers]]`` normalized to
+    Optional annotation keys: ``_polygon_norm`` (a flat normalized polygon) and ``_keypoints_norm``
+    (normalized ``x, y, v`` triplets), made absolute with the box; ``_bbox_norm``,
+    ``["cxcywh" | "xyxy", [4 numbers]]`` normalized to
     the image size, converted to ``bbox`` once the real size is known (YOLO, TFRecord);
     ``_where``, the place to name in messages (``"labels/a.txt:3"``). Any record may carry
     ``_problem``, ``[reason, message]``: the reader found it bad, and the error policy decides.
@@ -151,6 +153,8 @@ class ExportResult:
     files: list[Path] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: what the format could only write approximately, by kind (e.g. RLE masks traced as polygons)
+    approximated: dict[str, int] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -62,6 +62,8 @@ class CocoFormat:
     )
     can_import: ClassVar[bool] = True
     can_export: ClassVar[bool] = True
+    #: the label types beyond boxes it holds (an export counts the others as dropped)
+    carries: ClassVar[frozenset[str]] = frozenset({"masks", "keypoints"})
 
     def detect(self, path: Path) -> bool:
         if path.is_file():

@@ -277,6 +277,16 @@ def normalized_to_absolute(anns: list[dict[str, Any]], size_of: dict[int, tuple[
             a["bbox"] = v
             continue
         w, h = size_of[a["image_id"]]
+        poly = a.pop("_polygon_norm", None)  # YOLO-seg: one normalized polygon
+        if poly is not None:
+            a["segmentation"] = [[round(v * (w if k % 2 == 0 else h), 4) for k, v in enumerate(poly)]]
+        points = a.pop("_keypoints_norm", None)  # YOLO-pose: normalized (x, y, v) triplets
+        if points is not None:
+            a["keypoints"] = [
+                round(v * w, 4) if k % 3 == 0 else round(v * h, 4) if k % 3 == 1 else v
+                for k, v in enumerate(points)
+            ]
+            a["num_keypoints"] = sum(1 for v in points[2::3] if v > 0)
         if kind == "cxcywh":
             a["bbox"] = [(v[0] - v[2] / 2) * w, (v[1] - v[3] / 2) * h, v[2] * w, v[3] * h]
         else:  # normalized xyxy
