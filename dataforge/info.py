@@ -53,6 +53,7 @@ def store_info(store: Store, *, where: str | None = None) -> dict[str, Any]:
     heights: list[float] = []
     buckets: Counter[str] = Counter()
     crowd = 0
+    shapes: Counter[str] = Counter()  # masks by kind, keypoint annotations, labelled points
     for a in store.annotations:
         iid = a["image_id"]
         if iid not in ids:
@@ -69,6 +70,13 @@ def store_info(store: Store, *, where: str | None = None) -> dict[str, Any]:
         area = w * h
         buckets["small" if area < SMALL else "medium" if area < MEDIUM else "large"] += 1
         crowd += 1 if a.get("iscrowd") else 0
+        seg = a.get("segmentation")
+        if seg:
+            kind = "rle" if isinstance(seg, dict) else "polygons"
+            shapes["semantic" if a.get("semantic") else kind] += 1
+        if a.get("keypoints"):
+            shapes["keypoint_annotations"] += 1
+            shapes["keypoints_labelled"] += sum(1 for v in a["keypoints"][2::3] if v > 0)
 
     tags = Counter(t for img in images for t in img.get("tags", []))
     labelled = Counter(c for img in images for c in img.get("labels", ()))
@@ -86,6 +94,16 @@ def store_info(store: Store, *, where: str | None = None) -> dict[str, Any]:
         "annotations": sum(per_split_boxes.values()),
         "images_without_annotations": empty,
         "crowd_annotations": crowd,
+        "masks": {k: shapes[k] for k in ("polygons", "rle", "semantic")},
+        "keypoints": {
+            "annotations": shapes["keypoint_annotations"],
+            "labelled_points": shapes["keypoints_labelled"],
+            "categories": {
+                c["name"]: {"points": len(c["keypoints"]), "skeleton_edges": len(c.get("skeleton") or [])}
+                for c in store.data["categories"]
+                if c.get("keypoints")
+            },
+        },
         "splits": {
             s: {"images": per_split_images[s], "boxes": per_split_boxes[s]}
             for s in sorted(per_split_images, key=split_order)

@@ -103,6 +103,18 @@ def cmd_info(a: argparse.Namespace) -> int:
         f"  {d['images']} images ({d['images_without_annotations']} without annotations), "
         f"{d['annotations']} boxes ({d['crowd_annotations']} crowd), {len(d['categories'])} categories"
     )
+    m = d["masks"]
+    if any(m.values()):
+        out(
+            f"  masks: {m['polygons']} polygon, {m['rle']} RLE instance masks, {m['semantic']} semantic regions"
+        )
+    k = d["keypoints"]
+    if k["annotations"] or k["categories"]:
+        cats = ", ".join(
+            f"{n} ({c['points']} points, {c['skeleton_edges']} skeleton edges)"
+            for n, c in k["categories"].items()
+        )
+        out(f"  keypoints: {k['annotations']} annotations, {k['labelled_points']} labelled points; {cats}")
     if d["augmented_images"]:
         out(
             f"  {d['augmented_images']} augmented images (each image's lineage: dataforge info STORE --image ID)"
