@@ -12,9 +12,13 @@ Measured side by side, each with file reads and writes:
       planning, workers, manifests, the new store's annotations.json).
 Plus dataforge's CPU kernels in a plain loop (no dask) and where their time goes.
 
-Targets (issue 4), 2 cores: 1 worker >= 0.9x of (a); 2 workers >= 1.7x of (a). Usage:
+Targets (issue 4), 2 cores: 1 worker >= 0.9x of (a); 2 workers >= 1.7x of (a).
 
-    .venv/bin/python benchmarks/augment.py [--images 1000]
+``--masks``: every object also has an exact instance mask (RLE); (a) hands albumentations the
+decoded masks (``masks=``, pycocotools decode) and RLE-encodes what it returns, dataforge moves and
+writes them as its job does (target, issue 16: 2 workers >= 1.7x of (a)). Usage:
+
+    .venv/bin/python benchmarks/augment.py [--images 1000] [--masks]
 """
 
 from __future__ import annotations
@@ -61,11 +65,13 @@ def settle(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def make_store(root: Path, n: int) -> Store:
+def make_store(root: Path, n: int, masks: bool = False) -> Store:
     n_small = n * 3 // 5
     for sub, count, size, seed in (("vga", n_small, (640, 480), 1), ("hd", n - n_small, (1280, 720), 2)):
         src = root / f"src-{sub}"
-        make_shapes_dataset(src, n_images=count, size_wh=size, max_objects=14, seed=seed, subdir=sub)
+        make_shapes_dataset(
+            src, n_images=count, size_wh=size, max_objects=14, seed=seed, subdir=sub, masks=masks
+        )
         import_dataset(
             source=src / "instances.json", store=root / "store", format="coco", images=src / "images"
         )
@@ -77,7 +83,7 @@ def _items(store: Store) -> list[tuple[Path, int, int, np.ndarray, list[int]]]:
     return [(r.path, r.width, r.height, r.boxes_xyxy, [int(c) for c in r.category_ids]) for r in store]
 
 
-def baseline_albumentations(store: Store, out: Path) -> float:
+def baseline_albumentations(store: Store, out: Path, masks: bool = False) -> float:
     import albumentations as A
     import cv2
 
@@ -100,10 +106,19 @@ def baseline_albumentations(store: Store, out: Path) -> float:
     del pipeline, A
     out.mkdir(parents=True)
     t = time.perf_counter()
+    from dataforge.masks import decode_all, encode
+
+    segs = [[a["segmentation"] for a in store.index.anns_by_image.get(img["id"], [])] for img in store.images]
     for i, (path, w, h, boxes, cats) in enumerate(items):
         bgr = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        res = composes[(w, h)](image=rgb, bboxes=boxes, labels=cats)
+        if masks:
+            decoded = list(decode_all(segs[i], h, w).astype(np.uint8))
+            res = composes[(w, h)](image=rgb, bboxes=boxes, labels=cats, masks=decoded)
+            rles = [encode(m) for m in res["masks"]]
+            del rles
+        else:
+            res = composes[(w, h)](image=rgb, bboxes=boxes, labels=cats)
         _ok, buf = cv2.imencode(
             ".jpg", cv2.cvtColor(res["image"], cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90]
         )
@@ -177,24 +192,28 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="runs of each variant; the median is reported")
     p.add_argument("--settle", type=float, default=2.0)
     p.add_argument("--dir", default=tempfile.gettempdir())
+    p.add_argument("--masks", action="store_true", help="every object with an instance mask (see above)")
     a = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="dataforge-bench-augment-", dir=a.dir))
     try:
         t = time.perf_counter()
-        store = make_store(root, a.images)
+        store = make_store(root, a.images, masks=a.masks)
         boxes = len(store.annotations)
+        what = "boxes and masks" if a.masks else "boxes"
         print(
-            f"data: {len(store)} JPEGs ({boxes} boxes) in {root} made in {time.perf_counter() - t:.1f} s; {os.cpu_count()} cores"
+            f"data: {len(store)} JPEGs ({boxes} {what}) in {root} made in {time.perf_counter() - t:.1f} s; {os.cpu_count()} cores"
         )
         results: dict[str, list[float]] = {}
         stages: dict[str, float] = {}
         variants: list[tuple[str, Any]] = [
-            ("(a) albumentations loop, 1 core", lambda o: baseline_albumentations(store, o)),
+            ("(a) albumentations loop, 1 core", lambda o: baseline_albumentations(store, o, a.masks)),
             ("(b) decode + encode only, 1 core", lambda o: codec_floor(store, o)),
             ("dataforge kernels loop, 1 core", lambda o: dataforge_kernels(store, o)),
             ("(c) dataforge augment --workers 1", lambda o: run_dataforge(store, o, 1)),
             ("(c) dataforge augment --workers 2", lambda o: run_dataforge(store, o, 2)),
         ]
+        if a.masks:  # the kernels loop times boxes only
+            variants = [v for v in variants if not v[0].startswith("dataforge kernels")]
         for rep in range(a.repeats):
             for name, fn in variants:
                 out = root / f"out-{rep}-{len(results.get(name, []))}-{abs(hash(name))}"
@@ -212,7 +231,7 @@ def main() -> None:
             med = statistics.median(results[name])
             runs = ", ".join(f"{x:.2f}" for x in results[name])
             print(f"{name:40s} {med:9.2f} {n / med:8.1f} {base / med:6.2f}x   {runs}")
-        total = sum(stages.values())
+        total = sum(stages.values()) or 1.0
         print(
             "\nwhere dataforge's CPU time goes (kernels loop, last run): "
             + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in stages.items())

@@ -190,7 +190,7 @@ def export_dataset(
 def _count_uncarried(store: Store, ids: list[int], fmt: Any, result: ExportResult) -> None:
     """Masks and keypoints a format cannot hold are dropped loudly: counted in ``result.dropped``
     (the CLI warns with the count), never silently."""
-    carries = getattr(fmt, "carries", frozenset())
+    carries: frozenset[str] = getattr(fmt, "carries", frozenset())
     wanted = set(ids)
     anns = [a for a in store.annotations if a["image_id"] in wanted]
     for kind, present in (

@@ -186,7 +186,7 @@ def polygons(mask: np.ndarray) -> list[list[float]]:
     """
     import cv2
 
-    up = np.kron(np.ascontiguousarray(mask, dtype=np.uint8), np.ones((2, 2), np.uint8))
+    up = np.kron(np.ascontiguousarray(mask, dtype=np.uint8), np.ones((2, 2), np.uint8)).astype(np.uint8)
     contours, _ = cv2.findContours(up, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     out = []
     for c in contours:

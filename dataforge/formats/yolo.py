@@ -543,7 +543,7 @@ class _LabelWriter:
                 "RLE masks traced as polygons" + (" (holes filled)" if has_holes(mask) else "")
             ] += 1
         else:
-            parts = [list(map(float, p)) for p in seg]
+            parts = [list(map(float, p)) for p in seg or []]
         if len(parts) > 1:
             self.approximated["multi-part masks joined into one polygon"] += 1
         return _join_parts(parts)
@@ -566,7 +566,7 @@ def _join_parts(parts: list[list[float]]) -> list[float]:
     test checks it on random multi-part masks)."""
     import numpy as np
 
-    out = np.asarray(parts[0], dtype=np.float64).reshape(-1, 2)
+    out: np.ndarray = np.asarray(parts[0], dtype=np.float64).reshape(-1, 2)
     for part in parts[1:]:
         p = np.asarray(part, dtype=np.float64).reshape(-1, 2)
         d = ((out[:, None, :] - p[None, :, :]) ** 2).sum(axis=-1)
