@@ -139,17 +139,34 @@ def decode(segmentation: Any, height: int, width: int) -> np.ndarray:
 
 def decode_all(segmentations: Sequence[Any], height: int, width: int) -> np.ndarray:
     """``(N, H, W)`` bool masks, one per segmentation."""
-    out = np.zeros((len(segmentations), height, width), dtype=bool)
-    for i, seg in enumerate(segmentations):
-        if has_mask(seg):
-            out[i] = decode(seg, height, width)
-    return out
+    which = [i for i, seg in enumerate(segmentations) if has_mask(seg)]
+    if which:  # one pycocotools call: (H, W, n) Fortran-ordered, i.e. n contiguous column-major masks
+        rles = [to_rle(segmentations[i], height, width) for i in which]
+        decoded = _mask_api().decode(rles).transpose(2, 0, 1).view(bool)
+        if len(which) == len(segmentations):
+            return decoded  # (N, H, W), each mask column-major: no copy
+        out = np.zeros((len(segmentations), height, width), dtype=bool)
+        out[which] = decoded
+        return out
+    return np.zeros((len(segmentations), height, width), dtype=bool)
 
 
 def encode(mask: np.ndarray) -> dict[str, Any]:
     """An ``(H, W)`` mask as a JSON-ready compressed RLE (``counts`` a str)."""
     rle = _mask_api().encode(np.asfortranarray(mask, dtype=np.uint8))
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+
+
+def encode_all(masks: np.ndarray) -> tuple[list[dict[str, Any]], list[int]]:
+    """``(N, H, W)`` masks as JSON-ready RLEs in one pycocotools call, and their pixel counts."""
+    if not len(masks):
+        return [], []
+    m = _mask_api()
+    rles = m.encode(np.asfortranarray(masks.transpose(1, 2, 0), dtype=np.uint8))
+    areas = [int(a) for a in m.area(rles)]
+    return [
+        {"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"].decode("ascii")} for r in rles
+    ], areas
 
 
 def area(segmentation: Any, height: int, width: int) -> int:
@@ -162,10 +179,10 @@ def area(segmentation: Any, height: int, width: int) -> int:
 def bbox_xyxy(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     """The tight box of an ``(H, W)`` mask in continuous pixel coordinates (pixel ``(i, j)`` covers
     ``[i, i + 1)``), or None for an empty mask."""
-    cols = np.flatnonzero(mask.any(axis=0))
-    if not len(cols):
-        return None
     rows = np.flatnonzero(mask.any(axis=1))
+    if not len(rows):
+        return None
+    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))  # only the rows it occupies
     return float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)
 
 

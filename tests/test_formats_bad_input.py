@@ -28,7 +28,10 @@ def yolo_dataset(root: Path, label_text: str) -> Path:
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("1 0.5 0.5 0.2\n", r"labels/train/b.txt:1: expected 5 values 'class cx cy w h' or a polygon .*, found 4 values"),
+        (
+            "1 0.5 0.5 0.2\n",
+            r"labels/train/b.txt:1: expected 5 values 'class cx cy w h' or a polygon .*, found 4 values",
+        ),
         (
             "0 0.5 0.5 0.1 0.1\n7 0.5 0.5 0.2 0.2\n",
             r"labels/train/b.txt:2: class id 7 is past the names list \(2 names\)",

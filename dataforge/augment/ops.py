@@ -100,12 +100,36 @@ def transform_boxes(
 def pack_masks(masks: np.ndarray) -> np.ndarray:
     """``(N, H, W)`` bool masks as ``(H, W, ceil(N / 8))`` uint8 bit planes (mask ``i`` is bit
     ``7 - i % 8`` of channel ``i // 8``)."""
-    return np.ascontiguousarray(np.packbits(masks.astype(bool), axis=0).transpose(1, 2, 0))
+    n, h, w = masks.shape
+    if n and not masks.flags.c_contiguous and masks.transpose(0, 2, 1).flags.c_contiguous:
+        # column-major masks (pycocotools decodes them so): pack them as they lie, transpose once
+        return np.ascontiguousarray(pack_masks(masks.transpose(0, 2, 1)).transpose(1, 0, 2))
+    planes = np.zeros((max(1, (n + 7) // 8), h, w), np.uint8)  # channel-major while packing
+    bits = np.empty((h, w), np.uint8)
+    for i in range(n):
+        one = masks[i] if masks.dtype == bool else masks[i] != 0
+        np.left_shift(one.view(np.uint8), 7 - i % 8, out=bits)
+        planes[i // 8] |= bits
+    return np.ascontiguousarray(planes.transpose(1, 2, 0))
 
 
 def unpack_masks(planes: np.ndarray, n: int) -> np.ndarray:
-    """The inverse of :func:`pack_masks`: ``(n, H, W)`` bool."""
-    return np.unpackbits(planes.transpose(2, 0, 1), axis=0, count=n).astype(bool)
+    """The inverse of :func:`pack_masks`: ``(n, H, W)`` bool, each mask column-major (what
+    pycocotools encodes without a copy)."""
+    return _unpack_rows(np.ascontiguousarray(planes.transpose(1, 0, 2)), n).transpose(0, 2, 1)
+
+
+def _unpack_rows(planes: np.ndarray, n: int) -> np.ndarray:
+    h, w, c = planes.shape
+    by_channel = (
+        [np.ascontiguousarray(planes[:, :, k]) for k in range(c)] if c > 1 else [planes.reshape(h, w)]
+    )
+    out = np.empty((n, h, w), bool)
+    bits = np.empty((h, w), np.uint8)
+    for i in range(n):
+        np.bitwise_and(by_channel[i // 8], np.uint8(1 << (7 - i % 8)), out=bits)
+        np.not_equal(bits, 0, out=out[i])
+    return out
 
 
 def transform_masks(ops: list[Op], masks: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:

@@ -95,19 +95,23 @@ def _record(
     """The manifest record of one augmented image; the driver derives every count from these.
     Masks are written as compressed RLE (exact), keypoints with their new ``num_keypoints``."""
     from dataforge.keypoints import to_coco
-    from dataforge.masks import encode, has_mask
+    from dataforge.masks import encode_all, has_mask
 
+    kept = np.flatnonzero(aug.keep)
+    rles: dict[int, tuple[dict[str, Any], int]] = {}
+    if aug.masks is not None:
+        with_mask = [int(k) for k in kept if has_mask(item.segmentations[k])]
+        rles = dict(zip(with_mask, zip(*encode_all(aug.masks[with_mask]), strict=True), strict=True))
     anns = []
-    for k in np.flatnonzero(aug.keep):
+    for k in kept:
         x0, y0, x1, y1 = (float(v) for v in aug.boxes_xyxy[k])
         ann = {
             **item.annotations[k],
             "bbox_xyxy": [x0, y0, x1, y1],
             "visibility": round(float(aug.visibility[k]), 6),
         }
-        if aug.masks is not None and has_mask(item.segmentations[k]):
-            ann["segmentation"] = encode(aug.masks[k])
-            ann["area"] = int(aug.masks[k].sum())
+        if int(k) in rles:
+            ann["segmentation"], ann["area"] = rles[int(k)]
         if aug.keypoints is not None and spans[k][1] > spans[k][0]:
             ann["keypoints"], ann["num_keypoints"] = to_coco(aug.keypoints[spans[k][0] : spans[k][1]])
         anns.append(ann)
