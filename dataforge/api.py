@@ -191,6 +191,8 @@ def _count_uncarried(store: Store, ids: list[int], fmt: Any, result: ExportResul
     """Masks and keypoints a format cannot hold are dropped loudly: counted in ``result.dropped``
     (the CLI warns with the count), never silently."""
     carries: frozenset[str] = getattr(fmt, "carries", frozenset())
+    if carries >= {"masks", "keypoints"}:
+        return
     wanted = set(ids)
     anns = [a for a in store.annotations if a["image_id"] in wanted]
     for kind, present in (

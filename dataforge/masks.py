@@ -169,13 +169,6 @@ def encode_all(masks: np.ndarray) -> tuple[list[dict[str, Any]], list[int]]:
     ], areas
 
 
-def area(segmentation: Any, height: int, width: int) -> int:
-    """Pixels in the mask (pycocotools' ``area`` of the merged RLE)."""
-    if not has_mask(segmentation):
-        return 0
-    return int(_mask_api().area(to_rle(segmentation, height, width)))
-
-
 def bbox_xyxy(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     """The tight box of an ``(H, W)`` mask in continuous pixel coordinates (pixel ``(i, j)`` covers
     ``[i, i + 1)``), or None for an empty mask."""

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from dataforge.jsonio import write_json
+from dataforge.masks import bbox_xyxy, encode
 
 # name -> (shape, RGB colour)
 DEFAULT_CLASSES: dict[str, tuple[str, tuple[int, int, int]]] = {
@@ -133,8 +134,6 @@ def make_shapes_dataset(
                 "segmentation": [],
             }
             if masks:
-                from dataforge.masks import bbox_xyxy, encode
-
                 tight = bbox_xyxy(mask)
                 if tight is None:  # wholly covered by later shapes: nothing of it is in the image
                     continue

@@ -137,10 +137,9 @@ def validate_store(store: Store, *, check_files: bool = True, workers: int | Non
                 image_id=iid,
                 annotation_id=aid,
             )
-        if a.get("segmentation") not in (None, [], {}) or a.get("keypoints") is not None:
-            problem = shape_problem(a, img["width"], img["height"], cats_by_id.get(a.get("category_id")))
-            if problem:
-                err(problem[0].replace(" ", "-"), problem[1], image_id=iid, annotation_id=aid)
+        problem = shape_problem(a, img["width"], img["height"], cats_by_id.get(a.get("category_id")))
+        if problem:
+            err(problem[0].replace(" ", "-"), problem[1], image_id=iid, annotation_id=aid)
     for aid, n in ann_ids.items():
         if n > 1:
             err(

@@ -98,6 +98,19 @@ def make_coco(
     return path
 
 
+def shapes_store(root: Path, *, n: int, seed: int, size_wh: tuple[int, int] = (96, 72)) -> Path:
+    """A store of synthetic shapes with exact instance masks and the triangles' keypoints."""
+    from dataforge.api import import_dataset
+    from dataforge.synthetic import make_shapes_dataset
+
+    src = root / "src"
+    make_shapes_dataset(
+        src, n_images=n, size_wh=size_wh, max_objects=4, seed=seed, masks=True, keypoints=True
+    )
+    import_dataset(src / "instances.json", store=root / "store", format="coco", images=src / "images")
+    return root / "store"
+
+
 @pytest.fixture
 def coco_factory(tmp_path: Path) -> Callable[..., Path]:
     counter = iter(range(1000))

@@ -12,7 +12,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataforge.api import import_dataset
 from dataforge.augment import parse_pipeline, replay
 from dataforge.augment.job import augment
 from dataforge.augment.ops import OPS, transform_keypoints, transform_masks
@@ -21,7 +20,7 @@ from dataforge.errors import UsageError
 from dataforge.keypoints import flip_permutation
 from dataforge.masks import decode, iou
 from dataforge.store import Store
-from dataforge.synthetic import make_shapes_dataset
+from tests.conftest import shapes_store
 from tests.test_augment_boxes import exact_ops
 from tests.test_augment_registry import EXAMPLES
 
@@ -202,26 +201,16 @@ SPEC = {
 
 
 @pytest.fixture(scope="module")
-def shapes_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("masks")
-    make_shapes_dataset(
-        root / "src", n_images=10, size_wh=(96, 72), max_objects=4, seed=9, masks=True, keypoints=True
-    )
-    import_dataset(
-        source=root / "src" / "instances.json",
-        store=root / "store",
-        format="coco",
-        images=root / "src" / "images",
-    )
-    return root / "store"
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shapes_store(tmp_path_factory.mktemp("masks"), n=10, seed=9)
 
 
 def test_augment_writes_the_moved_masks_and_keypoints_and_replay_recomputes_them(
-    shapes_store: Path, tmp_path: Path, cli
+    store: Path, tmp_path: Path, cli
 ) -> None:
-    res = augment(shapes_store, parse_pipeline(SPEC), tmp_path / "out", scheduler="sync")
+    res = augment(store, parse_pipeline(SPEC), tmp_path / "out", scheduler="sync")
     out = Store.open(tmp_path / "out")
-    src = Store.open(shapes_store)
+    src = Store.open(store)
     assert out.data["categories"] == src.data["categories"]  # keypoint names and skeleton kept
     assert res.counts["masks_out"] == len(out.annotations) and res.counts["keypoints_out"] > 0
     assert not res.warnings
@@ -234,20 +223,22 @@ def test_augment_writes_the_moved_masks_and_keypoints_and_replay_recomputes_them
             continue
         assert again.masks is not None and len(again.masks) == len(anns)
         flipped += {"op": "hflip"} in img["source"]["ops"]
-        for a, m, k in zip(anns, again.masks, again.keypoints or [], strict=False):
+        points = again.keypoints or [None] * len(anns)  # None: no annotation of the image has points
+        for a, m, k in zip(anns, again.masks, points, strict=True):
             stored = decode(a["segmentation"], img["height"], img["width"])
             assert np.array_equal(stored, m) and a["area"] == int(m.sum())
             ys, xs = np.nonzero(m)
             assert a["bbox"] == [xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()]
+            assert (k is not None and len(k) > 0) == bool(a.get("keypoints"))
             if a.get("keypoints"):
                 assert np.allclose(np.reshape(a["keypoints"], (-1, 3)), k, atol=1e-3)
                 assert a["num_keypoints"] == int((k[:, 2] > 0).sum())
     assert flipped > 0  # the pipeline exercised the left/right swap
 
 
-def test_masks_and_keypoints_do_not_depend_on_workers(shapes_store: Path, tmp_path: Path) -> None:
-    one = augment(shapes_store, parse_pipeline(SPEC), tmp_path / "a", scheduler="sync")
-    two = augment(shapes_store, parse_pipeline(SPEC), tmp_path / "b", workers=2, chunk_size=3)
+def test_masks_and_keypoints_do_not_depend_on_workers(store: Path, tmp_path: Path) -> None:
+    one = augment(store, parse_pipeline(SPEC), tmp_path / "a", scheduler="sync")
+    two = augment(store, parse_pipeline(SPEC), tmp_path / "b", workers=2, chunk_size=3)
     assert one.counts == two.counts
     a = json.loads((tmp_path / "a" / "annotations.json").read_text())["annotations"]
     b = json.loads((tmp_path / "b" / "annotations.json").read_text())["annotations"]
@@ -255,14 +246,14 @@ def test_masks_and_keypoints_do_not_depend_on_workers(shapes_store: Path, tmp_pa
 
 
 def test_a_flip_idx_that_is_not_a_pairing_is_refused_before_anything_runs(
-    shapes_store: Path, tmp_path: Path
+    store: Path, tmp_path: Path
 ) -> None:
     bad = {**SPEC, "keypoints": {"flip_idx": {"bird": [0, 1, 1]}}}
     with pytest.raises(UsageError, match="flip_idx"):
-        augment(shapes_store, parse_pipeline(bad), tmp_path / "x", scheduler="sync")
+        augment(store, parse_pipeline(bad), tmp_path / "x", scheduler="sync")
     with pytest.raises(UsageError, match="no keypoints"):
         augment(
-            shapes_store,
+            store,
             parse_pipeline({**SPEC, "keypoints": {"flip_idx": {"cat": [0]}}}),
             tmp_path / "y",
             scheduler="sync",
@@ -270,15 +261,15 @@ def test_a_flip_idx_that_is_not_a_pairing_is_refused_before_anything_runs(
     assert not (tmp_path / "x" / "annotations.json").exists()
 
 
-def test_the_pipeline_flip_idx_overrides_the_names(shapes_store: Path, tmp_path: Path) -> None:
+def test_the_pipeline_flip_idx_overrides_the_names(store: Path, tmp_path: Path) -> None:
     """flip_idx [0, 1, 2] (no swap) keeps each base point's name after a flip: the point named
     left_base ends on the image's right."""
     spec = {"seed": 0, "steps": [{"type": "hflip", "p": 1}], "keypoints": {"flip_idx": {"bird": [0, 1, 2]}}}
-    augment(shapes_store, parse_pipeline(spec), tmp_path / "o", scheduler="sync")
-    augment(shapes_store, parse_pipeline({**spec, "keypoints": {}}), tmp_path / "n", scheduler="sync")
+    augment(store, parse_pipeline(spec), tmp_path / "o", scheduler="sync")
+    augment(store, parse_pipeline({**spec, "keypoints": {}}), tmp_path / "n", scheduler="sync")
     for name, left_is_left in (("o", False), ("n", True)):
         data = json.loads((tmp_path / name / "annotations.json").read_text())
-        for a in data["annotations"]:
-            k = a.get("keypoints")
-            if k and k[5] and k[8]:
-                assert (k[3] < k[6]) == left_is_left
+        both_bases = [k for a in data["annotations"] if (k := a.get("keypoints")) and k[5] and k[8]]
+        assert len(both_bases) >= 3  # triangles whose two base points are both labelled
+        for k in both_bases:
+            assert (k[3] < k[6]) == left_is_left

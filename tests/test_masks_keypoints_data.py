@@ -54,6 +54,11 @@ def person_coco(root: Path, anns: list[dict[str, Any]], cats: list[dict[str, Any
     return path
 
 
+def import_person(src: Path, store: Path, **options: Any) -> Any:
+    """Import a :func:`person_coco` file (its images beside it)."""
+    return import_dataset(src, store=store, format="coco", images=src.parent / "images", **options)
+
+
 GOOD = [
     {
         "bbox": [10, 5, 30, 41],
@@ -67,12 +72,7 @@ GOOD = [
 
 
 def test_person_keypoints_and_masks_round_trip_through_the_store_and_coco(tmp_path: Path) -> None:
-    import_dataset(
-        person_coco(tmp_path / "src", GOOD),
-        store=tmp_path / "s",
-        format="coco",
-        images=tmp_path / "src" / "images",
-    )
+    import_person(person_coco(tmp_path / "src", GOOD), tmp_path / "s")
     store = Store.open(tmp_path / "s")
     (cat,) = store.categories
     assert cat.keypoints == tuple(PERSON["keypoints"]) and cat.skeleton == ((1, 2), (1, 3), (2, 4), (3, 5))
@@ -130,12 +130,10 @@ def test_a_bad_mask_or_keypoint_list_is_a_one_line_error_and_the_store_is_unchan
     cats = [{"id": 1, "name": "person"}] if case == "keypoints without names" else None
     src = person_coco(tmp_path / "src", anns, cats)
     with pytest.raises(DataError, match=match) as info:
-        import_dataset(src, store=tmp_path / "s", format="coco", images=tmp_path / "src" / "images")
+        import_person(src, tmp_path / "s")
     assert "\n" not in info.value.message and "annotation 1" in info.value.message
     assert not (tmp_path / "s" / "annotations.json").exists() or not Store.open(tmp_path / "s").annotations
-    res = import_dataset(
-        src, store=tmp_path / "t", format="coco", images=tmp_path / "src" / "images", on_error="skip"
-    )
+    res = import_person(src, tmp_path / "t", on_error="skip")
     assert res.annotations == 0 and res.images == 1
     report = json.loads(res.report.read_text())
     assert any(s.get("kind") == "annotation" for s in report["skipped"]), report
@@ -146,18 +144,13 @@ def test_nan_in_a_polygon_is_refused(tmp_path: Path) -> None:
     arrives another way is named by the polygon check."""
     src = person_coco(tmp_path / "src", _with(segmentation=[[10, 5, float("nan"), 5, 40, 40]]))
     with pytest.raises(DataError, match="malformed JSON"):
-        import_dataset(src, store=tmp_path / "s", format="coco", images=tmp_path / "src" / "images")
+        import_person(src, tmp_path / "s")
     assert "NaN" in str(segmentation_problem([[10, 5, float("nan"), 5, 40, 40]], W, H))
 
 
 def test_validate_finds_what_import_refuses(tmp_path: Path) -> None:
     """A store edited by hand after import: validate names each broken mask and keypoint list."""
-    import_dataset(
-        person_coco(tmp_path / "src", GOOD),
-        store=tmp_path / "s",
-        format="coco",
-        images=tmp_path / "src" / "images",
-    )
+    import_person(person_coco(tmp_path / "src", GOOD), tmp_path / "s")
     path = tmp_path / "s" / "annotations.json"
     doc = json.loads(path.read_text())
     doc["annotations"][0]["keypoints"][2] = 7
@@ -172,7 +165,7 @@ def test_validate_finds_what_import_refuses(tmp_path: Path) -> None:
 def test_a_keypoint_category_with_a_bad_flip_idx_is_refused(tmp_path: Path) -> None:
     src = person_coco(tmp_path / "src", GOOD, [{**PERSON, "flip_idx": [0, 1, 1, 3, 4]}])
     with pytest.raises(DataError, match="flip_idx"):
-        import_dataset(src, store=tmp_path / "s", format="coco", images=tmp_path / "src" / "images")
+        import_person(src, tmp_path / "s")
 
 
 @settings(max_examples=200, deadline=None)

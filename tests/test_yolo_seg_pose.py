@@ -17,20 +17,12 @@ from dataforge.errors import DataError
 from dataforge.formats.yolo import _join_parts
 from dataforge.masks import decode, has_holes, iou, polygons
 from dataforge.store import Store
-from dataforge.synthetic import make_shapes_dataset
-from tests.conftest import jpeg_bytes
+from tests.conftest import jpeg_bytes, shapes_store
 
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("yolo")
-    make_shapes_dataset(
-        root / "src", n_images=12, size_wh=(96, 72), max_objects=4, seed=21, masks=True, keypoints=True
-    )
-    import_dataset(
-        root / "src" / "instances.json", store=root / "store", format="coco", images=root / "src" / "images"
-    )
-    return root / "store"
+    return shapes_store(tmp_path_factory.mktemp("yolo"), n=12, seed=21)
 
 
 def _pairs(a: Store, b: Store) -> list[tuple]:
@@ -41,7 +33,7 @@ def _pairs(a: Store, b: Store) -> list[tuple]:
 
 def test_masks_round_trip_through_yolo_seg(shapes: Path, tmp_path: Path) -> None:
     res = export_dataset(shapes, format="yolo", out=tmp_path / "y", task="segment")
-    assert res.approximated.get("RLE masks traced as polygons", 0) + sum(res.approximated.values()) > 0
+    assert any(k.startswith("RLE masks traced as polygons") for k in res.approximated), res.approximated
     assert any("keypoints" in k for k in res.dropped)  # segment lines hold no keypoints: said
     import_dataset(tmp_path / "y", store=tmp_path / "s", format="yolo")
     src, back = Store.open(shapes), Store.open(tmp_path / "s")

@@ -385,14 +385,12 @@ def _plan(
         todo = [k for k in range(copies) if (iid, k) not in done]
         if not todo:
             continue
-        boxes, anns, segs, kps = [], [], [], []
+        boxes, anns = [], []
         for a in anns_by_image.get(iid, ()):
             if a["category_id"] not in cats:
                 continue
             boxes.append(list(xywh_to_xyxy_floats(a["bbox"])))
             anns.append({k: v for k, v in a.items() if k not in _REMADE})
-            segs.append(a.get("segmentation") or None)
-            kps.append(a.get("keypoints") or None)
         items.append(
             SourceItem(
                 image_id=iid,
@@ -403,15 +401,14 @@ def _plan(
                 annotations=anns,
                 copies=todo,
                 out_names=[names[iid][k] for k in todo],
-                segmentations=segs,
-                keypoints=kps,
             )
         )
     return items
 
 
-#: annotation fields an augmented copy gets anew (the rest it keeps as they are)
-_REMADE = ("id", "image_id", "bbox", "area", "segmentation", "keypoints", "num_keypoints")
+#: annotation fields an augmented copy gets anew (the rest it keeps as they are; the worker moves
+#: ``segmentation`` and ``keypoints`` and writes them anew)
+_REMADE = ("id", "image_id", "bbox", "area", "num_keypoints")
 
 
 def _run(

@@ -4,6 +4,7 @@ masks (tinted) and keypoints (dots, joined by the category's skeleton) drawn."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ def _draw(
     boxes: np.ndarray,
     colour: tuple[int, int, int],
     masks: np.ndarray | None = None,
-    keypoints: list[tuple[np.ndarray, list[list[int]]]] = (),  # type: ignore[assignment]
+    keypoints: Sequence[tuple[np.ndarray, list[list[int]]]] = (),
 ) -> np.ndarray:
     """Masks tinted at 45 %, then boxes, then each instance's keypoints (``v > 0``; hollow when
     ``v = 1``, hidden) with its skeleton's lines."""

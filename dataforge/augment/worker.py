@@ -34,11 +34,10 @@ class SourceItem:
     width: int
     height: int
     boxes_xyxy: list[list[float]]
-    annotations: list[dict[str, Any]]  # category_id, iscrowd, extra fields; parallel to boxes
+    #: category_id, iscrowd, segmentation, keypoints and extra fields; parallel to boxes
+    annotations: list[dict[str, Any]]
     copies: list[int]
     out_names: list[str]  # parallel to copies
-    segmentations: list[Any] = field(default_factory=list)  # COCO segmentation or None; parallel to boxes
-    keypoints: list[list[float] | None] = field(default_factory=list)  # COCO flat lists; parallel to boxes
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,13 +99,13 @@ def _record(
     kept = np.flatnonzero(aug.keep)
     rles: dict[int, tuple[dict[str, Any], int]] = {}
     if aug.masks is not None:
-        with_mask = [int(k) for k in kept if has_mask(item.segmentations[k])]
+        with_mask = [int(k) for k in kept if has_mask(item.annotations[k].get("segmentation"))]
         rles = dict(zip(with_mask, zip(*encode_all(aug.masks[with_mask]), strict=True), strict=True))
     anns = []
     for k in kept:
         x0, y0, x1, y1 = (float(v) for v in aug.boxes_xyxy[k])
         ann = {
-            **item.annotations[k],
+            **{f: v for f, v in item.annotations[k].items() if f not in ("segmentation", "keypoints")},
             "bbox_xyxy": [x0, y0, x1, y1],
             "visibility": round(float(aug.visibility[k]), 6),
         }
@@ -135,16 +134,7 @@ def _copies(
     """Every copy this chunk makes of one decoded source image: (copy index, file name, result,
     each annotation's keypoint slice)."""
     size = (item.width, item.height)
-    anns = [
-        {**a, "segmentation": s, "keypoints": k}
-        for a, s, k in zip(
-            item.annotations,
-            item.segmentations or [None] * len(item.annotations),
-            item.keypoints or [None] * len(item.annotations),
-            strict=True,
-        )
-    ]
-    labels, spans = label_args(anns, size, flip_perms)
+    labels, spans = label_args(item.annotations, size, flip_perms)
     return [
         (
             copy,

@@ -352,9 +352,6 @@ class _Import:
         are an error (or, with --on-error skip, skipped and reported)."""
         out = []
         for a in anns:
-            if a.get("segmentation") in (None, [], {}) and a.get("keypoints") is None:
-                out.append(a)
-                continue
             w, h = size_of[a["image_id"]]
             problem = shape_problem(a, w, h, self.cats.get(a["category_id"]))
             if problem is None:

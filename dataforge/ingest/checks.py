@@ -341,11 +341,13 @@ def shape_problem(
     The segmentation's own checks (:func:`dataforge.masks.segmentation_problem`), the keypoints'
     (:func:`dataforge.keypoints.keypoint_problem`, against the category's point names), and the
     box must enclose the mask (within :data:`MASK_OUTSIDE_BOX_TOLERANCE_PX`)."""
+    seg, kps = ann.get("segmentation"), ann.get("keypoints")
+    if seg in (None, [], {}) and kps is None:
+        return None  # a box only: the common case, before any import
     from dataforge.keypoints import BAD_KEYPOINTS, keypoint_problem
     from dataforge.masks import BAD_SEGMENTATION, has_mask, is_rle, segmentation_problem
 
     label = f"annotation {ann.get('id')} (image {ann.get('image_id')})"
-    seg = ann.get("segmentation")
     if seg not in (None, [], {}):
         why = segmentation_problem(seg, width, height)
         if why:
@@ -367,7 +369,6 @@ def shape_problem(
                     "box does not enclose mask",
                     f"{label}: the mask spans xywh [{mx:g}, {my:g}, {mw:g}, {mh:g}], outside its box {bbox}",
                 )
-    kps = ann.get("keypoints")
     if kps is not None:
         names = category.get("keypoints") if category else None
         why = keypoint_problem(kps, ann.get("num_keypoints"), names or None, width, height)
