@@ -202,7 +202,8 @@ def _count_uncarried(store: Store, ids: list[int], fmt: Any, result: ExportResul
         if kind not in carries:
             n = sum(1 for a in anns if present(a))
             if n:
-                result.dropped[f"annotations' {kind} (the {fmt.name} format holds boxes only)"] = n
+                why = "holds boxes only" if not carries else f"holds no {kind}"
+                result.dropped[f"annotations' {kind} (the {fmt.name} format {why})"] = n
 
 
 def _remove_export(out: Path, *, keep_dir: bool) -> None:

@@ -216,3 +216,114 @@ def has_holes(mask: np.ndarray) -> bool:
     filled = np.zeros_like(m)
     cv2.drawContours(filled, contours, -1, 1, thickness=-1)
     return bool((filled > m).any())
+
+
+# -- label maps: one PNG per image whose pixel values are class values ------------------------------
+
+#: the value label maps use for "not labelled" (VOC's boundary/void; most segmentation sets)
+VOID = 255
+
+
+def read_label_map(path: Any, colors: dict[tuple[int, int, int], int] | None = None) -> np.ndarray:
+    """A label-map PNG as an ``(H, W)`` int array of class values.
+
+    Palette PNGs give their palette indices (VOC, Datumaro), grayscale 8- and 16-bit PNGs their
+    values. An RGB(A) PNG needs ``colors`` (``(r, g, b) -> value``, CamVid-style tables); a colour
+    that is not in it reads as -1, which callers report as outside the class table. Raises
+    ``ValueError`` for an image that cannot be read.
+    """
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        mode = im.mode
+        if mode in ("P", "L", "I", "I;16", "I;16B", "I;16L", "1"):
+            arr = np.asarray(im)
+            return arr.astype(np.int64) if arr.dtype != np.int64 else arr
+        if mode in ("RGB", "RGBA", "LA"):
+            rgb = np.asarray(im.convert("RGB")).astype(np.int64)
+        else:
+            raise ValueError(f"unsupported PNG mode {mode}")
+    packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    if colors is None:
+        grey = rgb[..., 0] == rgb[..., 1]
+        if bool((grey & (rgb[..., 1] == rgb[..., 2])).all()):  # an RGB file that holds grey values
+            return rgb[..., 0]
+        raise ValueError("an RGB label map needs a class table with r, g, b colours")
+    keys = np.array([(r << 16) | (g << 8) | b for r, g, b in colors], dtype=np.int64)
+    vals = np.array(list(colors.values()), dtype=np.int64)
+    order = np.argsort(keys)
+    keys, vals = keys[order], vals[order]
+    pos = np.clip(np.searchsorted(keys, packed), 0, len(keys) - 1)
+    return np.where(keys[pos] == packed, vals[pos], -1)
+
+
+def voc_palette(n: int = 256) -> list[int]:
+    """The Pascal VOC colour map (class ``i``'s colour from the bits of ``i``), as a flat RGB list."""
+    out = []
+    for i in range(n):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        out += [r, g, b]
+    return out
+
+
+def write_label_map(path: Any, label_map: np.ndarray, palette: list[int] | None = None) -> None:
+    """Write an ``(H, W)`` label map: a palette PNG (VOC colours unless ``palette``) when every value
+    fits in 8 bits, else a 16-bit grayscale PNG."""
+    from PIL import Image
+
+    if int(label_map.max(initial=0)) <= 255:
+        im = Image.fromarray(label_map.astype(np.uint8), mode="P")
+        im.putpalette(palette or voc_palette())
+    else:
+        im = Image.fromarray(label_map.astype(np.uint16))
+    im.save(path, format="PNG")
+
+
+def label_map_regions(label_map: np.ndarray, values: Sequence[int]) -> list[tuple[int, dict[str, Any], int]]:
+    """For each of ``values`` present in ``label_map``: ``(value, RLE of its pixels, pixel count)``,
+    in one pycocotools batch encode."""
+    found = set(np.unique(label_map).tolist())
+    present = [int(v) for v in values if v in found]
+    if not present:
+        return []
+    stack = np.stack([label_map == v for v in present])
+    rles, areas = encode_all(stack)
+    return list(zip(present, rles, areas, strict=True))
+
+
+def instance_map_regions(instance_map: np.ndarray, void: int = VOID) -> list[tuple[int, dict[str, Any], int]]:
+    """Instance-id PNG (VOC ``SegmentationObject``: 0 background, ``void`` boundary, k = object k):
+    ``(k, RLE, pixel count)`` for every instance present, k ascending."""
+    ids = [int(v) for v in np.unique(instance_map) if v not in (0, void)]
+    return label_map_regions(instance_map, ids)
+
+
+def paint_label_map(
+    regions: Sequence[tuple[Any, int]], height: int, width: int, fill: int
+) -> tuple[np.ndarray, int]:
+    """Paint ``(segmentation, value)`` pairs into an ``(H, W)`` label map, in order (later on top),
+    over ``fill``. Returns the map and how many pixels a later region took from an earlier one."""
+    out = np.full((height, width), fill, dtype=np.int64)
+    painted = np.zeros((height, width), dtype=bool)
+    overlap = 0
+    if not regions:
+        return out, 0
+    masks = decode_all([seg for seg, _ in regions], height, width)
+    for mask, (_, value) in zip(masks, regions, strict=True):
+        overlap += int((mask & painted).sum())
+        out[mask] = value
+        painted |= mask
+    return out, overlap
+
+
+def rle_bbox(rle: dict[str, Any]) -> list[float]:
+    """The xywh box of an RLE's pixels (pycocotools' ``toBbox``)."""
+    h, w = rle["size"]
+    return [float(v) for v in _mask_api().toBbox(to_rle(rle, h, w))]

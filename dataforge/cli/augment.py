@@ -58,7 +58,9 @@ def cmd_augment(a: argparse.Namespace) -> int:
     if "masks_out" in c or "keypoints_out" in c:
         parts = []
         if "masks_out" in c:
-            parts.append(f"{c['masks_out']} instance masks (moved with their boxes, written as RLE)")
+            parts.append(
+                f"{c['masks_out']} masks (instance and semantic, moved with their images, written as RLE)"
+            )
         if "keypoints_out" in c:
             parts.append(f"{c['keypoints_out']} labelled keypoints (flips swap left and right)")
         out("labels: " + ", ".join(parts))

@@ -96,6 +96,14 @@ def _map_columns(header: list[str], override: str | None, where: str) -> dict[st
     return {k: v for k, v in cols.items() if v >= 0}
 
 
+#: CSV files that are class tables of label-map datasets (the masks format), not box lists
+CLASS_TABLES = frozenset({"classes.csv", "class_dict.csv", "objectinfo150.csv"})
+
+
+def _box_tables(folder: Path) -> list[Path]:
+    return [f for f in sorted(folder.glob("*.csv")) if f.name.lower() not in CLASS_TABLES]
+
+
 class CsvFormat:
     name: ClassVar[str] = "csv"
     description: ClassVar[str] = "CSV, one row per box (or per image for classification); columns by header"
@@ -105,7 +113,7 @@ class CsvFormat:
     def detect(self, path: Path) -> bool:
         if path.is_file():
             return path.suffix.lower() == ".csv"
-        return path.is_dir() and any(path.glob("*.csv")) and not (path / "Annotations").is_dir()
+        return path.is_dir() and bool(_box_tables(path)) and not (path / "Annotations").is_dir()
 
     def read(
         self,
@@ -120,7 +128,7 @@ class CsvFormat:
             raise UsageError(f"csv import: unknown options {sorted(options)} (known: columns, box)")
         if box not in ("xyxy", "xywh"):
             raise UsageError(f"csv import: box must be xyxy or xywh, not {box!r}")
-        files = [path] if path.is_file() else sorted(path.glob("*.csv"))
+        files = [path] if path.is_file() else _box_tables(path)
         if not files:
             raise DataError(f"{path}: no .csv files", source=str(path))
         base = files[0].parent
