@@ -24,8 +24,9 @@ table, or a mask whose size differs from its image, is a one-line error naming t
 
 Export writes ``images/``, ``masks/<stem>.png`` (a palette PNG with the VOC colours, 16-bit grey
 past 255 values) and ``classes.csv`` (``value,name,r,g,b``). Semantic regions are written as they
-are; instance masks are merged into their class's pixels (counted as approximated: the instances
-are lost); boxes without a mask and keypoints are counted as dropped.
+are; an image without them has its instance masks merged into their classes' pixels (counted as
+approximated: the instances are lost); boxes without a mask, keypoints, and instance masks of
+images that have semantic regions are counted as dropped.
 """
 
 from __future__ import annotations
@@ -409,6 +410,9 @@ class LabelMapsFormat:
             semantic = [a for a in anns if a.get("semantic") and has_mask(a.get("segmentation"))]
             instances = [a for a in anns if not a.get("semantic") and has_mask(a.get("segmentation"))]
             dropped["boxes without a mask"] += sum(1 for a in anns if not has_mask(a.get("segmentation")))
+            if semantic:  # the image's class map itself; its instances are not painted over it
+                dropped["instance masks of images that have semantic regions"] += len(instances)
+                instances = []
             merged += len(instances)
             instances.sort(key=lambda a: -float(a.get("area") or a["bbox"][2] * a["bbox"][3]))
             regions = [(a["segmentation"], value_of[a["category_id"]]) for a in semantic + instances]

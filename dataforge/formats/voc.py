@@ -11,9 +11,20 @@ Coordinates: by default as written, which is what CVAT, Datumaro and Roboflow wr
 round trips with them are exact. ``--option coordinates=devkit`` applies the VOC devkit's 1-based
 convention instead (``x_min = xmin - 1`` on import, ``xmin = x_min + 1`` on export).
 
+Masks (``--option masks=true``; ``objects`` or ``classes`` for one kind): ``SegmentationObject/
+<stem>.png`` gives object k (the k-th ``<object>`` of the XML) its instance mask; ``SegmentationClass/
+<stem>.png`` gives one semantic region (``"semantic": true``) per class present, background included.
+Both are palette PNGs (index = instance number / class value; RGB files are read through the VOC
+colours); 255 is void (object boundaries) and belongs to no mask. Class values follow
+``labelmap.txt`` (Datumaro, CVAT) when present, else the 21 VOC classes. An instance number with no
+``<object>``, a class value outside the table or a mask of the wrong size is a one-line error naming
+the PNG.
+
 Export writes ``Annotations/``, ``JPEGImages/`` (subfolders flattened to ``a__b.jpg``),
 ``ImageSets/Main/<split>.txt`` and ``labels.txt`` (the category table). VOC has no crowd flag:
-``iscrowd`` is not written.
+``iscrowd`` is not written. When the exported images have masks, it also writes
+``SegmentationObject/`` (instance masks, in object order), ``SegmentationClass/`` (the semantic regions,
+or the instances' classes when there are none), ``ImageSets/Segmentation/`` and ``labelmap.txt``.
 """
 
 from __future__ import annotations
@@ -36,6 +47,30 @@ if TYPE_CHECKING:
 FLAGS = ("difficult", "truncated", "occluded")
 _VOC_ROOT = re.compile(rb"<annotation[\s>]")
 COORDINATES = ("as-written", "devkit")
+MASK_MODES = {"false": (), "true": ("objects", "classes"), "objects": ("objects",), "classes": ("classes",)}
+VOC_CLASSES = [
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+]
 
 
 def _text(el: ET.Element | None, tag: str) -> str | None:
@@ -72,6 +107,94 @@ def _read_split_lists(root: Path) -> dict[str, str | None]:
     return out
 
 
+def _class_table(root: Path) -> tuple[dict[int, str], dict[tuple[int, int, int], int]]:
+    """Class value -> name, and colour -> value (for RGB class PNGs): ``labelmap.txt`` (Datumaro,
+    CVAT: value = line order) or the 21 VOC classes in the VOC colours."""
+    if (root / "labelmap.txt").is_file():
+        from dataforge.formats.label_maps import ClassTable
+
+        table = ClassTable.read(root / "labelmap.txt")
+        return table.names, table.colors or _palette_colors()
+    return dict(enumerate(VOC_CLASSES)), _palette_colors()
+
+
+def _palette_colors(n: int = 256) -> dict[tuple[int, int, int], int]:
+    from dataforge.masks import voc_palette
+
+    p = voc_palette(n)
+    return {(p[3 * i], p[3 * i + 1], p[3 * i + 2]): i for i in range(n)}
+
+
+def _read_masks(
+    root: Path,
+    stem: str,
+    record: dict[str, Any],
+    objects: list[dict[str, Any]],
+    anns: list[dict[str, Any]],
+    cats: dict[str, int],
+    kinds: tuple[str, ...],
+) -> None:
+    """Attach the instance masks of ``SegmentationObject/<stem>.png`` to ``objects`` (in XML order)
+    and add the semantic regions of ``SegmentationClass/<stem>.png``; a problem goes on ``record``."""
+    from dataforge.masks import VOID, instance_map_regions, label_map_regions, read_label_map, rle_bbox
+
+    size = (record.get("height"), record.get("width"))
+    for kind in kinds:
+        folder = "SegmentationObject" if kind == "objects" else "SegmentationClass"
+        png = root / folder / f"{stem}.png"
+        if not png.is_file():
+            continue
+        where = f"{folder}/{stem}.png"
+        table, colors = _class_table(root) if kind == "classes" else ({}, _palette_colors())
+        try:
+            label_map = read_label_map(png, colors)
+        except (OSError, ValueError) as exc:
+            record["_problem"] = problem("bad mask", f"{where}: cannot read the mask ({exc})")
+            return
+        if size[0] and label_map.shape != size:
+            record["_problem"] = problem(
+                "mask size differs from image",
+                f"{where}: the mask is {label_map.shape[1]}x{label_map.shape[0]} but the XML says the "
+                f"image is {size[1]}x{size[0]}",
+            )
+            return
+        if kind == "objects":
+            for k, rle, area in instance_map_regions(label_map, VOID):
+                if k > len(objects) or k < 0:
+                    record["_problem"] = problem(
+                        "mask without object",
+                        f"{where}: instance {'colour' if k < 0 else k} has no <object> in "
+                        f"Annotations/{stem}.xml ({len(objects)} objects)",
+                    )
+                    return
+                objects[k - 1]["segmentation"] = rle
+                objects[k - 1]["area"] = area
+                objects[k - 1]["_where"] += f" (mask {where} instance {k})"
+            continue
+        unknown = sorted(int(v) for v in set(label_map.reshape(-1).tolist()) if v not in table and v != VOID)
+        if unknown:
+            record["_problem"] = problem(
+                "label value not in the class table",
+                f"{where}: class values {', '.join(map(str, unknown[:5]))} are not in "
+                + ("labelmap.txt" if (root / "labelmap.txt").is_file() else "the 21 VOC classes"),
+            )
+            return
+        for value, rle, area in label_map_regions(label_map, sorted(table)):
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": record["id"],
+                    "category_id": cats.setdefault(table[value], len(cats) + 1),
+                    "segmentation": rle,
+                    "area": area,
+                    "bbox": rle_bbox(rle),
+                    "iscrowd": 0,
+                    "semantic": True,
+                    "_where": f"{where} class {table[value]}",
+                }
+            )
+
+
 class VocFormat:
     name: ClassVar[str] = "voc"
     description: ClassVar[str] = (
@@ -79,6 +202,7 @@ class VocFormat:
     )
     can_import: ClassVar[bool] = True
     can_export: ClassVar[bool] = True
+    carries: ClassVar[frozenset[str]] = frozenset({"masks"})
 
     def detect(self, path: Path) -> bool:
         if path.is_file():
@@ -91,10 +215,19 @@ class VocFormat:
         return bool(xmls) and _VOC_ROOT.search(xmls[0].read_bytes()[:512]) is not None
 
     def read(
-        self, path: Path, *, images: Path | None = None, coordinates: str = "as-written", **options: Any
+        self,
+        path: Path,
+        *,
+        images: Path | None = None,
+        coordinates: str = "as-written",
+        masks: Any = "false",
+        **options: Any,
     ) -> ImportBatch:
         if options:
-            raise UsageError(f"voc import: unknown options {sorted(options)} (known: coordinates)")
+            raise UsageError(f"voc import: unknown options {sorted(options)} (known: coordinates, masks)")
+        mask_kinds = MASK_MODES.get(str(masks).lower())
+        if mask_kinds is None:
+            raise UsageError(f"voc import: masks must be one of {', '.join(MASK_MODES)}, not {masks!r}")
         if coordinates not in COORDINATES:
             raise UsageError(
                 f"voc import: coordinates must be one of {', '.join(COORDINATES)}, not {coordinates!r}"
@@ -193,13 +326,22 @@ class VocFormat:
                     attrs["actions"] = {a.tag: (a.text or "").strip() in ("1", "true") for a in actions}
                 if attrs:
                     ann["attributes"] = attrs
+            if mask_kinds and (root / "Annotations").is_dir():
+                object_anns = [a for a in anns if a["image_id"] == i]
+                _read_masks(root, stem, record, object_anns, anns, cats, mask_kinds)
+        categories = [{"id": c, "name": n} for n, c in cats.items()]
+        if mask_kinds:
+            values = {n: v for v, n in _class_table(root)[0].items()}
+            for c in categories:
+                if c["name"] in values:
+                    c["label_value"] = values[c["name"]]
         return ImportBatch(
             format=self.name,
             source=str(path.resolve()),
             images_root=image_dir,
             images=imgs,
             annotations=anns,
-            categories=[{"id": c, "name": n} for n, c in cats.items()],
+            categories=categories,
             warnings=warnings,
             private_keys=True,
         )
@@ -225,6 +367,15 @@ class VocFormat:
         (out / "Annotations").mkdir()
         names = store.index.category_names
         wanted = set(image_ids)
+        from dataforge.masks import has_mask
+
+        masks = (
+            _MaskWriter(out, store)
+            if any(
+                has_mask(a.get("segmentation")) for i in wanted for a in store.index.anns_by_image.get(i, [])
+            )
+            else None
+        )
         used: set[str] = set()
         copies = []
         splits: dict[str, list[str]] = {}
@@ -237,7 +388,11 @@ class VocFormat:
             copies.append((img["file_name"], f"JPEGImages/{flat}"))
             splits.setdefault(img.get("split") or "default", []).append(stem)
             objs = []
-            for a in store.index.anns_by_image.get(img["id"], []):
+            anns = store.index.anns_by_image.get(img["id"], [])
+            if masks is not None:
+                masks.write(img, stem, anns)
+                anns = [a for a in anns if not a.get("semantic")]  # regions, not objects
+            for a in anns:
                 x, y, x1, y1 = xywh_to_xyxy_floats(a["bbox"])
                 attrs: dict[str, Any] = a["attributes"] if isinstance(a.get("attributes"), dict) else {}
                 flags = "".join(f"<{f}>{int(bool(attrs.get(f, False)))}</{f}>" for f in FLAGS)
@@ -251,7 +406,7 @@ class VocFormat:
             (out / "Annotations" / f"{stem}.xml").write_text(
                 f"<annotation>\n  <folder>JPEGImages</folder>\n  <filename>{escape(flat)}</filename>\n"
                 f"  <size><width>{img['width']}</width><height>{img['height']}</height><depth>3</depth></size>\n"
-                f"  <segmented>0</segmented>\n{''.join(objs)}</annotation>\n",
+                f"  <segmented>{int(masks is not None)}</segmented>\n{''.join(objs)}</annotation>\n",
                 encoding="utf-8",
             )
         copy_store_images(store, out, copies, link=link)
@@ -261,13 +416,91 @@ class VocFormat:
             (main / f"{split}.txt").write_text("".join(s + "\n" for s in stems), encoding="utf-8")
         cats = sorted(store.data["categories"], key=lambda c: c["id"])
         (out / "labels.txt").write_text("".join(c["name"] + "\n" for c in cats), encoding="utf-8")
-        return ExportResult(
+        result = ExportResult(
             out=out,
             images=len(copies),
             annotations=n,
             files=[out / "labels.txt"],
             notes=[f"coordinates: {coordinates}", "labels.txt lists the categories in store id order"],
         )
+        if masks is not None:
+            masks.finish(splits, result)
+        return result
+
+
+class _MaskWriter:
+    """VOC's mask PNGs for an export: ``SegmentationObject/`` (instance k = the k-th object),
+    ``SegmentationClass/`` and the ``labelmap.txt`` whose line order gives the class values."""
+
+    def __init__(self, out: Path, store: Store) -> None:
+        self.out = out
+        cats = sorted(store.data["categories"], key=lambda c: c["id"])
+        given = [c.get("label_value") for c in cats]
+        voc = False
+        if sorted(v for v in given if type(v) is int) == list(range(len(cats))):
+            self.value_of = {c["id"]: int(c["label_value"]) for c in cats}
+        elif all(c["name"] in VOC_CLASSES for c in cats):
+            self.value_of = {c["id"]: VOC_CLASSES.index(c["name"]) for c in cats}
+            voc = True
+        else:
+            named_bg = [c["id"] for c in cats if c["name"] == "background"]
+            rest = [c["id"] for c in cats if c["id"] not in named_bg]
+            self.value_of = {**dict.fromkeys(named_bg, 0), **{cid: i + 1 for i, cid in enumerate(rest)}}
+        names = {v: store.index.category_names[cid] for cid, v in self.value_of.items()}
+        top = len(VOC_CLASSES) - 1 if voc else max(names, default=0)
+        self.names = [
+            names.get(v, VOC_CLASSES[v] if voc else "background" if v == 0 else f"_unused_{v}")
+            for v in range(top + 1)
+        ]
+        self.dropped = 0
+        self.stems: list[str] = []
+        for d in ("SegmentationObject", "SegmentationClass"):
+            (out / d).mkdir()
+
+    def write(self, img: dict[str, Any], stem: str, anns: list[dict[str, Any]]) -> None:
+        from dataforge.masks import VOID, has_mask, paint_label_map, write_label_map
+
+        h, w = img["height"], img["width"]
+        objects = [a for a in anns if not a.get("semantic")]
+        regions = [
+            (a["segmentation"], k) for k, a in enumerate(objects, start=1) if has_mask(a.get("segmentation"))
+        ]
+        if any(k >= VOID for _, k in regions):
+            self.dropped += sum(1 for _, k in regions if k >= VOID)
+            regions = [(seg, k) for seg, k in regions if k < VOID]
+        instance_map, _ = paint_label_map(regions, h, w, 0)
+        write_label_map(self.out / "SegmentationObject" / f"{stem}.png", instance_map)
+        semantic = [a for a in anns if a.get("semantic") and has_mask(a.get("segmentation"))]
+        classes = [
+            (a["segmentation"], self.value_of[a["category_id"]])
+            for a in semantic or objects
+            if has_mask(a.get("segmentation"))
+        ]
+        class_map, _ = paint_label_map(classes, h, w, 0 if not semantic else VOID)
+        write_label_map(self.out / "SegmentationClass" / f"{stem}.png", class_map)
+        self.stems.append(stem)
+
+    def finish(self, splits: dict[str, list[str]], result: ExportResult) -> None:
+        from dataforge.masks import voc_palette
+
+        seg = self.out / "ImageSets" / "Segmentation"
+        seg.mkdir(parents=True)
+        for split, stems in splits.items():
+            (seg / f"{split}.txt").write_text("".join(s + "\n" for s in stems), encoding="utf-8")
+        p = voc_palette()
+        (self.out / "labelmap.txt").write_text(
+            "# label:color_rgb:parts:actions\n"
+            + "".join(f"{n}:{p[3 * v]},{p[3 * v + 1]},{p[3 * v + 2]}::\n" for v, n in enumerate(self.names)),
+            encoding="utf-8",
+        )
+        result.files.append(self.out / "labelmap.txt")
+        result.notes.append(
+            "masks: SegmentationObject/ (instance k = object k), SegmentationClass/, labelmap.txt"
+        )
+        if self.dropped:
+            result.dropped["instance masks past the 254th object of an image (VOC's instance PNG)"] = (
+                self.dropped
+            )
 
 
 __all__ = ["DataError", "VocFormat"]

@@ -347,7 +347,7 @@ def shape_problem(
     from dataforge.keypoints import BAD_KEYPOINTS, keypoint_problem
     from dataforge.masks import BAD_SEGMENTATION, has_mask, is_rle, segmentation_problem
 
-    label = f"annotation {ann.get('id')} (image {ann.get('image_id')})"
+    label = ann.get("_where") or f"annotation {ann.get('id')} (image {ann.get('image_id')})"
     if seg not in (None, [], {}):
         why = segmentation_problem(seg, width, height)
         if why:
