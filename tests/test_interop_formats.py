@@ -235,12 +235,14 @@ def test_csv_vott_sample(tmp_path: Path) -> None:
     "sub", ["for_images/export_task/train.xml", "for_images/export_project/annotations.xml"]
 )
 def test_cvat_sample_matches_facts(sub: str, tmp_path: Path) -> None:
-    """Boxes and tags are imported; polygons, polylines and points are not (counted in a warning)."""
+    """Boxes, polygons, points and polylines are imported; the task export's shapes with an empty
+    label are skipped and reported (there is no category to give them)."""
     key = "cvat/datumaro-cvat_dataset"
     facts = FACTS[key][sub]
-    res = import_dataset(INTEROP / key / sub, store=tmp_path / "s", format="auto")
-    others = sum(n for img in facts["images"] for t, n in img["shape_types"].items() if t != "box")
-    assert any("not imported (dataforge imports boxes and tags)" in w for w in res.warnings) == (others > 0)
+    shapes = [s for img in facts["images"] for s in img["shapes"]]
+    unlabelled = sum(1 for s in shapes if not s["label"])
+    res = import_dataset(INTEROP / key / sub, store=tmp_path / "s", format="auto", on_error="skip")
+    assert res.skipped_by_reason == ({"annotation: no label": unlabelled} if unlabelled else {})
     store = Store.open(tmp_path / "s")
     assert [c.name for c in store.categories][: len(facts["declared_labels"])] == facts["declared_labels"]
     recs = {(r.split, Path(r.file_name).name): r for r in store}
@@ -249,11 +251,22 @@ def test_cvat_sample_matches_facts(sub: str, tmp_path: Path) -> None:
         rec = recs[((img["subset"] or "").lower() or None, img["name"])]
         assert list(rec.size_wh) == [img["width"], img["height"]]
         want = sorted((s["label"], s["xyxy"]) for s in img["shapes"] if s["type"] == "box")
-        assert_boxes_equal(boxes_of(rec), want)
-        for a, s in zip(rec.annotations, [s for s in img["shapes"] if s["type"] == "box"], strict=True):
+        boxes = [a for a in rec.annotations if a.keypoints is None and not a.segmentation]
+        assert_boxes_equal(sorted((a.category, list(a.bbox_xyxy)) for a in boxes), want)
+        for a, s in zip(boxes, [s for s in img["shapes"] if s["type"] == "box"], strict=True):
             attrs = a.extra["attributes"]
             assert {k: v for k, v in attrs.items() if k not in ("occluded", "z_order")} == s["attributes"]
             assert attrs["occluded"] == (s["occluded"] == "1")
+        labelled = [s for s in img["shapes"] if s["label"] and s["type"] != "box"]
+        others = [a for a in rec.annotations if a not in boxes]
+        assert len(others) == len(labelled)
+        for a, s in zip(others, labelled, strict=True):
+            x0, y0, x1, y1 = s["points_bbox_xyxy"]  # a polygon's or a point set's extent is its box
+            assert a.bbox_xyxy == pytest.approx((x0, y0, x1, y1))
+            if s["type"] == "polygon":
+                assert len(a.segmentation[0]) == 2 * s["n_points"]
+            else:
+                assert a.keypoints is not None and int((a.keypoints[:, 2] > 0).sum()) == s["n_points"]
 
 
 def test_cvat_video_sample_is_refused_clearly(tmp_path: Path) -> None:
