@@ -42,7 +42,9 @@ def test_every_coco_sample_has_a_case() -> None:
 def test_coco_sample_matches_facts(key: str, subset: str | None, tmp_path: Path) -> None:
     facts = FACTS[key] if subset is None else FACTS[key][subset]
     src = annotation_file(INTEROP / key, subset)
-    res = import_dataset(src, store=tmp_path / "s", format="auto")
+    # panoptic segment maps are checked by the test below (train's PNG is not its image's size)
+    options = {"masks": "false"} if "panoptic" in key else {}
+    res = import_dataset(src, store=tmp_path / "s", format="auto", **options)
     assert res.skipped == []
     store = Store.open(tmp_path / "s")
     assert [[c.id, c.name] for c in store.categories] == facts["categories"]
@@ -64,3 +66,27 @@ def test_coco_sample_matches_facts(key: str, subset: str | None, tmp_path: Path)
         for g, w in zip(got, want, strict=True):
             assert g[:3] == w[:3]
             assert g[3:] == pytest.approx(w[3:], abs=0.01)
+
+
+def test_panoptic_segment_maps_import_as_masks(tmp_path: Path) -> None:
+    """Each segment's pixels (id = R + 256 G + 256^2 B) become its RLE mask; ``isthing: 0`` makes it
+    a semantic region. train's a.png is 5x5 for a 10x5 image: refused, naming the PNG."""
+    import numpy as np
+    from PIL import Image
+
+    from dataforge.errors import DataError
+    from dataforge.masks import decode
+
+    sample = INTEROP / "coco" / "datumaro-coco_panoptic" / "annotations"
+    import_dataset(sample / "panoptic_val.json", store=tmp_path / "s")
+    store = Store.open(tmp_path / "s")
+    rgb = np.asarray(Image.open(sample / "panoptic_val" / "b.png").convert("RGB")).astype(int)
+    ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+    for a in store.annotations:
+        m = decode(a["segmentation"], 10, 5)
+        assert np.array_equal(m, ids == a["attributes"]["panoptic_segment_id"]) and m.sum() == a["area"]
+        assert a["semantic"] is True  # both categories are stuff
+    with pytest.raises(DataError, match=r"panoptic_train/a.png: the segment map is 5x5 but image 5 is 10x5"):
+        import_dataset(sample / "panoptic_train.json", store=tmp_path / "t")
+    res = import_dataset(sample / "panoptic_train.json", store=tmp_path / "u", on_error="skip")
+    assert res.images == 0 and res.skipped_by_reason["image: mask size differs from image"] == 1

@@ -79,9 +79,13 @@ class CocoFormat:
             )
         return False
 
-    def read(self, path: Path, *, images: Path | None = None, **options: Any) -> ImportBatch:
+    def read(
+        self, path: Path, *, images: Path | None = None, masks: Any = "true", **options: Any
+    ) -> ImportBatch:
         if options:
-            raise UsageError(f"coco import: unknown options {sorted(options)}")
+            raise UsageError(f"coco import: unknown options {sorted(options)} (known: masks)")
+        if str(masks).lower() not in ("true", "false"):
+            raise UsageError(f"coco import: masks must be true or false, not {masks!r}")
         data = load_json(path, what="COCO annotation file")
         if not isinstance(data, dict):
             raise DataError(
@@ -101,8 +105,13 @@ class CocoFormat:
             raise DataError(
                 f"{path}: 'annotations' must be a list (found {type(anns).__name__})", source=str(path)
             )
-        if anns and isinstance(anns[0], dict) and "segments_info" in anns[0]:
+        panoptic = bool(anns) and isinstance(anns[0], dict) and "segments_info" in anns[0]
+        if panoptic:
             anns = panoptic_to_instances(anns, path)
+            if str(masks).lower() == "true":
+                read_panoptic_masks(path, data["images"], anns, data["categories"])
+        elif str(masks).lower() == "false":
+            raise UsageError("coco import: masks=false applies to panoptic files (their PNG segment maps)")
         imgs = data["images"]
         first = imgs[0].get("file_name") if imgs and isinstance(imgs[0], dict) else None
         root = (
@@ -123,6 +132,7 @@ class CocoFormat:
             info=info,
             licenses=licenses,
             warnings=warnings,
+            private_keys=panoptic,
         )
 
     def export(
@@ -225,11 +235,8 @@ def keypoint_layouts(categories: list[Any], anns: list[Any]) -> list[str]:
 
 
 def panoptic_to_instances(anns: list[Any], path: Path) -> list[dict[str, Any]]:
-    """COCO panoptic: one annotation per segment (its bbox, category, area, iscrowd).
-
-    The PNG segment map is not imported; its file name and the segment id are kept in
-    ``attributes`` so the masks can be found again.
-    """
+    """COCO panoptic: one annotation per segment (its bbox, category, area, iscrowd), the PNG's
+    file name and the segment id kept in ``attributes``; :func:`read_panoptic_masks` adds the masks."""
     out: list[dict[str, Any]] = []
     for i, ann in enumerate(anns):
         if not isinstance(ann, dict) or not isinstance(ann.get("segments_info"), list):
@@ -259,3 +266,58 @@ def panoptic_to_instances(anns: list[Any], path: Path) -> list[dict[str, Any]]:
                 }
             )
     return out
+
+
+def read_panoptic_masks(
+    path: Path, images: list[Any], anns: list[dict[str, Any]], categories: list[Any]
+) -> None:
+    """Each segment's mask from its PNG segment map (``annotations/<json stem>/<file_name>``, ids as
+    ``R + 256 G + 256^2 B``) as COCO RLE; segments of ``isthing: 0`` categories are semantic
+    regions ("stuff"). A PNG that is missing, unreadable or not its image's size puts a
+    ``_problem`` on the image; a segment without pixels on the annotation."""
+    import numpy as np
+    from PIL import Image
+
+    from dataforge.masks import encode_all
+
+    folder = path.parent / path.stem
+    stuff = {c.get("id") for c in categories if isinstance(c, dict) and c.get("isthing") == 0}
+    by_image: dict[Any, list[dict[str, Any]]] = {}
+    for a in anns:
+        by_image.setdefault(a["image_id"], []).append(a)
+    for img in images:
+        if not isinstance(img, dict) or img.get("id") not in by_image:
+            continue
+        segs = by_image[img["id"]]
+        png_name = segs[0]["attributes"]["panoptic_png"]
+        where = f"{folder.name}/{png_name}"
+        if not isinstance(png_name, str) or "/" in png_name or "\\" in png_name or png_name.startswith("."):
+            img["_problem"] = [
+                "bad mask",
+                f"{path.name}: image {img.get('id')}: PNG name {png_name!r} is not a file name",
+            ]
+            continue
+        try:
+            with Image.open(folder / png_name) as im:
+                rgb = np.asarray(im.convert("RGB")).astype(np.int64)
+        except (OSError, ValueError) as exc:
+            img["_problem"] = ["bad mask", f"{where}: cannot read the segment map ({exc})"]
+            continue
+        h, w = rgb.shape[:2]
+        if [img.get("width"), img.get("height")] != [w, h]:
+            img["_problem"] = [
+                "mask size differs from image",
+                f"{where}: the segment map is {w}x{h} but image {img.get('id')} is "
+                f"{img.get('width')}x{img.get('height')}",
+            ]
+            continue
+        ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+        rles, areas = encode_all(np.stack([ids == a["attributes"]["panoptic_segment_id"] for a in segs]))
+        for a, rle, area in zip(segs, rles, areas, strict=True):
+            a["_where"] = f"{where} segment {a['attributes']['panoptic_segment_id']}"
+            if area == 0:
+                a["_problem"] = ["bad segmentation", f"{a['_where']}: the segment has no pixels in the map"]
+                continue
+            a["segmentation"], a["area"] = rle, area
+            if a.get("category_id") in stuff:
+                a["semantic"] = True
