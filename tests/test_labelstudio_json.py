@@ -75,14 +75,14 @@ def test_latest_non_cancelled_annotation_wins_and_urls_resolve(tmp_path: Path) -
                             "to_name": "image",
                             "value": {"choices": ["outdoor"]},
                         },
-                        {"type": "polygonlabels", "value": {"points": [[0, 0], [1, 1], [0, 1]]}},
+                        {"type": "ellipselabels", "value": {"x": 1, "y": 1, "radiusX": 1, "radiusY": 1}},
                     ],
                 }
             ],
         },
     ]
     res = import_dataset(write_tasks(tmp_path, tasks), store=tmp_path / "s", format="auto")
-    assert any("1 polygonlabels" in w for w in res.warnings)
+    assert any("1 ellipselabels" in w for w in res.warnings)
     store = Store.open(tmp_path / "s")
     a, b = list(store)
     assert a.file_name == "ds1/a.png" and a.source["labelstudio"] == {
