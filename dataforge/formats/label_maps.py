@@ -99,8 +99,10 @@ class ClassTable:
             if path.name.lower() == "labelmap.txt" or re.search(r"^[^#\n:]*:\d+,\d+,\d+:", text, re.M):
                 return cls._from_labelmap(text)
             return cls._from_lines(text, where)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"{path}: cannot read the class table: {exc}", source=str(path)) from None
+        except (ValueError, KeyError, TypeError, IndexError, StopIteration) as exc:
+            raise DataError(
+                f"{path}: cannot read the class table: {exc or type(exc).__name__}", source=str(path)
+            ) from None
 
     @classmethod
     def _from_json(cls, data: Any, where: str) -> ClassTable:
@@ -271,6 +273,8 @@ class LabelMapsFormat:
         table = ClassTable.read(table_path)
         if void is not None:
             table.names.pop(void, None)  # a table may name its void value ("unlabeled: 255")
+        if not table.names:
+            raise DataError(f"{table_path}: the class table names no classes", source=str(table_path))
         warnings = []
         unlabelled: set[int] = set() if void is None else {void}
         if ignore == "auto" and table.names and 0 not in table.names and table.colors is None:
