@@ -391,6 +391,7 @@ class VocFormat:
             anns = store.index.anns_by_image.get(img["id"], [])
             if masks is not None:
                 masks.write(img, stem, anns)
+                n += sum(1 for a in anns if a.get("semantic"))  # written to SegmentationClass
                 anns = [a for a in anns if not a.get("semantic")]  # regions, not objects
             for a in anns:
                 x, y, x1, y1 = xywh_to_xyxy_floats(a["bbox"])
