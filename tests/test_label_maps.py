@@ -88,7 +88,7 @@ def test_label_maps_import_exactly_and_round_trip(tmp_path: Path) -> None:
             assert (x, y, x + w, y + h) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
             assert a["area"] == int(m.sum())
     out = export_dataset(tmp_path / "s", format="masks", out=tmp_path / "out")
-    assert out.dropped == {} and out.approximated == {}
+    assert out.dropped == {} and out.approximated == {} and out.annotations == len(store.annotations)
     for name, lm in maps.items():
         assert np.array_equal(read_label_map(tmp_path / "out" / "masks" / name.replace(".jpg", ".png")), lm)
     import_dataset(tmp_path / "out", store=tmp_path / "s2")

@@ -405,7 +405,7 @@ class LabelMapsFormat:
         wanted = set(image_ids)
         copies: list[tuple[str, str]] = []
         dropped: Counter[str] = Counter()
-        merged = overlap_px = 0
+        merged = overlap_px = written = 0
         for img in store.images:
             if img["id"] not in wanted:
                 continue
@@ -420,6 +420,7 @@ class LabelMapsFormat:
             merged += len(instances)
             instances.sort(key=lambda a: -float(a.get("area") or a["bbox"][2] * a["bbox"][3]))
             regions = [(a["segmentation"], value_of[a["category_id"]]) for a in semantic + instances]
+            written += len(regions)
             label_map, overlap = paint_label_map(regions, img["height"], img["width"], fill)
             overlap_px += overlap
             target = out / "masks" / (os.path.splitext(img["file_name"])[0] + ".png")
@@ -439,7 +440,7 @@ class LabelMapsFormat:
         result = ExportResult(
             out=out,
             images=len(copies),
-            annotations=sum(len(store.index.anns_by_image.get(i, [])) for i in wanted),
+            annotations=written,
             files=[out / "classes.csv"],
             dropped={k: v for k, v in dropped.items() if v},
             notes=[f"unlabelled pixels are {fill}" + (" (background)" if fill == 0 else " (ignore)")],
