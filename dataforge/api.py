@@ -189,9 +189,10 @@ def export_dataset(
 
 def _count_uncarried(store: Store, ids: list[int], fmt: Any, result: ExportResult) -> None:
     """Masks and keypoints a format cannot hold are dropped loudly: counted in ``result.dropped``
-    (the CLI warns with the count), never silently."""
+    (the CLI warns with the count), never silently. Semantic regions written by a format that has
+    instance masks only are counted as approximated."""
     carries: frozenset[str] = getattr(fmt, "carries", frozenset())
-    if carries >= {"masks", "keypoints"}:
+    if carries >= {"masks", "keypoints", "semantic"}:
         return
     wanted = set(ids)
     anns = [a for a in store.annotations if a["image_id"] in wanted]
@@ -204,6 +205,10 @@ def _count_uncarried(store: Store, ids: list[int], fmt: Any, result: ExportResul
             if n:
                 why = "holds boxes only" if not carries else f"holds no {kind}"
                 result.dropped[f"annotations' {kind} (the {fmt.name} format {why})"] = n
+    if "masks" in carries and "semantic" not in carries:
+        n = sum(1 for a in anns if a.get("semantic") and a.get("segmentation"))
+        if n:
+            result.approximated[f"semantic regions (the {fmt.name} format writes them as instance masks)"] = n
 
 
 def _remove_export(out: Path, *, keep_dir: bool) -> None:

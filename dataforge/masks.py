@@ -287,22 +287,23 @@ def write_label_map(path: Any, label_map: np.ndarray, palette: list[int] | None 
 
 
 def label_map_regions(label_map: np.ndarray, values: Sequence[int]) -> list[tuple[int, dict[str, Any], int]]:
-    """For each of ``values`` present in ``label_map``: ``(value, RLE of its pixels, pixel count)``,
-    in one pycocotools batch encode."""
-    found = set(np.unique(label_map).tolist())
-    present = [int(v) for v in values if v in found]
-    if not present:
+    """For each of ``values`` (values present in ``label_map``): ``(value, RLE of its pixels, pixel
+    count)``, in one pycocotools batch encode."""
+    if not len(values):
         return []
-    stack = np.stack([label_map == v for v in present])
-    rles, areas = encode_all(stack)
-    return list(zip(present, rles, areas, strict=True))
+    rles, areas = encode_all(np.stack([label_map == v for v in values]))
+    return list(zip([int(v) for v in values], rles, areas, strict=True))
+
+
+def present_values(label_map: np.ndarray) -> list[int]:
+    """The values a label map holds, ascending."""
+    return [int(v) for v in np.unique(label_map)]
 
 
 def instance_map_regions(instance_map: np.ndarray, void: int = VOID) -> list[tuple[int, dict[str, Any], int]]:
     """Instance-id PNG (VOC ``SegmentationObject``: 0 background, ``void`` boundary, k = object k):
     ``(k, RLE, pixel count)`` for every instance present, k ascending."""
-    ids = [int(v) for v in np.unique(instance_map) if v not in (0, void)]
-    return label_map_regions(instance_map, ids)
+    return label_map_regions(instance_map, [v for v in present_values(instance_map) if v not in (0, void)])
 
 
 def paint_label_map(

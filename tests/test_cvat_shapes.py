@@ -34,10 +34,15 @@ SKELETON_META = """
 
 def cvat_rle(mask: np.ndarray) -> str:
     """CVAT's mask encoding, written independently of the importer: row-major runs, 0s first."""
-    flat = mask.reshape(-1).astype(np.int8)
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], flat, [1 - flat[-1]]])))  # run starts
-    runs = np.diff(np.concatenate([[0], edges]))
-    return ", ".join(str(int(r)) for r in runs if True)
+    runs, current, n = [], False, 0
+    for v in mask.reshape(-1).tolist():
+        if v == current:
+            n += 1
+        else:
+            runs.append(n)
+            current, n = v, 1
+    runs.append(n)
+    return ", ".join(map(str, runs))
 
 
 def cvat_xml(root: Path, shapes: str) -> Path:

@@ -91,85 +91,9 @@ def mutate(data: bytes, m: tuple) -> bytes:
     return arg
 
 
-@pytest.mark.parametrize("fmt", sorted([*EXPORTS, "cvat"]))
-def test_importers_survive_mutated_input(fmt: str, samples: dict[str, tuple[Path, str]]) -> None:
-    folder, entry = samples[fmt]
+def fuzz(folder: Path, entry: str, fmt: str, options: dict[str, str]) -> None:
+    """Import mutated copies of the sample in ``folder``: only DataforgeErrors, never a half store."""
     files = _files(folder)
-
-    @settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-    )
-    @given(which=st.integers(0, len(files) - 1), m=mutation, skip=st.booleans())
-    def run(which: int, m: tuple, skip: bool) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp) / "sample"
-            shutil.copytree(folder, work)
-            target = work / files[which].relative_to(folder)
-            target.write_bytes(mutate(target.read_bytes(), m))
-            store = Path(tmp) / "store"
-            with contextlib.suppress(DataforgeError):
-                import_dataset(
-                    work / entry if entry else work,
-                    store=store,
-                    format=fmt,
-                    on_error="skip" if skip else "fail",
-                )
-            if store.exists():
-                Store.open(store)  # never half-written: a store that exists opens
-                assert validate(store).ok, [f.message for f in validate(store).errors]
-
-    run()
-
-
-#: masks and keypoints: format -> (entry file, import options) for a shapes store exported to it
-SHAPE_EXPORTS: dict[str, tuple[str, dict[str, str]]] = {
-    "coco": ("annotations.json", {}),
-    "voc": ("", {"masks": "true"}),
-    "masks": ("", {}),
-    "labelstudio": ("tasks.json", {}),
-    "yolo": ("data.yaml", {}),
-}
-CVAT_SHAPES = """<annotations><version>1.1</version><meta><task><labels><label><name>cat</name></label>
-<label><name>person</name><type>skeleton</type><svg>&lt;line data-node-from="1" data-node-to="2"&gt;&lt;/line&gt;
-&lt;circle data-node-id="1" data-label-name="a"&gt;&lt;/circle&gt;&lt;circle data-node-id="2" data-label-name="b"&gt;&lt;/circle&gt;</svg></label>
-<label><name>a</name><parent>person</parent></label><label><name>b</name><parent>person</parent></label></labels></task></meta>
-<image id="0" name="a.jpg" width="40" height="20"><polygon label="cat" points="1,1;9,1;9,8"/>
-<mask label="cat" rle="3, 4, 5" left="2" top="2" width="4" height="3"/><points label="cat" points="3,3;5,5"/>
-<polyline label="cat" points="1,1;2,2;3,1"/><skeleton label="person"><points label="a" points="4,4" outside="0"/>
-<points label="b" points="6,6" outside="1"/></skeleton></image></annotations>"""
-
-
-@pytest.fixture(scope="module")
-def shape_samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str, dict[str, str]]]:
-    from tests.conftest import jpeg_bytes, shapes_store
-
-    root = tmp_path_factory.mktemp("fuzz-shapes")
-    store = shapes_store(root, n=2, seed=5, size_wh=(40, 30))
-    out: dict[str, tuple[Path, str, dict[str, str]]] = {}
-    for fmt, (entry, options) in SHAPE_EXPORTS.items():
-        export_dataset(store, format=fmt, out=root / fmt)
-        out[fmt] = (root / fmt, entry, options)
-    (root / "cvat" / "images").mkdir(parents=True)
-    (root / "cvat" / "images" / "a.jpg").write_bytes(jpeg_bytes((40, 20)))
-    (root / "cvat" / "ann.xml").write_text(CVAT_SHAPES)
-    out["cvat"] = (root / "cvat", "ann.xml", {})
-    return out
-
-
-@pytest.mark.parametrize("fmt", sorted([*SHAPE_EXPORTS, "cvat"]))
-def test_mask_and_keypoint_parsers_survive_mutated_input(
-    fmt: str, shape_samples: dict[str, tuple[Path, str, dict[str, str]]]
-) -> None:
-    """The same, for files that carry masks and keypoints: label-map and VOC PNGs, Label Studio
-    brush RLE, CVAT masks and skeletons, YOLO -seg/-pose lines, COCO RLE."""
-    folder, entry, options = shape_samples[fmt]
-    files = _files(folder)
-    # the clean sample imports: the fuzzing starts from a file the parser accepts
-    with tempfile.TemporaryDirectory() as tmp:
-        import_dataset(folder / entry if entry else folder, store=Path(tmp) / "s", format=fmt, **options)
 
     @settings(
         max_examples=EXAMPLES,
@@ -194,7 +118,68 @@ def test_mask_and_keypoint_parsers_survive_mutated_input(
                     **options,
                 )
             if store.exists():
-                Store.open(store)
+                Store.open(store)  # never half-written: a store that exists opens
                 assert validate(store).ok, [f.message for f in validate(store).errors]
 
     run()
+
+
+@pytest.mark.parametrize("fmt", sorted([*EXPORTS, "cvat"]))
+def test_importers_survive_mutated_input(fmt: str, samples: dict[str, tuple[Path, str]]) -> None:
+    folder, entry = samples[fmt]
+    fuzz(folder, entry, fmt, {})
+
+
+#: masks and keypoints: format -> (entry file, import options) for a shapes store exported to it
+SHAPE_EXPORTS: dict[str, tuple[str, dict[str, str]]] = {
+    "coco": ("annotations.json", {}),
+    "voc": ("", {"masks": "true"}),
+    "masks": ("", {}),
+    "labelstudio": ("tasks.json", {}),
+    "yolo": ("data.yaml", {}),
+}
+CVAT_SHAPES = """<annotations><version>1.1</version><meta><task><labels><label><name>cat</name></label>
+<label><name>person</name><type>skeleton</type><svg>&lt;line data-node-from="1" data-node-to="2"&gt;&lt;/line&gt;
+&lt;circle data-node-id="1" data-label-name="a"&gt;&lt;/circle&gt;&lt;circle data-node-id="2" data-label-name="b"&gt;&lt;/circle&gt;</svg></label>
+<label><name>a</name><parent>person</parent></label><label><name>b</name><parent>person</parent></label></labels></task></meta>
+<image id="0" name="a.jpg" width="40" height="20"><polygon label="cat" points="1,1;9,1;9,8"/>
+<mask label="cat" rle="3, 4, 5" left="2" top="2" width="4" height="3"/><points label="cat" points="3,3;5,5"/>
+<polyline label="cat" points="1,1;2,2;3,1"/><skeleton label="person"><points label="a" points="4,4" outside="0"/>
+<points label="b" points="6,6" outside="1"/></skeleton></image></annotations>"""
+
+
+@pytest.fixture(scope="module")
+def shape_samples(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, tuple[Path, str, str, dict[str, str]]]:
+    """Sample name -> (folder, entry file, format, import options)."""
+    from tests.conftest import INTEROP, jpeg_bytes, shapes_store
+
+    root = tmp_path_factory.mktemp("fuzz-shapes")
+    store = shapes_store(root, n=2, seed=5, size_wh=(40, 30))
+    out: dict[str, tuple[Path, str, str, dict[str, str]]] = {}
+    for fmt, (entry, options) in SHAPE_EXPORTS.items():
+        export_dataset(store, format=fmt, out=root / fmt)
+        out[fmt] = (root / fmt, entry, fmt, options)
+    (root / "cvat" / "images").mkdir(parents=True)
+    (root / "cvat" / "images" / "a.jpg").write_bytes(jpeg_bytes((40, 20)))
+    (root / "cvat" / "ann.xml").write_text(CVAT_SHAPES)
+    out["cvat"] = (root / "cvat", "ann.xml", "cvat", {})
+    panoptic = root / "panoptic"  # Datumaro's val subset: segment PNGs with RGB-encoded ids
+    shutil.copytree(INTEROP / "coco" / "datumaro-coco_panoptic", panoptic)
+    (panoptic / "annotations" / "panoptic_train.json").unlink()  # its PNG is not its image's size
+    out["coco-panoptic"] = (panoptic, "annotations/panoptic_val.json", "coco", {})
+    return out
+
+
+@pytest.mark.parametrize("sample", sorted([*SHAPE_EXPORTS, "cvat", "coco-panoptic"]))
+def test_mask_and_keypoint_parsers_survive_mutated_input(
+    sample: str, shape_samples: dict[str, tuple[Path, str, str, dict[str, str]]]
+) -> None:
+    """The same, for files that carry masks and keypoints: label-map and VOC PNGs, Label Studio
+    brush RLE, CVAT masks and skeletons, YOLO -seg/-pose lines, COCO RLE and panoptic PNGs."""
+    folder, entry, fmt, options = shape_samples[sample]
+    # the clean sample imports: the fuzzing starts from a file the parser accepts
+    with tempfile.TemporaryDirectory() as tmp:
+        import_dataset(folder / entry if entry else folder, store=Path(tmp) / "s", format=fmt, **options)
+    fuzz(folder, entry, fmt, options)

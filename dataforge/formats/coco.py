@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dataforge.errors import DataError, UsageError
 from dataforge.formats.base import ExportResult, ImportBatch
-from dataforge.formats.common import copy_store_images, prepare_out_dir
+from dataforge.formats.common import copy_store_images, prepare_out_dir, problem
 from dataforge.jsonio import load_json, write_json
 from dataforge.store.store import utc_now
 
@@ -63,7 +63,7 @@ class CocoFormat:
     can_import: ClassVar[bool] = True
     can_export: ClassVar[bool] = True
     #: the label types beyond boxes it holds (an export counts the others as dropped)
-    carries: ClassVar[frozenset[str]] = frozenset({"masks", "keypoints"})
+    carries: ClassVar[frozenset[str]] = frozenset({"masks", "keypoints", "semantic"})
 
     def detect(self, path: Path) -> bool:
         if path.is_file():
@@ -273,50 +273,56 @@ def read_panoptic_masks(
 ) -> None:
     """Each segment's mask from its PNG segment map (``annotations/<json stem>/<file_name>``, ids as
     ``R + 256 G + 256^2 B``) as COCO RLE; segments of ``isthing: 0`` categories are semantic
-    regions ("stuff"). A PNG that is missing, unreadable or not its image's size puts a
-    ``_problem`` on the image; a segment without pixels on the annotation."""
+    regions ("stuff"). A PNG that is missing, unreadable, unsafely named or not its image's size
+    puts a ``_problem`` on the image; a segment that is not in the map, on the annotation."""
     import numpy as np
     from PIL import Image
 
+    from dataforge.ingest.checks import safe_relative_name
     from dataforge.masks import encode_all
 
     folder = path.parent / path.stem
     stuff = {c.get("id") for c in categories if isinstance(c, dict) and c.get("isthing") == 0}
-    by_image: dict[Any, list[dict[str, Any]]] = {}
+    image_of = {img.get("id"): img for img in images if isinstance(img, dict)}
+    by_png: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
     for a in anns:
-        by_image.setdefault(a["image_id"], []).append(a)
-    for img in images:
-        if not isinstance(img, dict) or img.get("id") not in by_image:
-            continue
-        segs = by_image[img["id"]]
-        png_name = segs[0]["attributes"]["panoptic_png"]
+        by_png.setdefault((a["image_id"], a["attributes"]["panoptic_png"]), []).append(a)
+    for (image_id, png_name), segs in by_png.items():
+        img = image_of.get(image_id)
+        if img is None:
+            continue  # the import reports annotations of a missing image
+        name = safe_relative_name(png_name)
         where = f"{folder.name}/{png_name}"
-        if not isinstance(png_name, str) or "/" in png_name or "\\" in png_name or png_name.startswith("."):
-            img["_problem"] = [
+        if name is None:
+            img["_problem"] = problem(
                 "bad mask",
-                f"{path.name}: image {img.get('id')}: PNG name {png_name!r} is not a file name",
-            ]
+                f"{path.name}: image {image_id}: PNG name {png_name!r} is not a relative file name",
+            )
             continue
         try:
-            with Image.open(folder / png_name) as im:
+            with Image.open(folder / name) as im:
                 rgb = np.asarray(im.convert("RGB")).astype(np.int64)
         except (OSError, ValueError) as exc:
-            img["_problem"] = ["bad mask", f"{where}: cannot read the segment map ({exc})"]
+            img["_problem"] = problem("bad mask", f"{where}: cannot read the segment map ({exc})")
             continue
         h, w = rgb.shape[:2]
         if [img.get("width"), img.get("height")] != [w, h]:
-            img["_problem"] = [
+            img["_problem"] = problem(
                 "mask size differs from image",
-                f"{where}: the segment map is {w}x{h} but image {img.get('id')} is "
+                f"{where}: the segment map is {w}x{h} but image {image_id} is "
                 f"{img.get('width')}x{img.get('height')}",
-            ]
+            )
             continue
         ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
-        rles, areas = encode_all(np.stack([ids == a["attributes"]["panoptic_segment_id"] for a in segs]))
-        for a, rle, area in zip(segs, rles, areas, strict=True):
-            a["_where"] = f"{where} segment {a['attributes']['panoptic_segment_id']}"
+        seg_ids = [a["attributes"]["panoptic_segment_id"] for a in segs]
+        stack = np.stack([ids == (v if type(v) is int else -1) for v in seg_ids])  # -1: in no map
+        rles, areas = encode_all(stack)
+        for a, seg_id, rle, area in zip(segs, seg_ids, rles, areas, strict=True):
+            a["_where"] = f"{where} segment {seg_id!r}"
             if area == 0:
-                a["_problem"] = ["bad segmentation", f"{a['_where']}: the segment has no pixels in the map"]
+                a["_problem"] = problem(
+                    "bad segmentation", f"{a['_where']}: the segment has no pixels in the map"
+                )
                 continue
             a["segmentation"], a["area"] = rle, area
             if a.get("category_id") in stuff:

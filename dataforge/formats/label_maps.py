@@ -24,8 +24,8 @@ table, or a mask whose size differs from its image, is a one-line error naming t
 
 Export writes ``images/``, ``masks/<stem>.png`` (a palette PNG with the VOC colours, 16-bit grey
 past 255 values) and ``classes.csv`` (``value,name,r,g,b``). Semantic regions are written as they
-are; an image without them has its instance masks merged into their classes' pixels (counted as
-approximated: the instances are lost); boxes without a mask, keypoints, and instance masks of
+are, unlabelled pixels 255; an image without them has its instance masks merged into their
+classes' pixels over background 0 (counted as approximated: the instances are lost); boxes without a mask, keypoints, and instance masks of
 images that have semantic regions are counted as dropped.
 """
 
@@ -37,8 +37,9 @@ import json
 import os
 import re
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -204,12 +205,88 @@ def _parse_ignore(value: Any) -> int | None:
         raise UsageError(f"masks import: ignore must be a pixel value or 'none', not {value!r}") from None
 
 
+def class_values(categories: list[dict[str, Any]], standard: Sequence[str] = ()) -> dict[int, int]:
+    """Category id -> label-map value: each category's ``label_value`` when all have distinct ones
+    (not 255, which is void); else its index in ``standard`` (e.g. the VOC classes) when every name
+    is there; else 1..N in id order, a category named ``background`` taking 0."""
+    from dataforge.masks import VOID
+
+    given = [c.get("label_value") for c in categories]
+    if all(type(v) is int and 0 <= v != VOID for v in given) and len(set(given)) == len(given):
+        return {c["id"]: int(c["label_value"]) for c in categories}
+    if standard and all(c["name"] in standard for c in categories):
+        return {c["id"]: list(standard).index(c["name"]) for c in categories}
+    background = [c["id"] for c in categories if c["name"] == "background"]
+    rest = [c["id"] for c in categories if c["id"] not in background]
+    return {**dict.fromkeys(background, 0), **{cid: i + 1 for i, cid in enumerate(rest)}}
+
+
+class ClassMap(NamedTuple):
+    values: np.ndarray
+    #: what unlabelled pixels hold: void after semantic regions, else background (0) when free
+    fill: int
+    #: regions painted; of them, instance masks merged into their class
+    regions: int
+    merged: int
+    #: instance masks left out because the image has semantic regions (its class map already)
+    unpainted: int
+    #: pixels a later region took from an earlier one
+    overlap: int
+
+
+def class_map(anns: list[dict[str, Any]], value_of: dict[int, int], height: int, width: int) -> ClassMap:
+    """An image's class label map: its semantic regions when it has any, else its instance masks
+    merged by class, larger first so a smaller object on top keeps its pixels."""
+    from dataforge.masks import VOID, has_mask, paint_label_map
+
+    semantic = [a for a in anns if a.get("semantic") and has_mask(a.get("segmentation"))]
+    instances = [a for a in anns if not a.get("semantic") and has_mask(a.get("segmentation"))]
+    if semantic:
+        regions, fill, unpainted = semantic, VOID, len(instances)
+    else:
+        regions = sorted(instances, key=lambda a: -float(a.get("area") or a["bbox"][2] * a["bbox"][3]))
+        fill, unpainted = (VOID if 0 in value_of.values() else 0), 0
+    painted, overlap = paint_label_map(
+        [(a["segmentation"], value_of[a["category_id"]]) for a in regions], height, width, fill
+    )
+    merged = 0 if semantic else len(instances)
+    return ClassMap(painted, fill, len(regions), merged, unpainted, overlap)
+
+
+def semantic_regions(
+    label_map: np.ndarray,
+    values: list[int],
+    image_id: int,
+    first_id: int,
+    category_of: Callable[[int], int],
+    where: str,
+) -> list[dict[str, Any]]:
+    """One semantic annotation (RLE, its extent as the box) per class value of ``values`` present in
+    ``label_map``; ``where`` names the PNG in messages."""
+    from dataforge.masks import label_map_regions, rle_bbox
+
+    return [
+        {
+            "id": first_id + k,
+            "image_id": image_id,
+            "category_id": category_of(value),
+            "segmentation": rle,
+            "area": area,
+            "bbox": rle_bbox(rle),
+            "iscrowd": 0,
+            "semantic": True,
+            "_where": f"{where} value {value}",
+        }
+        for k, (value, rle, area) in enumerate(label_map_regions(label_map, values))
+    ]
+
+
 class LabelMapsFormat:
     name: ClassVar[str] = "masks"
     description: ClassVar[str] = "semantic label maps: images/ + masks/ PNGs + a class table (ADE20K, Kaggle)"
     can_import: ClassVar[bool] = True
     can_export: ClassVar[bool] = True
-    carries: ClassVar[frozenset[str]] = frozenset({"masks"})
+    carries: ClassVar[frozenset[str]] = frozenset({"masks", "semantic"})
 
     @staticmethod
     def _mask_dir(path: Path, masks_dir: str | None) -> Path | None:
@@ -247,9 +324,9 @@ class LabelMapsFormat:
                 f"masks import: unknown options {sorted(options)} "
                 "(known: classes, ignore, masks_dir, mask_suffix, image_suffix)"
             )
-        from dataforge.masks import label_map_regions, read_label_map, rle_bbox
+        from dataforge.masks import VOID, present_values, read_label_map
 
-        void = _parse_ignore(255 if ignore == "auto" else ignore)
+        void = _parse_ignore(VOID if ignore == "auto" else ignore)
         if not path.is_dir():
             raise DataError(
                 f"{path}: the masks format reads a folder with images/ and masks/", source=str(path)
@@ -277,7 +354,7 @@ class LabelMapsFormat:
             raise DataError(f"{table_path}: the class table names no classes", source=str(table_path))
         warnings = []
         unlabelled: set[int] = set() if void is None else {void}
-        if ignore == "auto" and table.names and 0 not in table.names and table.colors is None:
+        if ignore == "auto" and 0 not in table.names and table.colors is None:
             unlabelled.add(0)  # ADE20K: classes 1..150, 0 = not labelled
             warnings.append(
                 f"{table_path.name} has no class 0: pixels of value 0 are read as not labelled "
@@ -290,11 +367,8 @@ class LabelMapsFormat:
             pictures = [p for p in pictures if not p.resolve().is_relative_to(mask_root.resolve())]
         keys = [self._key(rel(p, image_dir), image_suffix) for p in pictures]
         suffix = mask_suffix if mask_suffix is not None else self._guess_suffix(keys, by_stem)
-        cats = [
-            {"id": i + 1, "name": name, "label_value": value}
-            for i, (value, name) in enumerate(sorted(table.names.items()))
-        ]
-        cat_of = {c["label_value"]: c["id"] for c in cats}
+        cat_of = {value: i + 1 for i, value in enumerate(sorted(table.names))}
+        cats = [{"id": cat_of[v], "name": name, "label_value": v} for v, name in sorted(table.names.items())]
         imgs: list[dict[str, Any]] = []
         anns: list[dict[str, Any]] = []
         used_masks: set[str] = set()
@@ -326,8 +400,8 @@ class LabelMapsFormat:
                     f"{where}: the mask is {w}x{h} but its image {name} is {size[0]}x{size[1]}",
                 )
                 continue
-            values = {int(v) for v in np.unique(label_map)}
-            unknown = sorted(v for v in values if v not in table.names and v not in unlabelled)
+            values = present_values(label_map)
+            unknown = [v for v in values if v not in table.names and v not in unlabelled]
             if unknown:
                 shown = ", ".join("an RGB colour not in the table" if v < 0 else str(v) for v in unknown[:5])
                 record["_problem"] = problem(
@@ -337,20 +411,10 @@ class LabelMapsFormat:
                     + (f"; ignored: {', '.join(map(str, sorted(unlabelled)))})" if unlabelled else ")"),
                 )
                 continue
-            for value, rle, area in label_map_regions(label_map, sorted(table.names)):
-                anns.append(
-                    {
-                        "id": len(anns) + 1,
-                        "image_id": record["id"],
-                        "category_id": cat_of[value],
-                        "segmentation": rle,
-                        "area": area,
-                        "bbox": rle_bbox(rle),
-                        "iscrowd": 0,
-                        "semantic": True,
-                        "_where": f"{where} value {value}",
-                    }
-                )
+            present = [v for v in values if v in table.names]
+            anns += semantic_regions(
+                label_map, present, record["id"], len(anns) + 1, cat_of.__getitem__, where
+            )
         orphans = sorted(set(by_stem) - used_masks)
         if orphans:
             warnings.append(
@@ -378,54 +442,41 @@ class LabelMapsFormat:
     @staticmethod
     def _guess_suffix(keys: list[str], by_stem: dict[str, Path]) -> str:
         """The mask-name suffix that matches the most images."""
-        hits = Counter({s: sum(1 for k in keys if k + s in by_stem) for s in MASK_SUFFIXES})
-        best, n = hits.most_common(1)[0] if hits else ("", 0)
-        return best if n else ""
+        return max(MASK_SUFFIXES, key=lambda s: sum(1 for k in keys if k + s in by_stem))  # "" on ties
 
     def export(
         self, store: Store, out: Path, *, image_ids: list[int], link: bool = False, **options: Any
     ) -> ExportResult:
         if options:
             raise UsageError(f"masks export: unknown options {sorted(options)}")
-        from dataforge.masks import VOID, has_mask, paint_label_map, voc_palette, write_label_map
+        from dataforge.masks import has_mask, voc_palette, write_label_map
 
         cats = sorted(store.data["categories"], key=lambda c: c["id"])
-        given = [c.get("label_value") for c in cats]
-        if all(type(v) is int and 0 <= v != VOID for v in given) and len(set(given)) == len(given):
-            value_of = {c["id"]: int(c["label_value"]) for c in cats}
-            names = {int(c["label_value"]): c["name"] for c in cats}
-        else:
-            value_of = {c["id"]: i + 1 for i, c in enumerate(cats)}
-            names = {i + 1: c["name"] for i, c in enumerate(cats)}
-        # Unlabelled pixels: 0 = background when no class has value 0, else the ignore value.
-        fill = VOID if 0 in names else 0
-        if fill == 0:
-            names[0] = "background"
+        value_of = class_values(cats)
+        names = {value_of[c["id"]]: c["name"] for c in cats}
         prepare_out_dir(out)
         wanted = set(image_ids)
         copies: list[tuple[str, str]] = []
         dropped: Counter[str] = Counter()
+        fills: Counter[int] = Counter()
         merged = overlap_px = written = 0
         for img in store.images:
             if img["id"] not in wanted:
                 continue
             copies.append((img["file_name"], f"images/{img['file_name']}"))
             anns = store.index.anns_by_image.get(img["id"], [])
-            semantic = [a for a in anns if a.get("semantic") and has_mask(a.get("segmentation"))]
-            instances = [a for a in anns if not a.get("semantic") and has_mask(a.get("segmentation"))]
             dropped["boxes without a mask"] += sum(1 for a in anns if not has_mask(a.get("segmentation")))
-            if semantic:  # the image's class map itself; its instances are not painted over it
-                dropped["instance masks of images that have semantic regions"] += len(instances)
-                instances = []
-            merged += len(instances)
-            instances.sort(key=lambda a: -float(a.get("area") or a["bbox"][2] * a["bbox"][3]))
-            regions = [(a["segmentation"], value_of[a["category_id"]]) for a in semantic + instances]
-            written += len(regions)
-            label_map, overlap = paint_label_map(regions, img["height"], img["width"], fill)
-            overlap_px += overlap
+            painted = class_map(anns, value_of, img["height"], img["width"])
+            dropped["instance masks of images that have semantic regions"] += painted.unpainted
+            merged += painted.merged
+            written += painted.regions
+            overlap_px += painted.overlap
+            fills[painted.fill] += 1
             target = out / "masks" / (os.path.splitext(img["file_name"])[0] + ".png")
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_label_map(target, label_map)
+            write_label_map(target, painted.values)
+        if fills[0]:
+            names[0] = "background"
         copy_store_images(store, out, copies, link=link)
         palette = voc_palette()
         with open(out / "classes.csv", "w", encoding="utf-8", newline="") as f:
@@ -443,7 +494,10 @@ class LabelMapsFormat:
             annotations=written,
             files=[out / "classes.csv"],
             dropped={k: v for k, v in dropped.items() if v},
-            notes=[f"unlabelled pixels are {fill}" + (" (background)" if fill == 0 else " (ignore)")],
+            notes=[
+                f"unlabelled pixels: {fill} ({'background' if fill == 0 else 'ignore'}) in {n} image(s)"
+                for fill, n in sorted(fills.items())
+            ],
         )
         if merged:
             result.approximated["instance masks (merged into their class's pixels)"] = merged
@@ -454,4 +508,4 @@ class LabelMapsFormat:
         return result
 
 
-__all__ = ["ClassTable", "LabelMapsFormat"]
+__all__ = ["ClassMap", "ClassTable", "LabelMapsFormat", "class_map", "class_values", "semantic_regions"]

@@ -110,7 +110,7 @@ class LabelStudioJsonFormat:
         imgs: list[dict[str, Any]] = []
         anns: list[dict[str, Any]] = []
         other: dict[str, int] = {}
-        keypoint_names: dict[str, list[str]] = {}  # category -> point names, in order of appearance
+        keypoint_names: dict[int, list[str]] = {}  # category id -> point names, in order of appearance
         for i, task in enumerate(tasks):
             where = f"{path.name} task {task.get('id', f'#{i}') if isinstance(task, dict) else f'#{i}'}"
             image_id = len(imgs) + 1
@@ -170,12 +170,9 @@ class LabelStudioJsonFormat:
                 anns += _keypoint_instances(
                     points, boxes, image_id, where, len(anns) + 1, cats, keypoint_names, keypoint_category
                 )
-        for cat_name, names in keypoint_names.items():
-            for a in anns:
-                if a.get("category_id") == cats.get(cat_name) and "_points" in a:
-                    _finish_keypoints(a, names)
-        for a in anns:
-            a.pop("_points", None)
+        for a in anns:  # points in their category's name order, now that every name is known
+            if "_points" in a:
+                _finish_keypoints(a, keypoint_names[a["category_id"]])
         for img in imgs:  # lineage rides in the image record; ingest puts it under 'labelstudio'
             if "source_labelstudio" in img:
                 img["labelstudio"] = img.pop("source_labelstudio")
@@ -197,7 +194,7 @@ class LabelStudioJsonFormat:
                 {
                     "id": c,
                     "name": n,
-                    **({"keypoints": keypoint_names[n], "skeleton": []} if n in keypoint_names else {}),
+                    **({"keypoints": keypoint_names[c], "skeleton": []} if c in keypoint_names else {}),
                 }
                 for n, c in cats.items()
             ],
@@ -235,9 +232,7 @@ class LabelStudioJsonFormat:
             return ann
         ann["category_id"] = cats.setdefault(str(names[0]), len(cats) + 1)
         ann["_bbox_norm"] = ["xyxy", [v / 100 for v in xywh_to_xyxy_floats((x, y, w, h))]]  # percent
-        ow, oh = region.get("original_width"), region.get("original_height")
-        if isinstance(ow, int) and isinstance(oh, int) and "width" not in record:
-            record["width"], record["height"] = ow, oh  # checked against the real image by the import
+        _size(region, record)
         if isinstance(region.get("score"), (int, float)):
             ann["score"] = region["score"]
         return ann
@@ -260,6 +255,9 @@ class LabelStudioJsonFormat:
         images = [img for img in store.images if img["id"] in wanted]
         from dataforge.masks import decode
 
+        names_of_points = {
+            c["id"]: [str(k) for k in c.get("keypoints") or []] for c in store.data["categories"]
+        }
         tasks = []
         n = hidden = 0
         kinds: set[str] = set()
@@ -279,7 +277,7 @@ class LabelStudioJsonFormat:
                 else:
                     result.append(rect_region(a["bbox"], label, (w, h), rid))
                 if a.get("keypoints"):
-                    point_names = _point_names(store, a["category_id"])
+                    point_names = names_of_points[a["category_id"]]
                     kps = a["keypoints"]
                     for k in range(len(kps) // 3):
                         x, y, v = kps[3 * k : 3 * k + 3]
@@ -396,6 +394,7 @@ def label_config(
 
 
 def _size(region: dict[str, Any], record: dict[str, Any]) -> tuple[int, int] | None:
+    """A region's ``original_width, original_height`` (also the image's stated size), if given."""
     ow, oh = region.get("original_width"), region.get("original_height")
     if type(ow) is int and type(oh) is int and ow > 0 and oh > 0:
         if "width" not in record:
@@ -470,7 +469,7 @@ def _keypoint_instances(
     where: str,
     first_id: int,
     cats: dict[str, int],
-    keypoint_names: dict[str, list[str]],
+    keypoint_names: dict[int, list[str]],
     keypoint_category: str | None,
 ) -> list[dict[str, Any]]:
     """Group a task's keypoint regions into instances: by ``parentID`` (a rectangle of the task), the
@@ -516,8 +515,7 @@ def _keypoint_instances(
             )
             continue
         pts[name] = (x, y)
-        cat_name = next(n for n, c in cats.items() if c == owner["category_id"])
-        names = keypoint_names.setdefault(cat_name, [])
+        names = keypoint_names.setdefault(owner["category_id"], [])
         if name not in names:
             names.append(name)
     return new
@@ -545,12 +543,6 @@ def _finish_keypoints(ann: dict[str, Any], names: list[str]) -> None:
         x0, x1 = (min(xs), max(xs)) if max(xs) > min(xs) else (min(xs) - pad, min(xs) + pad)
         y0, y1 = (min(ys), max(ys)) if max(ys) > min(ys) else (min(ys) - pad, min(ys) + pad)
         ann["_bbox_norm"] = ["xyxy", [x0, y0, x1, y1]]
-
-
-def _point_names(store: Store, category_id: int) -> list[str]:
-    cat = next(c for c in store.data["categories"] if c["id"] == category_id)
-    names = cat.get("keypoints") or []
-    return [str(n) for n in names]
 
 
 def polygon_region(poly: list[float], label: str, size_wh: tuple[int, int], region_id: str) -> dict[str, Any]:

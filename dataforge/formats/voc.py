@@ -107,17 +107,6 @@ def _read_split_lists(root: Path) -> dict[str, str | None]:
     return out
 
 
-def _class_table(root: Path) -> tuple[dict[int, str], dict[tuple[int, int, int], int]]:
-    """Class value -> name, and colour -> value (for RGB class PNGs): ``labelmap.txt`` (Datumaro,
-    CVAT: value = line order) or the 21 VOC classes in the VOC colours."""
-    if (root / "labelmap.txt").is_file():
-        from dataforge.formats.label_maps import ClassTable
-
-        table = ClassTable.read(root / "labelmap.txt")
-        return table.names, table.colors or _palette_colors()
-    return dict(enumerate(VOC_CLASSES)), _palette_colors()
-
-
 def _palette_colors(n: int = 256) -> dict[tuple[int, int, int], int]:
     from dataforge.masks import voc_palette
 
@@ -125,73 +114,85 @@ def _palette_colors(n: int = 256) -> dict[tuple[int, int, int], int]:
     return {(p[3 * i], p[3 * i + 1], p[3 * i + 2]): i for i in range(n)}
 
 
-def _read_masks(
-    root: Path,
-    stem: str,
-    record: dict[str, Any],
-    objects: list[dict[str, Any]],
-    anns: list[dict[str, Any]],
-    cats: dict[str, int],
-    kinds: tuple[str, ...],
-) -> None:
-    """Attach the instance masks of ``SegmentationObject/<stem>.png`` to ``objects`` (in XML order)
-    and add the semantic regions of ``SegmentationClass/<stem>.png``; a problem goes on ``record``."""
-    from dataforge.masks import VOID, instance_map_regions, label_map_regions, read_label_map, rle_bbox
+class _MaskReader:
+    """VOC's mask PNGs for an import: ``SegmentationObject/<stem>.png`` gives the XML's objects their
+    instance masks, ``SegmentationClass/<stem>.png`` adds semantic regions. The class table is
+    ``labelmap.txt`` (Datumaro, CVAT: value = line order, its colours for RGB PNGs) or the 21 VOC
+    classes in the VOC colours; both are read once."""
 
-    size = (record.get("height"), record.get("width"))
-    for kind in kinds:
-        folder = "SegmentationObject" if kind == "objects" else "SegmentationClass"
-        png = root / folder / f"{stem}.png"
-        if not png.is_file():
-            continue
-        where = f"{folder}/{stem}.png"
-        table, colors = _class_table(root) if kind == "classes" else ({}, _palette_colors())
-        try:
-            label_map = read_label_map(png, colors)
-        except (OSError, ValueError) as exc:
-            record["_problem"] = problem("bad mask", f"{where}: cannot read the mask ({exc})")
-            return
-        if size[0] and label_map.shape != size:
-            record["_problem"] = problem(
-                "mask size differs from image",
-                f"{where}: the mask is {label_map.shape[1]}x{label_map.shape[0]} but the XML says the "
-                f"image is {size[1]}x{size[0]}",
-            )
-            return
-        if kind == "objects":
-            for k, rle, area in instance_map_regions(label_map, VOID):
-                if k > len(objects) or k < 0:
-                    record["_problem"] = problem(
-                        "mask without object",
-                        f"{where}: instance {'colour' if k < 0 else k} has no <object> in "
-                        f"Annotations/{stem}.xml ({len(objects)} objects)",
-                    )
-                    return
-                objects[k - 1]["segmentation"] = rle
-                objects[k - 1]["area"] = area
-                objects[k - 1]["_where"] += f" (mask {where} instance {k})"
-            continue
-        unknown = sorted(int(v) for v in set(label_map.reshape(-1).tolist()) if v not in table and v != VOID)
-        if unknown:
-            record["_problem"] = problem(
-                "label value not in the class table",
-                f"{where}: class values {', '.join(map(str, unknown[:5]))} are not in "
-                + ("labelmap.txt" if (root / "labelmap.txt").is_file() else "the 21 VOC classes"),
-            )
-            return
-        for value, rle, area in label_map_regions(label_map, sorted(table)):
-            anns.append(
-                {
-                    "id": len(anns) + 1,
-                    "image_id": record["id"],
-                    "category_id": cats.setdefault(table[value], len(cats) + 1),
-                    "segmentation": rle,
-                    "area": area,
-                    "bbox": rle_bbox(rle),
-                    "iscrowd": 0,
-                    "semantic": True,
-                    "_where": f"{where} class {table[value]}",
-                }
+    def __init__(self, root: Path, kinds: tuple[str, ...]) -> None:
+        self.root, self.kinds = root, kinds
+        self.palette = _palette_colors()
+        if (root / "labelmap.txt").is_file():
+            from dataforge.formats.label_maps import ClassTable
+
+            table = ClassTable.read(root / "labelmap.txt")
+            self.names, self.class_colors = table.names, table.colors or self.palette
+            self.table_name = "labelmap.txt"
+        else:
+            self.names, self.class_colors = dict(enumerate(VOC_CLASSES)), self.palette
+            self.table_name = "the 21 VOC classes"
+
+    def read(
+        self,
+        stem: str,
+        record: dict[str, Any],
+        objects: list[dict[str, Any]],
+        anns: list[dict[str, Any]],
+        cats: dict[str, int],
+    ) -> None:
+        """Attach masks to ``objects`` (the image's, in XML order) and add its semantic regions to
+        ``anns``; a problem goes on ``record``."""
+        from dataforge.formats.label_maps import semantic_regions
+        from dataforge.masks import VOID, instance_map_regions, present_values, read_label_map
+
+        size = (record.get("height"), record.get("width"))
+        for kind in self.kinds:
+            folder = "SegmentationObject" if kind == "objects" else "SegmentationClass"
+            png = self.root / folder / f"{stem}.png"
+            if not png.is_file():
+                continue
+            where = f"{folder}/{stem}.png"
+            try:
+                label_map = read_label_map(png, self.palette if kind == "objects" else self.class_colors)
+            except (OSError, ValueError) as exc:
+                record["_problem"] = problem("bad mask", f"{where}: cannot read the mask ({exc})")
+                return
+            if size[0] and label_map.shape != size:
+                record["_problem"] = problem(
+                    "mask size differs from image",
+                    f"{where}: the mask is {label_map.shape[1]}x{label_map.shape[0]} but the XML says the "
+                    f"image is {size[1]}x{size[0]}",
+                )
+                return
+            if kind == "objects":
+                for k, rle, area in instance_map_regions(label_map, VOID):
+                    if k > len(objects) or k < 0:
+                        record["_problem"] = problem(
+                            "mask without object",
+                            f"{where}: instance {'colour' if k < 0 else k} has no <object> in "
+                            f"Annotations/{stem}.xml ({len(objects)} objects)",
+                        )
+                        return
+                    objects[k - 1]["segmentation"] = rle
+                    objects[k - 1]["area"] = area
+                    objects[k - 1]["_where"] += f" (mask {where} instance {k})"
+                continue
+            values = present_values(label_map)
+            unknown = [v for v in values if v not in self.names and v != VOID]
+            if unknown:
+                record["_problem"] = problem(
+                    "label value not in the class table",
+                    f"{where}: class values {', '.join(map(str, unknown[:5]))} are not in {self.table_name}",
+                )
+                return
+            anns += semantic_regions(
+                label_map,
+                [v for v in values if v in self.names],
+                record["id"],
+                len(anns) + 1,
+                lambda v: cats.setdefault(self.names[v], len(cats) + 1),
+                where,
             )
 
 
@@ -202,7 +203,7 @@ class VocFormat:
     )
     can_import: ClassVar[bool] = True
     can_export: ClassVar[bool] = True
-    carries: ClassVar[frozenset[str]] = frozenset({"masks"})
+    carries: ClassVar[frozenset[str]] = frozenset({"masks", "semantic"})
 
     def detect(self, path: Path) -> bool:
         if path.is_file():
@@ -253,6 +254,7 @@ class VocFormat:
         imgs: list[dict[str, Any]] = []
         anns: list[dict[str, Any]] = []
         shift = 1.0 if coordinates == "devkit" else 0.0
+        masks = _MaskReader(root, mask_kinds) if mask_kinds and (root / "Annotations").is_dir() else None
         for i, xml in enumerate(xmls, start=1):
             where = rel(xml, root)
             record: dict[str, Any] = {"id": i}
@@ -292,6 +294,7 @@ class VocFormat:
                 split = xml.parent.name
             if split:
                 record["split"] = "val" if split == "valid" else split
+            first_object = len(anns)
             for k, obj in enumerate(doc.findall("object"), start=1):
                 label = _text(obj, "name")
                 ann_where = f"{where} object {k}"
@@ -326,12 +329,11 @@ class VocFormat:
                     attrs["actions"] = {a.tag: (a.text or "").strip() in ("1", "true") for a in actions}
                 if attrs:
                     ann["attributes"] = attrs
-            if mask_kinds and (root / "Annotations").is_dir():
-                object_anns = [a for a in anns if a["image_id"] == i]
-                _read_masks(root, stem, record, object_anns, anns, cats, mask_kinds)
+            if masks is not None:
+                masks.read(stem, record, anns[first_object:], anns, cats)
         categories = [{"id": c, "name": n} for n, c in cats.items()]
-        if mask_kinds:
-            values = {n: v for v, n in _class_table(root)[0].items()}
+        if masks is not None:
+            values = {n: v for v, n in masks.names.items()}
             for c in categories:
                 if c["name"] in values:
                     c["label_value"] = values[c["name"]]
@@ -434,31 +436,25 @@ class _MaskWriter:
     ``SegmentationClass/`` and the ``labelmap.txt`` whose line order gives the class values."""
 
     def __init__(self, out: Path, store: Store) -> None:
+        from dataforge.formats.label_maps import class_values
+
         self.out = out
         cats = sorted(store.data["categories"], key=lambda c: c["id"])
-        given = [c.get("label_value") for c in cats]
-        voc = False
-        if sorted(v for v in given if type(v) is int) == list(range(len(cats))):
-            self.value_of = {c["id"]: int(c["label_value"]) for c in cats}
-        elif all(c["name"] in VOC_CLASSES for c in cats):
-            self.value_of = {c["id"]: VOC_CLASSES.index(c["name"]) for c in cats}
-            voc = True
-        else:
-            named_bg = [c["id"] for c in cats if c["name"] == "background"]
-            rest = [c["id"] for c in cats if c["id"] not in named_bg]
-            self.value_of = {**dict.fromkeys(named_bg, 0), **{cid: i + 1 for i, cid in enumerate(rest)}}
+        self.value_of = class_values(cats, VOC_CLASSES)
         names = {v: store.index.category_names[cid] for cid, v in self.value_of.items()}
+        voc = all(v < len(VOC_CLASSES) and VOC_CLASSES[v] == n for v, n in names.items())
         top = len(VOC_CLASSES) - 1 if voc else max(names, default=0)
+        # labelmap.txt gives values by line order: a value no category has gets a placeholder
         self.names = [
             names.get(v, VOC_CLASSES[v] if voc else "background" if v == 0 else f"_unused_{v}")
             for v in range(top + 1)
         ]
         self.dropped = 0
-        self.stems: list[str] = []
         for d in ("SegmentationObject", "SegmentationClass"):
             (out / d).mkdir()
 
     def write(self, img: dict[str, Any], stem: str, anns: list[dict[str, Any]]) -> None:
+        from dataforge.formats.label_maps import class_map
         from dataforge.masks import VOID, has_mask, paint_label_map, write_label_map
 
         h, w = img["height"], img["width"]
@@ -471,15 +467,8 @@ class _MaskWriter:
             regions = [(seg, k) for seg, k in regions if k < VOID]
         instance_map, _ = paint_label_map(regions, h, w, 0)
         write_label_map(self.out / "SegmentationObject" / f"{stem}.png", instance_map)
-        semantic = [a for a in anns if a.get("semantic") and has_mask(a.get("segmentation"))]
-        classes = [
-            (a["segmentation"], self.value_of[a["category_id"]])
-            for a in semantic or objects
-            if has_mask(a.get("segmentation"))
-        ]
-        class_map, _ = paint_label_map(classes, h, w, 0 if not semantic else VOID)
-        write_label_map(self.out / "SegmentationClass" / f"{stem}.png", class_map)
-        self.stems.append(stem)
+        painted = class_map(anns, self.value_of, h, w)
+        write_label_map(self.out / "SegmentationClass" / f"{stem}.png", painted.values)
 
     def finish(self, splits: dict[str, list[str]], result: ExportResult) -> None:
         from dataforge.masks import voc_palette

@@ -242,13 +242,14 @@ def check_annotations(
             bbox = polygon_bbox(ann["segmentation"])
             if bbox is not None:
                 ann["bbox"] = bbox
-        if bbox is None and ann.get("segmentation") not in (None, [], {}):
-            from dataforge.masks import BAD_SEGMENTATION, segmentation_problem
+            else:  # no box, and the polygons it would come from are malformed: say what is wrong
+                from dataforge.masks import BAD_SEGMENTATION, segmentation_problem
 
-            why = segmentation_problem(ann["segmentation"], 1 << 30, 1 << 30)
-            if why:  # no box, and the mask it would come from is malformed: say what is wrong
-                policy.problem("annotation", label, BAD_SEGMENTATION, f"{label}: {why}")
-                continue
+                # the image's size is not known yet: the bounds are checked with the mask later
+                why = segmentation_problem(ann["segmentation"], 1 << 30, 1 << 30)
+                if why:
+                    policy.problem("annotation", label, BAD_SEGMENTATION, f"{label}: {why}")
+                    continue
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_number(v) for v in bbox)):
             policy.problem(
                 "annotation",
