@@ -139,16 +139,27 @@ def decode(segmentation: Any, height: int, width: int) -> np.ndarray:
 
 def decode_all(segmentations: Sequence[Any], height: int, width: int) -> np.ndarray:
     """``(N, H, W)`` bool masks, one per segmentation."""
+    return decode_all_boxed(segmentations, height, width)[0]
+
+
+def decode_all_boxed(segmentations: Sequence[Any], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`decode_all`, and the ``(N, 4)`` int xyxy (end exclusive) box of each mask's pixels
+    (``0, 0, 0, 0`` for an empty one), read off the RLEs rather than the pixels."""
     which = [i for i, seg in enumerate(segmentations) if has_mask(seg)]
-    if which:  # one pycocotools call: (H, W, n) Fortran-ordered, i.e. n contiguous column-major masks
-        rles = [to_rle(segmentations[i], height, width) for i in which]
-        decoded = _mask_api().decode(rles).transpose(2, 0, 1).view(bool)
-        if len(which) == len(segmentations):
-            return decoded  # (N, H, W), each mask column-major: no copy
-        out = np.zeros((len(segmentations), height, width), dtype=bool)
-        out[which] = decoded
-        return out
-    return np.zeros((len(segmentations), height, width), dtype=bool)
+    boxes = np.zeros((len(segmentations), 4), np.int64)
+    if not which:
+        return np.zeros((len(segmentations), height, width), dtype=bool), boxes
+    # one pycocotools call: (H, W, n) Fortran-ordered, i.e. n contiguous column-major masks
+    api = _mask_api()
+    rles = [to_rle(segmentations[i], height, width) for i in which]
+    xywh = np.rint(api.toBbox(rles)).astype(np.int64).reshape(-1, 4)
+    boxes[which] = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+    decoded = api.decode(rles).transpose(2, 0, 1).view(bool)
+    if len(which) == len(segmentations):
+        return decoded, boxes  # (N, H, W), each mask column-major: no copy
+    out = np.zeros((len(segmentations), height, width), dtype=bool)
+    out[which] = decoded
+    return out, boxes
 
 
 def encode(mask: np.ndarray) -> dict[str, Any]:

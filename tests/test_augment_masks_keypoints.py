@@ -50,6 +50,66 @@ def test_after_flips_and_crops_masks_are_the_pixels_moved_exactly(
         assert np.array_equal(out[i], aug.image[..., 0] > 127)
 
 
+def _enclosing_op(draw: st.DrawFn, name: str, w: int, h: int) -> dict:
+    """Random parameters for each op that declares ``boxes_enclose_masks``."""
+    if name == "crop":
+        x0, y0 = draw(st.integers(0, w - 1)), draw(st.integers(0, h - 1))
+        return {"op": "crop", "xyxy": [x0, y0, draw(st.integers(x0 + 1, w)), draw(st.integers(y0 + 1, h))]}
+    if name == "resize":
+        return {"op": "resize", "size": [draw(st.integers(3, 3 * w)), draw(st.integers(3, 3 * h))]}
+    if name == "rotate":
+        return {"op": "rotate", "angle": draw(st.floats(-180, 180)), "fill": 0}
+    return {"op": name}
+
+
+ENCLOSING = sorted(n for n, k in OPS.items() if k.boxes_enclose_masks)
+
+
+def test_every_op_declaring_enclosure_has_random_parameters_here() -> None:
+    assert set(ENCLOSING) == {"hflip", "vflip", "crop", "resize", "rotate"}
+
+
+@st.composite
+def enclosing_ops(draw: st.DrawFn, w: int, h: int) -> list[dict]:
+    ops = []
+    for _ in range(draw(st.integers(1, 4))):
+        op = _enclosing_op(draw, draw(st.sampled_from(ENCLOSING)), w, h)
+        ops.append(op)
+        w, h = OPS[op["op"]].size(op, w, h)
+    return ops
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), w=st.integers(4, 48), h=st.integers(4, 48), n=st.integers(1, 11))
+def test_masks_moved_within_their_boxes_equal_masks_moved_whole(
+    data: st.DataObject, w: int, h: int, n: int
+) -> None:
+    """The fast path (each mask packed and unpacked within its moved box) gives exactly the masks
+    and tight boxes of the whole-image path, for every op that declares its boxes enclose its
+    masks, at any angle and scale: the declaration holds."""
+    from dataforge.augment.ops import transform_masks_boxed
+    from dataforge.masks import bbox_xyxy
+
+    ops = data.draw(enclosing_ops(w, h))
+    rng = np.random.default_rng(n * 1000 + w * 50 + h)
+    masks = np.zeros((n, h, w), bool)
+    boxes = np.zeros((n, 4), np.int64)
+    for i in range(n):
+        if i == 0:
+            continue  # an empty mask stays empty
+        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+        x1, y1 = int(rng.integers(x0 + 1, w + 1)), int(rng.integers(y0 + 1, h + 1))
+        masks[i, y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) < 0.6
+        masks[i, y0, x0] = masks[i, y1 - 1, x1 - 1] = True  # the box is the mask's tight box
+        boxes[i] = (x0, y0, x1, y1)
+    column_major = np.asfortranarray(masks.transpose(1, 2, 0)).transpose(2, 0, 1)  # as pycocotools decodes
+    whole = transform_masks(ops, masks, (w, h))
+    for given_masks in (masks, column_major):
+        fast, tight = transform_masks_boxed(ops, given_masks, (w, h), boxes)
+        assert np.array_equal(fast, whole), ops
+        assert tight == [bbox_xyxy(m) for m in whole]
+
+
 @settings(max_examples=100, deadline=None)
 @given(w=st.integers(8, 64), h=st.integers(8, 64), seed=st.integers(0, 10_000))
 def test_flip_twice_is_the_identity_and_keeps_the_area(w: int, h: int, seed: int) -> None:

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from dataforge.augment.pipeline import BoxRules, Pipeline
 from dataforge.augment.registry import DRAWERS, OPS, TARGETS, Op, OpKind
 from dataforge.boxes import FloatArray, box_area
+from dataforge.masks import bbox_xyxy as mask_bbox
 
 __all__ = [
     "DRAWERS",
@@ -43,6 +45,7 @@ __all__ = [
     "pack_masks",
     "transform_keypoints",
     "transform_masks",
+    "transform_masks_boxed",
     "unpack_masks",
 ]
 
@@ -97,45 +100,91 @@ def transform_boxes(
     return b, vis, (int(w), int(h))
 
 
-def pack_masks(masks: np.ndarray) -> np.ndarray:
+def pack_masks(masks: np.ndarray, boxes: np.ndarray | None = None) -> np.ndarray:
     """``(N, H, W)`` bool masks as ``(H, W, ceil(N / 8))`` uint8 bit planes (mask ``i`` is bit
-    ``7 - i % 8`` of channel ``i // 8``)."""
+    ``7 - i % 8`` of channel ``i // 8``). ``boxes``: ``(N, 4)`` int xyxy (end exclusive) that hold
+    each mask's pixels, to read each mask within its box only."""
     n, h, w = masks.shape
+    if boxes is None:
+        boxes = np.tile(np.array([0, 0, w, h], np.int64), (n, 1))
+    boxes = np.asarray(boxes, np.int64).reshape(-1, 4)
     if n and not masks.flags.c_contiguous and masks.transpose(0, 2, 1).flags.c_contiguous:
-        # column-major masks (pycocotools decodes them so): pack them as they lie, transpose once
-        return np.ascontiguousarray(pack_masks(masks.transpose(0, 2, 1)).transpose(1, 0, 2))
-    planes = np.zeros((max(1, (n + 7) // 8), h, w), np.uint8)  # channel-major while packing
-    bits = np.empty((h, w), np.uint8)
-    for i in range(n):
-        one = masks[i] if masks.dtype == bool else masks[i] != 0
-        np.left_shift(one.view(np.uint8), 7 - i % 8, out=bits)
-        planes[i // 8] |= bits
-    return np.ascontiguousarray(planes.transpose(1, 2, 0))
+        # column-major masks (pycocotools decodes them so): pack them as they lie, then transpose
+        # each channel (OpenCV's blocked transpose; numpy's strided one is several times slower)
+        cv2 = _cv2()
+        channels = [cv2.transpose(c) for c in _pack_rows(masks.transpose(0, 2, 1), boxes[:, [1, 0, 3, 2]])]
+    else:
+        channels = list(_pack_rows(masks, boxes))
+    return channels[0][:, :, None] if len(channels) == 1 else _cv2().merge(channels)
+
+
+def _pack_rows(masks: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """``(C, H, W)``: the bit planes channel-major, each mask or'ed in within its box."""
+    n, h, w = masks.shape
+    planes = np.zeros((max(1, (n + 7) // 8), h, w), np.uint8)
+    for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        one = masks[i, y0:y1, x0:x1]
+        one = one.view(np.uint8) if one.dtype == bool else (one != 0).view(np.uint8)
+        planes[i // 8, y0:y1, x0:x1] |= one << np.uint8(7 - i % 8)
+    return planes
+
+
+def _columns(planes: np.ndarray) -> list[np.ndarray]:
+    """Each channel of ``(H, W, C)`` planes transposed, ``(W, H)`` C-contiguous: a mask's pixels
+    in column-major order, as pycocotools encodes them."""
+    cv2 = _cv2()
+    channels = [planes[:, :, 0]] if planes.shape[2] == 1 else cv2.split(planes)
+    return [cv2.transpose(np.ascontiguousarray(c)) for c in channels]
+
+
+def _cv2() -> Any:
+    from dataforge.augment.cpu import opencv
+
+    return opencv()
 
 
 def unpack_masks(planes: np.ndarray, n: int) -> np.ndarray:
     """The inverse of :func:`pack_masks`: ``(n, H, W)`` bool, each mask column-major (what
     pycocotools encodes without a copy)."""
-    return _unpack_rows(np.ascontiguousarray(planes.transpose(1, 0, 2)), n).transpose(0, 2, 1)
-
-
-def _unpack_rows(planes: np.ndarray, n: int) -> np.ndarray:
-    h, w, c = planes.shape
-    by_channel = (
-        [np.ascontiguousarray(planes[:, :, k]) for k in range(c)] if c > 1 else [planes.reshape(h, w)]
-    )
-    out = np.empty((n, h, w), bool)
-    bits = np.empty((h, w), np.uint8)
-    for i in range(n):
-        np.bitwise_and(by_channel[i // 8], np.uint8(1 << (7 - i % 8)), out=bits)
-        np.not_equal(bits, 0, out=out[i])
-    return out
+    h, w = planes.shape[:2]
+    return _unpack_within(planes, np.tile(np.array([0, 0, w, h], np.int64), (n, 1)), tight=False)[0]
 
 
 def transform_masks(ops: list[Op], masks: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
     """``(N, H, W)`` bool masks through the ops' mask maps (nearest neighbour): ``(N, H', W')``."""
+    return unpack_masks(_warp_planes(ops, pack_masks(masks), size_wh), len(masks))
+
+
+def transform_masks_boxed(
+    ops: list[Op], masks: np.ndarray, size_wh: tuple[int, int], boxes: np.ndarray
+) -> tuple[np.ndarray, list[tuple[float, float, float, float] | None]]:
+    """:func:`transform_masks` for masks whose pixels lie in ``boxes`` (``(N, 4)`` int xyxy, end
+    exclusive), and each moved mask's tight box (None once it left the image). When every op's box
+    map encloses its mask map (:attr:`OpKind.boxes_enclose_masks`), each mask is packed, unpacked
+    and measured within its box alone: the same masks, without N passes over the whole image."""
     n = len(masks)
-    planes = pack_masks(masks)
+    moving = [OPS[o["op"]] for o in ops if OPS[o["op"]].masks is not None]
+    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    if not n or not all(k.boxes_enclose_masks for k in moving):
+        out = transform_masks(ops, masks, size_wh)
+        return out, [mask_bbox(m) for m in out]
+    if len(boxes) != n:
+        raise ValueError(f"{len(boxes)} boxes for {n} masks")
+    planes = _warp_planes(ops, pack_masks(masks, boxes), size_wh)
+    h, w = planes.shape[:2]
+    moved, _vis, _size = transform_boxes(ops, boxes.astype(np.float64), size_wh)
+    # a pixel of margin for the rounding of nearest-neighbour maps; an empty source box stays empty
+    lo = np.clip(np.floor(moved[:, :2]) - 1, 0, [w, h]).astype(np.int64)
+    hi = np.clip(np.ceil(moved[:, 2:]) + 1, 0, [w, h]).astype(np.int64)
+    empty = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+    hi[empty] = lo[empty]
+    return _unpack_within(planes, np.concatenate([lo, hi], axis=1))
+
+
+def _warp_planes(ops: list[Op], planes: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
     w, h = size_wh
     for op in ops:
         kind = OPS[op["op"]]
@@ -149,7 +198,28 @@ def transform_masks(ops: list[Op], masks: np.ndarray, size_wh: tuple[int, int]) 
         w, h = kind.size(op, w, h)
     if planes.shape[:2] != (h, w):
         raise AssertionError(f"mask planes are {planes.shape[1]}x{planes.shape[0]}, the image {w}x{h}")
-    return unpack_masks(planes, n)
+    return planes
+
+
+def _unpack_within(
+    planes: np.ndarray, regions: np.ndarray, *, tight: bool = True
+) -> tuple[np.ndarray, list[tuple[float, float, float, float] | None]]:
+    """Masks ``i`` of ``planes`` unpacked within ``regions[i]`` (xyxy; zero outside it), each
+    column-major, and (``tight``) their tight boxes."""
+    h, w, _c = planes.shape
+    columns = _columns(planes)
+    out = np.zeros((len(regions), w, h), bool)  # mask i's transpose, C-ordered
+    boxes: list[tuple[float, float, float, float] | None] = []
+    for i, (x0, y0, x1, y1) in enumerate(regions.tolist()):
+        if x1 <= x0 or y1 <= y0:
+            boxes.append(None)
+            continue
+        part = out[i, x0:x1, y0:y1]
+        np.not_equal(columns[i // 8][x0:x1, y0:y1] & np.uint8(1 << (7 - i % 8)), 0, out=part)
+        if tight:
+            box = mask_bbox(part.T)
+            boxes.append(None if box is None else (box[0] + x0, box[1] + y0, box[2] + x0, box[3] + y0))
+    return out.transpose(0, 2, 1), boxes
 
 
 def transform_keypoints(

@@ -46,7 +46,10 @@ class OpKind:
     """One concrete op. ``moves_pixels=False`` ops (colour, blur, normalize) leave every label as it
     is, by declaration; the others map each of ``TARGETS`` (boxes, masks, keypoints) or the registry
     test fails. ``mirrors``: the op is a reflection, so keypoints swap left and right.
-    ``in_files``: whether an image file can hold its output (normalize makes floats)."""
+    ``in_files``: whether an image file can hold its output (normalize makes floats).
+    ``boxes_enclose_masks``: the box map sends a box enclosing some pixels to a box enclosing the
+    pixels the mask map sends them to (give or take a pixel), so masks may be unpacked within their
+    moved boxes only (``tests/test_augment_masks_keypoints.py`` checks it for every op declaring it)."""
 
     name: str
     moves_pixels: bool
@@ -56,6 +59,7 @@ class OpKind:
     keypoints: PointMap | None = None
     mirrors: bool = False
     in_files: bool = True
+    boxes_enclose_masks: bool = False
 
 
 class Kernels(dict[str, Kernel]):

@@ -21,6 +21,7 @@ from dataforge.augment.ops import (
     transform_boxes,
     transform_keypoints,
     transform_masks,
+    transform_masks_boxed,
 )
 from dataforge.augment.pipeline import Pipeline
 from dataforge.boxes import FloatArray
@@ -57,14 +58,14 @@ def label_args(
 ) -> tuple[dict[str, Any], list[tuple[int, int]]]:
     """The mask and keypoint arguments of :func:`augment_sample` for one image's COCO annotations
     (masks decoded once, for all its copies), and each annotation's slice of the flat keypoints."""
-    from dataforge.masks import decode_all, has_mask
+    from dataforge.masks import decode_all_boxed, has_mask
 
     w, h = size_wh
     kwargs: dict[str, Any] = {}
     segs = [a.get("segmentation") for a in annotations]
     with_mask = [has_mask(s) for s in segs]
     if any(with_mask):
-        kwargs["masks"] = decode_all(segs, h, w)
+        kwargs["masks"], kwargs["mask_boxes"] = decode_all_boxed(segs, h, w)
         kwargs["has_mask"] = np.array(with_mask)
         kwargs["semantic"] = np.array([bool(a.get("semantic")) for a in annotations])
     spans: list[tuple[int, int]] = []
@@ -97,6 +98,7 @@ def augment_sample(
     files_only: bool = False,
     masks: np.ndarray | None = None,
     has_mask: np.ndarray | None = None,
+    mask_boxes: np.ndarray | None = None,
     semantic: np.ndarray | None = None,
     keypoints: FloatArray | None = None,
     flip_perm: np.ndarray | None = None,
@@ -108,7 +110,8 @@ def augment_sample(
 
     ``masks``: ``(N, H, W)`` bool, one per box (``has_mask`` says which boxes have one; all, when not
     given); ``semantic`` marks semantic regions, which the box rules never drop (a class's pixels
-    stay labelled while any are left). ``keypoints``: ``(M, 3)`` ``(x, y, v)`` of all instances,
+    stay labelled while any are left); ``mask_boxes`` (``(N, 4)`` int xyxy holding each mask's
+    pixels, :func:`dataforge.masks.decode_all_boxed`) lets them move within their boxes alone. ``keypoints``: ``(M, 3)`` ``(x, y, v)`` of all instances,
     ``flip_perm`` the permutation a mirror applies to them (left and right swap)."""
     if ops is None:
         ops = draw_ops(pipeline, image_rng(pipeline.seed, key, copy), size_wh, where=key)
@@ -134,10 +137,14 @@ def augment_sample(
     boxes, vis, size = transform_boxes(ops, boxes_xyxy, size_wh)
     out_masks = None
     if masks is not None:
-        out_masks = transform_masks(ops, masks, size_wh)
+        if mask_boxes is None:
+            out_masks = transform_masks(ops, masks, size_wh)
+            tights = [mask_bbox(m) for m in out_masks]
+        else:
+            out_masks, tights = transform_masks_boxed(ops, masks, size_wh, mask_boxes)
         with_mask = np.ones(len(out_masks), bool) if has_mask is None else np.asarray(has_mask, bool)
         for i in np.flatnonzero(with_mask):
-            tight = mask_bbox(out_masks[i])
+            tight = tights[i]
             if tight is None:
                 vis[i] = 0.0
             else:

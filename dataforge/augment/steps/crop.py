@@ -157,6 +157,7 @@ op_kind(
         size=_crop_size,
         boxes=_crop_boxes,
         masks=_crop_masks,
+        boxes_enclose_masks=True,
         keypoints=_crop_points,
     )
 )

@@ -75,6 +75,7 @@ op_kind(
         moves_pixels=True,
         boxes=_hflip_boxes,
         masks=_hflip_masks,
+        boxes_enclose_masks=True,
         keypoints=_hflip_points,
         mirrors=True,
     )
@@ -85,6 +86,7 @@ op_kind(
         moves_pixels=True,
         boxes=_vflip_boxes,
         masks=_vflip_masks,
+        boxes_enclose_masks=True,
         keypoints=_vflip_points,
         mirrors=True,
     )

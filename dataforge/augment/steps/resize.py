@@ -91,6 +91,7 @@ op_kind(
         size=_resize_size,
         boxes=_resize_boxes,
         masks=_resize_masks,
+        boxes_enclose_masks=True,
         keypoints=_resize_points,
     )
 )

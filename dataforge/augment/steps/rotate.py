@@ -85,7 +85,14 @@ def _rotate_points(op: Op, p: FloatArray, w: int, h: int) -> FloatArray:
 
 
 op_kind(
-    OpKind("rotate", moves_pixels=True, boxes=_rotate_boxes, masks=_rotate_masks, keypoints=_rotate_points)
+    OpKind(
+        "rotate",
+        moves_pixels=True,
+        boxes=_rotate_boxes,
+        masks=_rotate_masks,
+        boxes_enclose_masks=True,
+        keypoints=_rotate_points,
+    )
 )
 
 
