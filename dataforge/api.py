@@ -404,9 +404,14 @@ def evaluate(
     iou_threshold: float = 0.5,
     score_threshold: float = 0.0,
     fiftyone: str | None = None,
+    iou_types: list[str] | None = None,
+    kpt_sigmas: list[float] | None = None,
 ) -> EvaluationResult:
-    """Evaluate predictions (COCO results, or classification JSON) against a store or a COCO file:
-    COCO mAP equal to pycocotools', VOC AP, per class; or accuracy, top-k, F1. With ``out``,
+    """Evaluate predictions (COCO results, COCO-Stuff semantic results, or classification JSON)
+    against a store or a COCO file: COCO box, mask (``segm``) and keypoint mAP equal to
+    pycocotools', VOC AP, per class; mIoU, pixel accuracy; or accuracy, top-k, F1.
+    ``iou_types`` picks among ``bbox``, ``segm`` and ``keypoints`` (default: each the predictions
+    carry); ``kpt_sigmas`` are the OKS sigmas per point. With ``out``,
     ``report.json`` and ``report.html`` there; with ``fiftyone``, a FiftyOne dataset and its
     evaluation beside ours. The scores typed, and the whole report as ``.report``."""
     from dataforge.evaluation.run import EvaluationResult
@@ -422,6 +427,8 @@ def evaluate(
         iou_threshold=iou_threshold,
         score_threshold=score_threshold,
         fiftyone=fiftyone,
+        iou_types=iou_types,
+        kpt_sigmas=kpt_sigmas,
     )
     return EvaluationResult.from_report(report)
 

@@ -21,6 +21,12 @@ def load_json(path: Path, *, what: str = "JSON file") -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        import json
+
+        try:  # NaN and Infinity, as Python's json module writes them: read, for the checks to name
+            return json.loads(raw)
+        except ValueError:
+            pass
         raise DataError(
             f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
             source=str(path),

@@ -8,9 +8,25 @@ from dataforge.cli.args import WHERE_HELP, Commands
 from dataforge.cli.render import out, print_json, table
 
 
+def _f(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def _px(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def _sigmas(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, found {text!r}") from None
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from dataforge.api import evaluate
     from dataforge.evaluation.detection import STAT_NAMES
+    from dataforge.evaluation.instances import KEYPOINT_STAT_NAMES
 
     res = evaluate(
         a.predictions,
@@ -22,6 +38,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         iou_threshold=a.iou,
         score_threshold=a.score,
         fiftyone=a.fiftyone,
+        iou_types=a.iou_type,
+        kpt_sigmas=a.kpt_sigmas,
     )
     if a.json:
         print_json(res.report)
@@ -43,6 +61,31 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
             for c in d.per_class
         ]
         out(table(rows, ["category", "AP", "AP50", "AR100", "VOC AP50"]))
+    for label, stats, names in (
+        ("COCO segm (masks)", res.segm_stats, STAT_NAMES),
+        ("COCO keypoints (OKS)", res.keypoint_stats, KEYPOINT_STAT_NAMES),
+    ):
+        if stats is not None:
+            out("\n" + table([(n, f"{v:.4f}") for n, v in zip(names, stats, strict=True)], [label, "value"]))
+    if "keypoints" in res.report:
+        points = [
+            (k["name"], k["matched"], _px(k["mean_px"]), _px(k["median_px"]))
+            for k in res.report["keypoints"]["per_keypoint"]
+        ]
+        out("\nper keypoint (matched at OKS >= 0.5)")
+        out(table(points, ["point", "matched", "mean px", "median px"]))
+    if res.semantic is not None:
+        s = res.semantic
+        out(
+            f"mIoU {_f(s.miou)}  pixel accuracy {_f(s.pixel_accuracy)}  mean accuracy {_f(s.mean_accuracy)}  "
+            f"frequency-weighted IoU {_f(s.frequency_weighted_iou)}"
+        )
+        out(
+            table(
+                [(c.name, _f(c.iou), _f(c.accuracy), c.pixels) for c in s.per_class],
+                ["class", "IoU", "accuracy", "pixels"],
+            )
+        )
     if res.classification is not None:
         c = res.classification
         out(
@@ -78,9 +121,11 @@ def add_evaluate(add: Commands) -> None:
     sp = add(
         "evaluate",
         cmd_evaluate,
-        "evaluate predictions: COCO mAP (equal to pycocotools), VOC AP50, confusion",
-        "Evaluate detection (COCO results JSON) or classification predictions against a store or, with "
-        "--gt, a plain COCO file. Writes OUT/report.json with every number.",
+        "evaluate predictions: COCO box/mask/keypoint mAP (equal to pycocotools), VOC AP50, mIoU, confusion",
+        "Evaluate detection, instance segmentation or keypoint predictions (COCO results JSON), "
+        "semantic segmentation (COCO-Stuff results: per-class RLE regions, no score) or classification "
+        "predictions against a store or, with --gt, a plain COCO file. Writes OUT/report.json with "
+        "every number.",
     )
     sp.add_argument("store", nargs="?", help="the ground-truth store (or use --gt)")
     sp.add_argument("--gt", help="a COCO annotation file as ground truth instead of a store")
@@ -100,6 +145,19 @@ def add_evaluate(add: Commands) -> None:
         "--fiftyone",
         metavar="NAME",
         help="also build/update the persistent FiftyOne dataset NAME and run FiftyOne's evaluation",
+    )
+    sp.add_argument(
+        "--iou-type",
+        action="append",
+        choices=["bbox", "segm", "keypoints"],
+        help="evaluate instance predictions by boxes, masks or keypoints (repeat for several; "
+        "default: each one every prediction carries)",
+    )
+    sp.add_argument(
+        "--kpt-sigmas",
+        type=_sigmas,
+        metavar="S1,S2,...",
+        help="OKS sigma per keypoint (default: COCO's for 17 points, else 1/K each)",
     )
     sp.add_argument("--json", action="store_true", help="print the whole report as JSON")
 

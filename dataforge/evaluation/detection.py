@@ -89,8 +89,17 @@ def _reindexed(gt: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_cocoeval(gt: dict[str, Any], predictions: list[dict[str, Any]]) -> Any:
-    """Run faster-coco-eval's COCOeval (bbox); returns the evaluated, accumulated, summarized object."""
+def run_cocoeval(
+    gt: dict[str, Any],
+    predictions: list[dict[str, Any]],
+    iou_type: str = "bbox",
+    *,
+    kpt_sigmas: list[float] | None = None,
+    cat_ids: list[int] | None = None,
+) -> Any:
+    """Run faster-coco-eval's COCOeval (``bbox``, ``segm`` or ``keypoints``, with ``kpt_sigmas``
+    for the last; ``cat_ids`` restricts the categories); returns the evaluated, accumulated,
+    summarized object."""
     from faster_coco_eval import COCO, COCOeval_faster
 
     with contextlib.redirect_stdout(io.StringIO()):
@@ -98,11 +107,43 @@ def run_cocoeval(gt: dict[str, Any], predictions: list[dict[str, Any]]) -> Any:
         # loadRes adds keys (id, area, iscrowd, segmentation) to the dicts it is given; the callers'
         # prediction dicts are dataforge's own, and nothing downstream minds the extra keys.
         coco_dt = coco_gt.loadRes(predictions) if predictions else _empty_results(COCO, coco_gt)
-        ev = COCOeval_faster(coco_gt, coco_dt, iouType="bbox", print_function=lambda *a, **k: None)
+        kwargs = {"kpt_oks_sigmas": kpt_sigmas} if iou_type == "keypoints" else {}
+        ev = COCOeval_faster(
+            coco_gt, coco_dt, iouType=iou_type, print_function=lambda *a, **k: None, **kwargs
+        )
+        if cat_ids is not None:
+            ev.params.catIds = sorted(cat_ids)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
     return ev
+
+
+def per_class_ap(
+    ev: Any, gt: dict[str, Any], cat_ids: list[int], max_dets: int = -1
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, list[float]]]]:
+    """Per category of an evaluated COCOeval: AP (IoU .50:.95), AP50, AR at the last maxDets, over
+    all areas; and the precision-recall curves at the first and sixth IoU threshold."""
+    names = {c["id"]: c["name"] for c in gt["categories"]}
+    precision = np.asarray(ev.eval["precision"])  # [T, R, K, A, M]
+    recall = np.asarray(ev.eval["recall"])  # [T, K, A, M]
+    per_class = []
+    curves: dict[str, dict[str, list[float]]] = {}
+    rec_thrs = np.linspace(0, 1, 101)
+    for k, cid in enumerate(sorted(cat_ids)):
+        p = precision[:, :, k, 0, max_dets]
+        r = recall[:, k, 0, max_dets]
+        ap = float(p[p > -1].mean()) if np.any(p > -1) else -1.0
+        ap50 = float(p[0][p[0] > -1].mean()) if np.any(p[0] > -1) else -1.0
+        ar = float(r[r > -1].mean()) if np.any(r > -1) else -1.0
+        per_class.append({"category_id": cid, "name": names[cid], "AP": ap, "AP50": ap50, "AR100": ar})
+        if np.any(p[0] > -1):
+            curves[names[cid]] = {
+                "recall": rec_thrs.tolist(),
+                "precision_iou50": p[0].tolist(),
+                "precision_iou75": p[5].tolist(),
+            }
+    return per_class, curves
 
 
 def _empty_results(coco_cls: Any, coco_gt: Any) -> Any:
@@ -126,26 +167,7 @@ def evaluate_detections(
     """Every detection number for ``predictions`` (COCO results) against ``gt`` (a COCO dict)."""
     ev = run_cocoeval(gt, predictions)
     stats = [float(s) for s in ev.stats[:12]]
-    names = {c["id"]: c["name"] for c in gt["categories"]}
-    cat_ids = sorted(names)
-    precision = np.asarray(ev.eval["precision"])  # [T, R, K, A, M]
-    recall = np.asarray(ev.eval["recall"])  # [T, K, A, M]
-    per_class = []
-    curves: dict[str, dict[str, list[float]]] = {}
-    rec_thrs = np.linspace(0, 1, 101)
-    for k, cid in enumerate(cat_ids):
-        p = precision[:, :, k, 0, -1]
-        r = recall[:, k, 0, -1]
-        ap = float(p[p > -1].mean()) if np.any(p > -1) else -1.0
-        ap50 = float(p[0][p[0] > -1].mean()) if np.any(p[0] > -1) else -1.0
-        ar = float(r[r > -1].mean()) if np.any(r > -1) else -1.0
-        per_class.append({"category_id": cid, "name": names[cid], "AP": ap, "AP50": ap50, "AR100": ar})
-        if np.any(p[0] > -1):
-            curves[names[cid]] = {
-                "recall": rec_thrs.tolist(),
-                "precision_iou50": p[0].tolist(),
-                "precision_iou75": p[5].tolist(),
-            }
+    per_class, curves = per_class_ap(ev, gt, [c["id"] for c in gt["categories"]])
     voc, ious, matched = voc_and_matches(gt, predictions, iou_threshold)
     worst = ious.pop("worst_images")
     metrics = compute("detection", matched)

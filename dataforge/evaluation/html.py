@@ -1,8 +1,11 @@
 """``report.html``: one self-contained page (plots embedded as data URIs), with the PNGs beside it.
 
 Detection: the 12 COCO numbers and VOC AP50, per-class AP bars, PR curves, the confusion-matrix
-heatmap, the IoU distribution of matched pairs, and the worst images (with boxes drawn when the
-images are on this machine). Classification: accuracy/top-k, per-class table, confusion heatmap.
+heatmap, the IoU distribution of matched pairs, and the worst images (with boxes, masks and
+keypoints drawn when the images are on this machine). Masks and keypoints: their COCO numbers,
+per class, and for keypoints the pixel error per point. Semantic: mIoU and the other pixel
+numbers, IoU per class, the pixel confusion heatmap, the worst images beside their true and
+predicted class maps. Classification: accuracy/top-k, per-class table, confusion heatmap.
 A small script at the end counts the images the browser rendered into ``#render-check`` (the
 browser test reads it).
 """
@@ -105,22 +108,68 @@ def _iou_hist(ious: dict[str, Any], out: Path) -> str:
 def _thumbnail(
     images_dir: Path, img: dict[str, Any], gt_anns: list[dict[str, Any]], preds: list[dict[str, Any]]
 ) -> str | None:
+    """The image with its ground truth (green) and predictions scoring >= 0.5 (red): boxes, masks
+    tinted, keypoints as dots."""
+    import numpy as np
     from PIL import Image, ImageDraw
+
+    from dataforge.masks import decode
 
     path = images_dir / str(img.get("file_name"))
     if not path.is_file():
         return None
+    shown = [p for p in preds if p.get("score", 1.0) >= 0.5]
     with Image.open(path) as opened:
         im = opened.convert("RGB")
+        pixels = np.asarray(im).copy()
+        w, h = im.size
+        for anns, colour in ((gt_anns, (0, 200, 0)), (shown, (230, 30, 30))):
+            for a in anns:
+                if a.get("segmentation") and not a.get("semantic"):
+                    m = decode(a["segmentation"], h, w)
+                    pixels[m] = (0.55 * pixels[m] + 0.45 * np.array(colour)).astype(np.uint8)
+        im = Image.fromarray(pixels)
         draw = ImageDraw.Draw(im)
-        for a in gt_anns:
-            draw.rectangle(xywh_to_xyxy_floats(a["bbox"]), outline=(0, 200, 0), width=2)
-        for p in preds:
-            if p["score"] >= 0.5:
-                draw.rectangle(xywh_to_xyxy_floats(p["bbox"]), outline=(230, 30, 30), width=2)
+        for anns, colour, predicted in ((gt_anns, (0, 200, 0), False), (shown, (230, 30, 30), True)):
+            for a in anns:
+                if a.get("bbox") and not a.get("semantic"):
+                    draw.rectangle(xywh_to_xyxy_floats(a["bbox"]), outline=colour, width=2)
+                kps = a.get("keypoints") or []
+                for x, y, v in zip(kps[0::3], kps[1::3], kps[2::3], strict=True):
+                    if v > 0 or predicted:  # a prediction's third number is a score, not v
+                        draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
         im.thumbnail((320, 320))
         buf = io.BytesIO()
         im.save(buf, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _label_thumbnails(
+    images_dir: Path, img: dict[str, Any], truth: list[dict[str, Any]], preds: list[dict[str, Any]], n: int
+) -> str | None:
+    """The image, its true class map and the predicted one, side by side (classes in VOC colours)."""
+    import numpy as np
+    from PIL import Image
+
+    from dataforge.masks import decode, voc_palette
+
+    path = images_dir / str(img.get("file_name"))
+    if not path.is_file():
+        return None
+    palette = np.asarray(voc_palette(), dtype=np.uint8).reshape(-1, 3)
+    with Image.open(path) as opened:
+        im = np.asarray(opened.convert("RGB"))
+    h, w = im.shape[:2]
+    panels = [im]
+    for regions in (truth, preds):
+        panel = np.full((h, w, 3), 255, np.uint8)  # white: void, or no prediction
+        for r in regions:
+            panel[decode(r["segmentation"], h, w)] = palette[1 + r["_index"] % 254]
+        panels.append(panel)
+    out = Image.fromarray(np.concatenate(panels, axis=1))
+    out.thumbnail((720, 240))
+    buf = io.BytesIO()
+    out.save(buf, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
@@ -165,7 +214,7 @@ def write_html(
         f"{html.escape(report['predictions']['file'])} ({report['predictions']['count']}); "
         f"created {report['created']} by dataforge {report['dataforge_version']}</p>"
     )
-    if report["task"] == "detection":
+    if "detection" in report:
         d = report["detection"]
         parts.append(
             "<h2>Summary</h2>"
@@ -215,7 +264,27 @@ def write_html(
         )
         parts.append(_worst(d["worst_images"], gt, predictions, images_dir))
         parts.append("<h2>Conventions</h2>" + _table([[k, v] for k, v in d["conventions"].items()], ["", ""]))
-    else:
+    if "segmentation" in report:
+        parts.append(_coco_section("Masks (COCO segm)", report["segmentation"], STAT_NAMES, out, "segm"))
+        if "detection" not in report:
+            parts.append(_worst_by_misses(gt, predictions, images_dir))
+    if "keypoints" in report:
+        from dataforge.evaluation.instances import KEYPOINT_STAT_NAMES
+
+        k = report["keypoints"]
+        parts.append(_coco_section("Keypoints (COCO OKS)", k, KEYPOINT_STAT_NAMES, out, "keypoints"))
+        parts.append(
+            "<h3>Error per point</h3>"
+            + _table(
+                [[r["name"], r["matched"], r["mean_px"], r["median_px"]] for r in k["per_keypoint"]],
+                ["point", "matched (OKS >= 0.5)", "mean px", "median px"],
+            )
+        )
+        if "detection" not in report:
+            parts.append(_worst_by_misses(gt, predictions, images_dir))
+    if "semantic" in report:
+        parts.append(_semantic_section(report["semantic"], out, gt, predictions, images_dir))
+    if "classification" in report:
         c = report["classification"]
         parts.append(
             f"<h2>Summary</h2><p>accuracy {c['accuracy']:.4f}, "
@@ -239,15 +308,143 @@ def write_html(
     return path
 
 
+def _coco_section(title: str, r: dict[str, Any], names: tuple[str, ...], out: Path, tag: str) -> str:
+    parts = [
+        f"<h2>{html.escape(title)}</h2>"
+        + _table(
+            [[n, v] for n, v in zip(names, r["coco_stats"], strict=True)],
+            ["COCO (pycocotools order)", "value"],
+        ),
+        _table(
+            [[c["name"], c["AP"], c["AP50"], c["AR100"]] for c in r["per_class"]],
+            ["class", "AP", "AP50", "AR"],
+        ),
+    ]
+    if r["pr_curves"]:
+        src = _pr_curves(r["pr_curves"], out)
+        (out / "pr_curves.png").rename(out / f"pr_curves_{tag}.png")
+        parts.append(f"<img class='plot' alt='PR curves {tag}' src='{src}'>")
+    parts.append(_table([[k, v] for k, v in r["conventions"].items()], ["", ""]))
+    return "".join(parts)
+
+
+def _worst_by_misses(
+    gt: dict[str, Any] | None, predictions: list[dict[str, Any]] | None, images_dir: Path | None
+) -> str:
+    """Without box results, the images with the most ground-truth objects minus confident
+    predictions (either way), drawn."""
+    if gt is None:
+        return ""
+    counts: dict[int, list[int]] = {img["id"]: [0, 0] for img in gt["images"]}
+    for a in gt["annotations"]:
+        if not a.get("semantic") and a["image_id"] in counts:
+            counts[a["image_id"]][0] += 1
+    for p in predictions or []:
+        if p.get("score", 0) >= 0.5 and p["image_id"] in counts:
+            counts[p["image_id"]][1] += 1
+    files = {img["id"]: img.get("file_name") for img in gt["images"]}
+    worst = sorted(counts.items(), key=lambda kv: (-abs(kv[1][0] - kv[1][1]), kv[0]))[:8]
+    rows = [
+        {"image_id": i, "file_name": files[i], "false_positives": max(0, p - g), "missed": max(0, g - p)}
+        for i, (g, p) in worst
+    ]
+    return _worst(rows, gt, predictions, images_dir, note="objects minus confident predictions")
+
+
+def _semantic_section(
+    r: dict[str, Any],
+    out: Path,
+    gt: dict[str, Any] | None,
+    predictions: list[dict[str, Any]] | None,
+    images_dir: Path | None,
+) -> str:
+    plt = _plt()
+    parts = [
+        "<h2>Semantic segmentation</h2>"
+        + _table(
+            [
+                ["mIoU", r["mIoU"]],
+                ["mean accuracy", r["mean_accuracy"]],
+                ["pixel accuracy", r["pixel_accuracy"]],
+                ["frequency-weighted IoU", r["frequency_weighted_IoU"]],
+                ["images", r["images"]],
+                ["counted pixels", r["counted_pixels"]],
+            ],
+            ["", "value"],
+        ),
+        _table(
+            [
+                [
+                    c["name"],
+                    c["IoU"] if c["IoU"] is not None else "-",
+                    c["accuracy"] if c["accuracy"] is not None else "-",
+                    c["pixels"],
+                ]
+                for c in r["per_class"]
+            ],
+            ["class", "IoU", "accuracy", "pixels"],
+        ),
+    ]
+    rows = [c for c in r["per_class"] if c["IoU"] is not None][-MAX_CLASSES_IN_PLOTS:]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * max(len(rows), 3) + 1))
+    ax.barh([c["name"] for c in rows], [c["IoU"] for c in rows], color="#4878cf")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("IoU")
+    ax.set_title("IoU per class")
+    parts.append(f"<img class='plot' alt='IoU per class' src='{_save(fig, out, 'iou_per_class.png')}'>")
+    cm = r["confusion"]
+    matrix = [[v / max(1, sum(row)) for v in row] for row in cm["matrix"]]
+    labels = cm["labels"]
+    parts.append(
+        "<p class='note'>rows ground truth (void not counted), columns predictions, the last column "
+        "pixels no prediction covers; normalized per row</p>"
+        f"<img class='plot' alt='pixel confusion matrix' src='"
+        f"{_heatmap([row[:-1] for row in matrix], labels, out, 'confusion.png', 'pixel confusion (row-normalized)')}'>"
+    )
+    parts.append(
+        "<h3>Worst images</h3><p class='note'>lowest pixel accuracy; image, true classes, predicted "
+        "classes (white: void / nothing predicted)</p>"
+        + _table(
+            [[w["image_id"], w["file_name"], w["pixel_accuracy"]] for w in r["worst_images"]],
+            ["image", "file", "pixel accuracy"],
+        )
+    )
+    if gt is not None and images_dir is not None:
+        index = {c["id"]: i for i, c in enumerate(sorted(gt["categories"], key=lambda c: c["id"]))}
+        by_id = {img["id"]: img for img in gt["images"]}
+        thumbs = []
+        for w in r["worst_images"][:6]:
+            truth = [
+                {**a, "_index": index[a["category_id"]]}
+                for a in gt["annotations"]
+                if a["image_id"] == w["image_id"] and a.get("semantic")
+            ]
+            preds = [
+                {**p, "_index": index[p["category_id"]]}
+                for p in predictions or []
+                if p["image_id"] == w["image_id"]
+            ]
+            src = _label_thumbnails(images_dir, by_id[w["image_id"]], truth, preds, len(index))
+            if src:
+                thumbs.append(
+                    f"<figure><img alt='image {w['image_id']}' src='{src}'><figcaption>"
+                    f"{html.escape(str(w['file_name']))}: pixel accuracy {w['pixel_accuracy']:.3f}</figcaption></figure>"
+                )
+        if thumbs:
+            parts.append("<div class='thumbs'>" + "".join(thumbs) + "</div>")
+    return "".join(parts)
+
+
 def _worst(
     worst: list[dict[str, Any]],
     gt: dict[str, Any] | None,
     predictions: list[dict[str, Any]] | None,
     images_dir: Path | None,
+    note: str = "most false positives (score &ge; 0.5) plus missed objects at the VOC IoU",
 ) -> str:
     out = [
-        "<h2>Worst images</h2><p class='note'>most false positives (score &ge; 0.5) plus missed objects at the "
-        "VOC IoU; green: ground truth, red: predictions with score &ge; 0.5</p>"
+        f"<h2>Worst images</h2><p class='note'>{note}; green: ground truth, red: predictions with "
+        "score &ge; 0.5 (boxes, masks tinted, keypoints as dots)</p>"
     ]
     out.append(
         _table(

@@ -1,7 +1,11 @@
 """Loading and checking prediction files against their ground truth.
 
 Detection: COCO results JSON, a list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``
-(absolute pixels). Classification: a list of ``{"image_id", "category_id", "score"?}`` (the predicted
+(absolute pixels); instance segmentation adds ``segmentation`` (an RLE of the image's size, or
+polygons; ``bbox`` may then be left out and is the mask's), keypoint detection adds ``keypoints``
+``[x, y, score] * K`` in the category's point order (``bbox`` optional). Semantic segmentation: a
+list of ``{"image_id", "category_id", "segmentation"}`` without ``score`` (COCO-Stuff's results
+format), one region per class present in an image. Classification: a list of ``{"image_id", "category_id", "score"?}`` (the predicted
 class) or ``{"image_id", "scores": {category name or id: score, ...}}`` (every class's score;
 the top one is the prediction, and top-k accuracy can be computed).
 """
@@ -36,7 +40,9 @@ def load_predictions(path: Path) -> list[dict[str, Any]]:
 
 
 def is_classification(preds: list[dict[str, Any]]) -> bool:
-    return bool(preds) and all(isinstance(p, dict) and "bbox" not in p for p in preds)
+    return bool(preds) and all(
+        isinstance(p, dict) and not ({"bbox", "segmentation", "keypoints"} & p.keys()) for p in preds
+    )
 
 
 def _clean(preds: list[Any], image_ids: set[int], cat_ids: set[int]) -> bool:
@@ -61,6 +67,17 @@ def _clean(preds: list[Any], image_ids: set[int], cat_ids: set[int]) -> bool:
     )
 
 
+def _has_shapes(preds: list[Any]) -> bool:
+    return any(isinstance(p, dict) and ("segmentation" in p or "keypoints" in p) for p in preds)
+
+
+def is_semantic(preds: list[Any]) -> bool:
+    """COCO-Stuff results: regions with a ``segmentation`` and no ``score`` (nor box)."""
+    return bool(preds) and all(
+        isinstance(p, dict) and "segmentation" in p and "score" not in p and "bbox" not in p for p in preds
+    )
+
+
 def check_detections(
     preds: list[dict[str, Any]], gt: dict[str, Any], source: str, known_ids: set[int] | None = None
 ) -> list[dict[str, Any]]:
@@ -68,11 +85,14 @@ def check_detections(
 
     ``known_ids``: every image id of the store when ``gt`` is a selection of it (a split):
     predictions for those are valid and are left out of the result; ids outside it are errors.
+    Masks must be the image's size and decode; keypoint lists need 3 finite numbers per point of
+    the category. A prediction with a mask or keypoints may leave out its box (COCOeval then
+    reads a mask's area off the mask, and a box's off the box: entries are kept as given).
     """
     selected = {img["id"] for img in gt["images"]}
     image_ids = known_ids if known_ids is not None else selected
     cat_ids = {c["id"] for c in gt["categories"]}
-    if _clean(preds, image_ids, cat_ids):
+    if not _has_shapes(preds) and _clean(preds, image_ids, cat_ids):
         return preds if image_ids is selected else [p for p in preds if p["image_id"] in selected]
     if preds and image_ids and not any(isinstance(p, dict) and p.get("image_id") in image_ids for p in preds):
         raise DataError(
@@ -80,6 +100,8 @@ def check_detections(
             f"(image ids {min(image_ids)}..{max(image_ids)}); is it a predictions file for another store?",
             source=source,
         )
+    sizes = {img["id"]: (img.get("width"), img.get("height")) for img in gt["images"]}
+    points = {c["id"]: c.get("keypoints") for c in gt["categories"]}
     out = []
     for i, p in enumerate(preds):
         where = f"{source}: prediction {i}"
@@ -97,22 +119,100 @@ def check_detections(
                 f"(ids {sorted(cat_ids)})",
                 source=source,
             )
-        bbox = p.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_num(v) for v in bbox)):
-            raise DataError(
-                f"{where}: bbox must be [x, y, width, height] numbers, found {bbox!r}", source=source
-            )
-        if bbox[2] < 0 or bbox[3] < 0:
-            raise DataError(f"{where}: bbox {bbox} has a negative width or height", source=source)
         score = p.get("score")
         if not _num(score) or score < 0:  # type: ignore[operator]
             raise DataError(f"{where}: score must be a number >= 0, found {score!r}", source=source)
-        out.append(
-            {
-                "image_id": p["image_id"],
-                "category_id": p["category_id"],
-                "bbox": [float(v) for v in bbox],
-                "score": float(score),  # type: ignore[arg-type]
-            }
-        )
+        entry: dict[str, Any] = {"image_id": p["image_id"], "category_id": p["category_id"]}
+        if "segmentation" in p:
+            entry["segmentation"] = _checked_mask(p["segmentation"], sizes.get(p["image_id"]), where, source)
+        if "keypoints" in p:
+            entry["keypoints"] = _checked_points(p["keypoints"], points.get(p["category_id"]), where, source)
+        bbox = p.get("bbox")
+        if bbox is not None or not ("keypoints" in entry or "segmentation" in entry):
+            if not (isinstance(bbox, list) and len(bbox) == 4 and all(_num(v) for v in bbox)):
+                raise DataError(
+                    f"{where}: bbox must be [x, y, width, height] numbers, found {bbox!r}", source=source
+                )
+            if bbox[2] < 0 or bbox[3] < 0:
+                raise DataError(f"{where}: bbox {bbox} has a negative width or height", source=source)
+            entry["bbox"] = [float(v) for v in bbox]
+        entry["score"] = float(score)  # type: ignore[arg-type]
+        out.append(entry)
     return out if image_ids is selected else [p for p in out if p["image_id"] in selected]
+
+
+def _checked_mask(seg: Any, size: tuple[Any, Any] | None, where: str, source: str) -> dict[str, Any]:
+    """A prediction's mask as a compressed RLE (``counts`` a str), or a one-line error."""
+    from dataforge.masks import has_mask, segmentation_problem, to_rle
+
+    w, h = size if size is not None else (None, None)
+    if not (isinstance(w, int) and isinstance(h, int)):
+        raise DataError(
+            f"{where}: its image has no width and height to check the mask against", source=source
+        )
+    if not has_mask(seg):
+        raise DataError(f"{where}: segmentation must be an RLE or polygons, found {seg!r:.60}", source=source)
+    problem = segmentation_problem(seg, w, h)
+    if problem is not None:
+        raise DataError(f"{where}: {problem}", source=source)
+    rle = to_rle(seg, h, w)
+    counts = rle["counts"]
+    return {"size": [h, w], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+
+
+def _checked_points(kps: Any, names: Any, where: str, source: str) -> list[float]:
+    if not isinstance(names, list) or not names:
+        raise DataError(
+            f"{where}: keypoints given, but its category names no points (categories[].keypoints)",
+            source=source,
+        )
+    if not (isinstance(kps, list) and all(_num(v) for v in kps)):
+        raise DataError(f"{where}: keypoints must be finite numbers [x, y, score, ...]", source=source)
+    if len(kps) != 3 * len(names):
+        raise DataError(
+            f"{where}: {len(kps)} keypoint numbers, but the category has {len(names)} points "
+            f"({3 * len(names)} numbers)",
+            source=source,
+        )
+    return [float(v) for v in kps]
+
+
+def check_semantic(
+    preds: list[dict[str, Any]], gt: dict[str, Any], source: str, known_ids: set[int] | None = None
+) -> list[dict[str, Any]]:
+    """Validate COCO-Stuff results (one region per class present in an image) against ``gt``:
+    known image and category, a mask of the image's size that decodes, one region per class and
+    image. Returns the regions of the selected images, masks as compressed RLE."""
+    selected = {img["id"] for img in gt["images"]}
+    image_ids = known_ids if known_ids is not None else selected
+    cat_ids = {c["id"] for c in gt["categories"]}
+    sizes = {img["id"]: (img.get("width"), img.get("height")) for img in gt["images"]}
+    seen: set[tuple[int, int]] = set()
+    out = []
+    for i, p in enumerate(preds):
+        where = f"{source}: prediction {i}"
+        if p.get("image_id") not in image_ids:
+            raise DataError(
+                f"{where}: image_id {p.get('image_id')!r} is not in the ground truth",
+                source=source,
+                hint="predictions must use the store's image ids (see `dataforge info`)",
+            )
+        if p.get("category_id") not in cat_ids:
+            raise DataError(
+                f"{where}: category_id {p.get('category_id')!r} is not a class of the ground truth "
+                f"(ids {sorted(cat_ids)})",
+                source=source,
+            )
+        if p["image_id"] not in selected:
+            continue
+        key = (p["image_id"], p["category_id"])
+        if key in seen:
+            raise DataError(
+                f"{where}: a second region of category {key[1]} on image {key[0]}; semantic results "
+                "have one region per class and image",
+                source=source,
+            )
+        seen.add(key)
+        seg = _checked_mask(p.get("segmentation"), sizes.get(p["image_id"]), where, source)
+        out.append({"image_id": p["image_id"], "category_id": p["category_id"], "segmentation": seg})
+    return out

@@ -11,7 +11,13 @@ from dataforge import __version__
 from dataforge.errors import DataError, UsageError
 from dataforge.evaluation.classification import evaluate_classification
 from dataforge.evaluation.detection import evaluate_detections
-from dataforge.evaluation.predictions import check_detections, is_classification, load_predictions
+from dataforge.evaluation.predictions import (
+    check_detections,
+    check_semantic,
+    is_classification,
+    is_semantic,
+    load_predictions,
+)
 from dataforge.jsonio import load_json, write_json
 from dataforge.runtime import paused_gc
 
@@ -61,8 +67,13 @@ def evaluate(
     iou_threshold: float = 0.5,
     score_threshold: float = 0.0,
     fiftyone: str | None = None,
+    iou_types: list[str] | None = None,
+    kpt_sigmas: list[float] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``predictions`` against a store (or a COCO file); write ``out/report.json`` if ``out``."""
+    """Evaluate ``predictions`` against a store (or a COCO file); write ``out/report.json`` if ``out``.
+
+    ``iou_types``: which of ``bbox``, ``segm``, ``keypoints`` to evaluate instance predictions by
+    (default: each that every prediction carries); ``kpt_sigmas``: the OKS sigma of each point."""
     with paused_gc():  # millions of small dicts: the cyclic GC would walk them again and again
         return _evaluate(
             predictions,
@@ -74,7 +85,48 @@ def evaluate(
             iou_threshold=iou_threshold,
             score_threshold=score_threshold,
             fiftyone=fiftyone,
+            iou_types=iou_types,
+            kpt_sigmas=kpt_sigmas,
         )
+
+
+IOU_TYPES = ("bbox", "segm", "keypoints")
+
+
+def _iou_types(preds: list[dict[str, Any]], wanted: list[str] | None, source: str) -> list[str]:
+    """What instance predictions can be evaluated by: every type all of them carry (a box is
+    carried by a mask too), or those asked for, each of which all must carry."""
+    carried = {
+        "bbox": all("bbox" in p or "segmentation" in p for p in preds),
+        "segm": all("segmentation" in p for p in preds),
+        "keypoints": all("keypoints" in p for p in preds),
+    }
+    if wanted is None and not preds:
+        return ["bbox"]
+    if wanted is None:
+        for kind in ("segmentation", "keypoints"):
+            some = [i for i, p in enumerate(preds) if kind in p]
+            if some and len(some) < len(preds):
+                lacking = next(i for i, p in enumerate(preds) if kind not in p)
+                raise DataError(
+                    f"{source}: {len(some)} of {len(preds)} predictions have {kind}, but not "
+                    f"prediction {lacking}; give every prediction {kind}, or choose with --iou-type",
+                    source=source,
+                )
+        chosen = [t for t in IOU_TYPES if carried[t]]
+        return chosen or ["bbox"]
+    for t in wanted:
+        if t not in IOU_TYPES:
+            raise UsageError(f"--iou-type {t!r}: choose from {', '.join(IOU_TYPES)}")
+        if preds and not carried[t]:
+            field = {"bbox": "bbox", "segm": "segmentation", "keypoints": "keypoints"}[t]
+            lacking = next(
+                i for i, p in enumerate(preds) if field not in p and not (t == "bbox" and "segmentation" in p)
+            )
+            raise DataError(
+                f"{source}: --iou-type {t}, but prediction {lacking} has no {field}", source=source
+            )
+    return list(dict.fromkeys(wanted))
 
 
 def _evaluate(
@@ -88,6 +140,8 @@ def _evaluate(
     iou_threshold: float,
     score_threshold: float,
     fiftyone: str | None,
+    iou_types: list[str] | None,
+    kpt_sigmas: list[float] | None,
 ) -> dict[str, Any]:
     if (store is None) == (gt_file is None):
         raise UsageError("give the ground truth as a store or as --gt FILE (one of the two)")
@@ -130,16 +184,37 @@ def _evaluate(
         names = {c["id"]: c["name"] for c in gt["categories"]}
         report["task"] = "classification"
         report["classification"] = evaluate_classification(truth, preds, names, predictions.name)
+    elif is_semantic(preds):
+        from dataforge.evaluation.semantic import evaluate_semantic
+
+        checked = check_semantic(preds, gt, predictions.name, store_ids)
+        report["predictions"]["outside_selection"] = len(preds) - len(checked)
+        report["task"] = "semantic"
+        report["semantic"] = evaluate_semantic(gt, checked)
     else:
+        from dataforge.evaluation.instances import evaluate_keypoints, evaluate_masks, instance_ground_truth
+        from dataforge.masks import rle_bbox
+
         checked = check_detections(preds, gt, predictions.name, store_ids)
         report["predictions"]["outside_selection"] = len(preds) - len(checked)
         report["task"] = "detection"
-        report["detection"] = evaluate_detections(
-            gt, checked, iou_threshold=iou_threshold, score_threshold=score_threshold
-        ).to_dict()
+        kinds = _iou_types(checked, iou_types, predictions.name)
+        report["iou_types"] = kinds
+        objects = instance_ground_truth(gt)
+        if "bbox" in kinds:
+            boxed = [p if "bbox" in p else {**p, "bbox": rle_bbox(p["segmentation"])} for p in checked]
+            report["detection"] = evaluate_detections(
+                objects, boxed, iou_threshold=iou_threshold, score_threshold=score_threshold
+            ).to_dict()
+        if "segm" in kinds:
+            report["segmentation"] = evaluate_masks(objects, checked)
+        if "keypoints" in kinds:
+            report["keypoints"] = evaluate_keypoints(objects, checked, kpt_sigmas)
+        if "bbox" in kinds:
+            checked = boxed  # what the FiftyOne export and the HTML report draw
     if fiftyone is not None:
-        if store is None or report["task"] != "detection":
-            raise UsageError("--fiftyone needs a store (its images) and detection predictions")
+        if store is None or "detection" not in report:
+            raise UsageError("--fiftyone needs a store (its images) and detection predictions with boxes")
         from dataforge.evaluation.fiftyone_export import to_fiftyone
 
         fo_result = to_fiftyone(fiftyone, gt, checked, store / "images")
@@ -152,7 +227,7 @@ def _evaluate(
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "report.json", report)
         images_dir = store / "images" if store is not None else None
-        checked_preds = checked if report["task"] == "detection" else None
+        checked_preds = checked if report["task"] in ("detection", "semantic") else None
         html_path = write_html(report, out, gt=gt, predictions=checked_preds, images_dir=images_dir)
         report["report_path"] = str(out / "report.json")
         report["html_path"] = str(html_path)
@@ -206,6 +281,33 @@ class FiftyOneComparison:
 
 
 @dataclass
+class ClassIoU:
+    name: str
+    iou: float | None  # None: the class is in neither the truth nor the predictions
+    accuracy: float | None
+    pixels: int
+
+
+@dataclass
+class SemanticScores:
+    miou: float | None
+    mean_accuracy: float | None
+    pixel_accuracy: float | None
+    frequency_weighted_iou: float | None
+    per_class: list[ClassIoU]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SemanticScores:
+        return cls(
+            d["mIoU"],
+            d["mean_accuracy"],
+            d["pixel_accuracy"],
+            d["frequency_weighted_IoU"],
+            [ClassIoU(c["name"], c["IoU"], c["accuracy"], c["pixels"]) for c in d["per_class"]],
+        )
+
+
+@dataclass
 class EvaluationResult:
     """What :func:`dataforge.api.evaluate` returns: the scores, typed, and the whole report
     (``report``, the JSON ``report.json`` holds)."""
@@ -223,6 +325,11 @@ class EvaluationResult:
     report: dict[str, Any]
     #: the registered extra metrics (``dataforge/evaluation/metrics/``) of the task, by name
     metrics: dict[str, Any]
+    #: COCO's 12 ``segm`` numbers (``detection.STAT_NAMES`` order) when masks were evaluated
+    segm_stats: list[float] | None = None
+    #: COCO's 10 keypoint numbers (``instances.KEYPOINT_STAT_NAMES`` order) when keypoints were
+    keypoint_stats: list[float] | None = None
+    semantic: SemanticScores | None = None
 
     @classmethod
     def from_report(cls, report: dict[str, Any]) -> EvaluationResult:
@@ -278,5 +385,8 @@ class EvaluationResult:
             report_path=Path(report["report_path"]) if "report_path" in report else None,
             html_path=Path(report["html_path"]) if "html_path" in report else None,
             report=report,
-            metrics=dict(report[report["task"]].get("metrics", {})),
+            metrics=dict(report.get(report["task"], {}).get("metrics", {})),
+            segm_stats=list(report["segmentation"]["coco_stats"]) if "segmentation" in report else None,
+            keypoint_stats=list(report["keypoints"]["coco_stats"]) if "keypoints" in report else None,
+            semantic=SemanticScores.from_dict(report["semantic"]) if "semantic" in report else None,
         )

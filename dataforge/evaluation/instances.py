@@ -1,0 +1,221 @@
+"""Instance segmentation (COCO ``segm``) and keypoint (COCO OKS) evaluation.
+
+The COCO numbers come from faster-coco-eval with ``iouType="segm"`` and ``"keypoints"``, held to
+pycocotools within 1e-9 by the tests, as the box numbers are. Semantic regions of the ground truth
+(``"semantic": true``) are not objects and are left out; they are :mod:`semantic`'s.
+
+Keypoints: OKS with per-point sigmas: the COCO person sigmas for 17-point categories, else the
+``1 / K`` of every point that Ultralytics uses for its non-COCO pose sets, unless given. Per point,
+the pixel error of predictions matched to an object (greedy by score, OKS >= 0.5) is reported too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dataforge.errors import DataError, UsageError
+from dataforge.evaluation.detection import STAT_NAMES, per_class_ap, run_cocoeval
+
+KEYPOINT_STAT_NAMES = (
+    "AP",
+    "AP50",
+    "AP75",
+    "AP_medium",
+    "AP_large",
+    "AR",
+    "AR50",
+    "AR75",
+    "AR_medium",
+    "AR_large",
+)
+
+#: pycocotools' sigmas of COCO's 17 person keypoints (nose, eyes, ears, shoulders, elbows, wrists,
+#: hips, knees, ankles)
+COCO_PERSON_SIGMAS = [
+    0.026,
+    0.025,
+    0.025,
+    0.035,
+    0.035,
+    0.079,
+    0.079,
+    0.072,
+    0.072,
+    0.062,
+    0.062,
+    0.107,
+    0.107,
+    0.087,
+    0.087,
+    0.089,
+    0.089,
+]
+
+
+def instance_ground_truth(gt: dict[str, Any]) -> dict[str, Any]:
+    """``gt`` without its semantic regions (the same dict when it has none)."""
+    anns = gt.get("annotations", [])
+    if not any(a.get("semantic") for a in anns):
+        return gt
+    return {**gt, "annotations": [a for a in anns if not a.get("semantic")]}
+
+
+def evaluate_masks(gt: dict[str, Any], predictions: list[dict[str, Any]]) -> dict[str, Any]:
+    """COCO's 12 ``segm`` numbers, per-class AP and PR curves, for predictions with masks."""
+    gt = instance_ground_truth(gt)
+    bare = [a for a in gt["annotations"] if not a.get("segmentation")]
+    if bare:
+        a = bare[0]
+        raise DataError(
+            f"{len(bare)} ground-truth objects have no mask (first: annotation {a.get('id')} of image "
+            f"{a.get('image_id')}); mask evaluation needs a mask on every object",
+            hint="evaluate the boxes alone with --iou-type bbox",
+        )
+    ev = run_cocoeval(gt, predictions, "segm")
+    per_class, curves = per_class_ap(ev, gt, [c["id"] for c in gt["categories"]])
+    return {
+        "coco_stats": [float(v) for v in ev.stats[:12]],
+        "coco_stat_names": list(STAT_NAMES),
+        "per_class": per_class,
+        "pr_curves": curves,
+        "conventions": {
+            "engine": "faster-coco-eval, iouType segm (tests hold it to pycocotools within 1e-9)",
+            "iou": "mask IoU of the RLEs; crowd regions as COCOeval (intersection over the prediction)",
+            "area": "ground truth 'area' field decides small/medium/large",
+            "max_dets": [1, 10, 100],
+            "missing_value": -1,
+        },
+    }
+
+
+def keypoint_sigmas(gt: dict[str, Any], sigmas: list[float] | None) -> tuple[list[int], list[float], str]:
+    """The keypoint categories of ``gt``, the sigmas to use and where they came from. COCOeval
+    takes one sigma list, so every keypoint category must have the same number of points."""
+    kp_cats = {c["id"]: c["keypoints"] for c in gt["categories"] if c.get("keypoints")}
+    if not kp_cats:
+        raise DataError("no category of the ground truth names keypoints (categories[].keypoints)")
+    counts = {len(v) for v in kp_cats.values()}
+    if len(counts) > 1:
+        raise UsageError(
+            f"keypoint categories with different point counts ({sorted(counts)}); COCO keypoint "
+            "evaluation takes one sigma per point: evaluate them one at a time (--where category == ...)"
+        )
+    k = counts.pop()
+    if sigmas is not None:
+        if len(sigmas) != k or not all(np.isfinite(sigmas)) or min(sigmas) <= 0:
+            raise UsageError(f"--kpt-sigmas needs {k} positive numbers (one per point), found {sigmas}")
+        return sorted(kp_cats), [float(v) for v in sigmas], "given"
+    if k == 17:
+        return sorted(kp_cats), list(COCO_PERSON_SIGMAS), "COCO person sigmas"
+    return (
+        sorted(kp_cats),
+        [1.0 / k] * k,
+        f"1/K = {1.0 / k:g} for each of the {k} points (Ultralytics' default)",
+    )
+
+
+def keypoint_ground_truth(gt: dict[str, Any], cat_ids: list[int]) -> dict[str, Any]:
+    """The instance ground truth of the keypoint categories; an object of theirs without keypoints
+    has none labelled (``num_keypoints`` 0: COCOeval ignores it)."""
+    k = len(next(c["keypoints"] for c in gt["categories"] if c["id"] == cat_ids[0]))
+    keep = set(cat_ids)
+    anns = []
+    for a in instance_ground_truth(gt)["annotations"]:
+        if a.get("category_id") not in keep:
+            continue
+        if not a.get("keypoints"):
+            a = {**a, "keypoints": [0] * (3 * k), "num_keypoints": 0}
+        elif "num_keypoints" not in a:
+            a = {**a, "num_keypoints": int(sum(1 for v in a["keypoints"][2::3] if v > 0))}
+        anns.append(a)
+    return {**gt, "annotations": anns}
+
+
+def evaluate_keypoints(
+    gt: dict[str, Any], predictions: list[dict[str, Any]], sigmas: list[float] | None = None
+) -> dict[str, Any]:
+    """COCO's 10 keypoint numbers (OKS), per-class AP, and the pixel error per point."""
+    cat_ids, used, origin = keypoint_sigmas(gt, sigmas)
+    keep = set(cat_ids)
+    stray = [p for p in predictions if p["category_id"] not in keep]
+    if stray:
+        raise DataError(
+            f"{len(stray)} keypoint predictions are of categories without keypoints "
+            f"(first: category {stray[0]['category_id']} on image {stray[0]['image_id']})"
+        )
+    kgt = keypoint_ground_truth(gt, cat_ids)
+    ev = run_cocoeval(kgt, predictions, "keypoints", kpt_sigmas=used, cat_ids=cat_ids)
+    per_class, curves = per_class_ap(ev, kgt, cat_ids, max_dets=0)
+    names = next(c["keypoints"] for c in gt["categories"] if c["id"] == cat_ids[0])
+    return {
+        "coco_stats": [float(v) for v in ev.stats[:10]],
+        "coco_stat_names": list(KEYPOINT_STAT_NAMES),
+        "per_class": per_class,
+        "pr_curves": curves,
+        "per_keypoint": point_errors(kgt, predictions, used, names),
+        "sigmas": used,
+        "conventions": {
+            "engine": "faster-coco-eval, iouType keypoints (tests hold it to pycocotools within 1e-9)",
+            "similarity": "OKS: mean over labelled points of exp(-d^2 / (2 area (2 sigma)^2))",
+            "sigmas": origin,
+            "ignored": "ground-truth objects with no labelled point (num_keypoints 0)",
+            "max_dets": [20],
+            "per_keypoint": "matched pairs: greedy by score, OKS >= 0.5, per image and category",
+            "missing_value": -1,
+        },
+    }
+
+
+def oks(gt_points: np.ndarray, area: float, pred_points: np.ndarray, sigmas: np.ndarray) -> float:
+    """COCOeval's object keypoint similarity of one prediction to one object with labelled points."""
+    vis = gt_points[:, 2] > 0
+    d2 = ((pred_points[:, :2] - gt_points[:, :2]) ** 2).sum(axis=1)
+    e = d2 / (2 * sigmas) ** 2 / (area + np.spacing(1)) / 2
+    return float(np.exp(-e[vis]).mean())
+
+
+def point_errors(
+    gt: dict[str, Any], predictions: list[dict[str, Any]], sigmas: list[float], names: list[str]
+) -> list[dict[str, Any]]:
+    """Per point name: how many labelled points were matched, and their mean and median error in
+    pixels. Each prediction (highest score first) takes the unmatched, non-crowd object of its
+    image and category with labelled points that it has the highest OKS >= 0.5 with."""
+    sig = np.asarray(sigmas, dtype=np.float64)
+    by_key: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for a in gt["annotations"]:
+        if not a.get("iscrowd") and a.get("num_keypoints", 0) > 0:
+            by_key.setdefault((a["image_id"], a["category_id"]), []).append(a)
+    errors: list[list[float]] = [[] for _ in names]
+    preds_by: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for p in predictions:
+        preds_by.setdefault((p["image_id"], p["category_id"]), []).append(p)
+    for key, preds in preds_by.items():
+        objs = by_key.get(key, [])
+        if not objs:
+            continue
+        g = [np.asarray(o["keypoints"], np.float64).reshape(-1, 3) for o in objs]
+        taken = np.zeros(len(objs), bool)
+        for p in sorted(preds, key=lambda q: -q["score"]):
+            d = np.asarray(p["keypoints"], np.float64).reshape(-1, 3)
+            sims = np.array(
+                [-1.0 if taken[j] else oks(g[j], objs[j]["area"], d, sig) for j in range(len(objs))]
+            )
+            j = int(sims.argmax())
+            if sims[j] < 0.5:
+                continue
+            taken[j] = True
+            vis = g[j][:, 2] > 0
+            dist = np.hypot(*(d[:, :2] - g[j][:, :2]).T)
+            for i in np.flatnonzero(vis):
+                errors[i].append(float(dist[i]))
+    return [
+        {
+            "name": n,
+            "matched": len(e),
+            "mean_px": float(np.mean(e)) if e else None,
+            "median_px": float(np.median(e)) if e else None,
+        }
+        for n, e in zip(names, errors, strict=True)
+    ]
