@@ -140,11 +140,12 @@ def test_a_bad_mask_or_keypoint_list_is_a_one_line_error_and_the_store_is_unchan
 
 
 def test_nan_in_a_polygon_is_refused(tmp_path: Path) -> None:
-    """JSON has no NaN: a COCO file with one (Python's json writes it) is malformed JSON; a NaN that
-    arrives another way is named by the polygon check."""
+    """JSON has no NaN, but Python's json writes it: such a file is read, and the polygon check
+    names the annotation; no store is made."""
     src = person_coco(tmp_path / "src", _with(segmentation=[[10, 5, float("nan"), 5, 40, 40]]))
-    with pytest.raises(DataError, match="malformed JSON"):
+    with pytest.raises(DataError, match=r"annotation 1 \(image 1\): polygon 0 has a NaN"):
         import_person(src, tmp_path / "s")
+    assert not (tmp_path / "s").exists()
     assert "NaN" in str(segmentation_problem([[10, 5, float("nan"), 5, 40, 40]], W, H))
 
 

@@ -168,12 +168,15 @@ def evaluate_keypoints(
     }
 
 
-def oks(gt_points: np.ndarray, area: float, pred_points: np.ndarray, sigmas: np.ndarray) -> float:
-    """COCOeval's object keypoint similarity of one prediction to one object with labelled points."""
-    vis = gt_points[:, 2] > 0
-    d2 = ((pred_points[:, :2] - gt_points[:, :2]) ** 2).sum(axis=1)
-    e = d2 / (2 * sigmas) ** 2 / (area + np.spacing(1)) / 2
-    return float(np.exp(-e[vis]).mean())
+def oks_matrix(
+    gt_points: np.ndarray, areas: np.ndarray, pred_points: np.ndarray, sigmas: np.ndarray
+) -> np.ndarray:
+    """COCOeval's object keypoint similarity, ``(P, G)``: predictions ``(P, K, 3)`` against
+    objects ``(G, K, 3)`` that each have labelled points, with their ``areas`` ``(G,)``."""
+    vis = gt_points[:, :, 2] > 0  # (G, K)
+    d2 = ((pred_points[:, None, :, :2] - gt_points[None, :, :, :2]) ** 2).sum(axis=-1)  # (P, G, K)
+    e = d2 / (2 * sigmas) ** 2 / (areas[None, :, None] + np.spacing(1)) / 2
+    return (np.exp(-e) * vis[None]).sum(axis=-1) / vis.sum(axis=-1)[None]
 
 
 def point_errors(
@@ -183,39 +186,42 @@ def point_errors(
     pixels. Each prediction (highest score first) takes the unmatched, non-crowd object of its
     image and category with labelled points that it has the highest OKS >= 0.5 with."""
     sig = np.asarray(sigmas, dtype=np.float64)
+    k = len(names)
     by_key: dict[tuple[int, int], list[dict[str, Any]]] = {}
     for a in gt["annotations"]:
         if not a.get("iscrowd") and a.get("num_keypoints", 0) > 0:
             by_key.setdefault((a["image_id"], a["category_id"]), []).append(a)
-    errors: list[list[float]] = [[] for _ in names]
     preds_by: dict[tuple[int, int], list[dict[str, Any]]] = {}
     for p in predictions:
-        preds_by.setdefault((p["image_id"], p["category_id"]), []).append(p)
+        if (p["image_id"], p["category_id"]) in by_key:
+            preds_by.setdefault((p["image_id"], p["category_id"]), []).append(p)
+    pairs_g: list[np.ndarray] = []
+    pairs_d: list[np.ndarray] = []
     for key, preds in preds_by.items():
-        objs = by_key.get(key, [])
-        if not objs:
-            continue
-        g = [np.asarray(o["keypoints"], np.float64).reshape(-1, 3) for o in objs]
+        objs = by_key[key]
+        g = np.asarray([o["keypoints"] for o in objs], np.float64).reshape(len(objs), k, 3)
+        preds = sorted(preds, key=lambda q: -q["score"])
+        d = np.asarray([q["keypoints"] for q in preds], np.float64).reshape(len(preds), k, 3)
+        sims = oks_matrix(g, np.asarray([o["area"] for o in objs], np.float64), d, sig)
         taken = np.zeros(len(objs), bool)
-        for p in sorted(preds, key=lambda q: -q["score"]):
-            d = np.asarray(p["keypoints"], np.float64).reshape(-1, 3)
-            sims = np.array(
-                [-1.0 if taken[j] else oks(g[j], objs[j]["area"], d, sig) for j in range(len(objs))]
-            )
-            j = int(sims.argmax())
-            if sims[j] < 0.5:
-                continue
-            taken[j] = True
-            vis = g[j][:, 2] > 0
-            dist = np.hypot(*(d[:, :2] - g[j][:, :2]).T)
-            for i in np.flatnonzero(vis):
-                errors[i].append(float(dist[i]))
+        for i in range(len(preds)):
+            row = np.where(taken, -1.0, sims[i])
+            j = int(row.argmax())
+            if row[j] >= 0.5:
+                taken[j] = True
+                pairs_g.append(g[j])
+                pairs_d.append(d[i])
+    errors: list[np.ndarray] = [np.zeros(0)] * k
+    if pairs_g:
+        gg, dd = np.stack(pairs_g), np.stack(pairs_d)
+        dist = np.hypot(dd[:, :, 0] - gg[:, :, 0], dd[:, :, 1] - gg[:, :, 1])
+        errors = [dist[gg[:, j, 2] > 0, j] for j in range(k)]
     return [
         {
             "name": n,
             "matched": len(e),
-            "mean_px": float(np.mean(e)) if e else None,
-            "median_px": float(np.median(e)) if e else None,
+            "mean_px": float(e.mean()) if len(e) else None,
+            "median_px": float(np.median(e)) if len(e) else None,
         }
         for n, e in zip(names, errors, strict=True)
     ]

@@ -45,13 +45,23 @@ def is_classification(preds: list[dict[str, Any]]) -> bool:
     )
 
 
-def _clean(preds: list[Any], image_ids: set[int], cat_ids: set[int]) -> bool:
-    """One vectorized pass: True when every prediction is well-formed (the usual case)."""
+def _clean(
+    preds: list[Any],
+    image_ids: set[int],
+    cat_ids: set[int],
+    sizes: dict[Any, tuple[Any, Any]],
+    points: dict[Any, Any],
+) -> bool:
+    """One vectorized pass: True when every prediction is well-formed (the usual case): known image
+    and category, a finite score >= 0, a box of 4 finite numbers with w, h >= 0 (optional with a
+    mask or keypoints), masks as RLE strings of the image's size whose runs cover it, keypoint
+    lists of 3 finite numbers per point of the category."""
     try:
         images = {p["image_id"] for p in preds}
         cats = {p["category_id"] for p in preds}
-        boxes = [p["bbox"] for p in preds]
+        boxes = [p["bbox"] for p in preds if "bbox" in p or not ("segmentation" in p or "keypoints" in p)]
         scores = [p["score"] for p in preds]
+        kps = [(p["keypoints"], p["category_id"]) for p in preds if "keypoints" in p]
     except (KeyError, TypeError):
         return False
     if not (images <= image_ids and cats <= cat_ids):
@@ -62,13 +72,19 @@ def _clean(preds: list[Any], image_ids: set[int], cat_ids: set[int]) -> bool:
         return False
     arr = np.array(boxes, dtype=np.float64).reshape(-1, 4)
     sc = np.array(scores, dtype=np.float64)
-    return bool(
-        np.isfinite(arr).all() and np.isfinite(sc).all() and (arr[:, 2:] >= 0).all() and (sc >= 0).all()
-    )
-
-
-def _has_shapes(preds: list[Any]) -> bool:
-    return any(isinstance(p, dict) and ("segmentation" in p or "keypoints" in p) for p in preds)
+    if not (np.isfinite(arr).all() and np.isfinite(sc).all() and (arr[:, 2:] >= 0).all() and (sc >= 0).all()):
+        return False
+    if kps:
+        if any(
+            type(k) is not list or type(points.get(c)) is not list or len(k) != 3 * len(points[c])
+            for k, c in kps
+        ):
+            return False
+        if {type(v) for k, _ in kps for v in k} - {int, float}:
+            return False
+        if not np.isfinite(np.fromiter((v for k, _ in kps for v in k), dtype=np.float64)).all():
+            return False
+    return _rles_fine(preds, sizes)
 
 
 def is_semantic(preds: list[Any]) -> bool:
@@ -92,7 +108,9 @@ def check_detections(
     selected = {img["id"] for img in gt["images"]}
     image_ids = known_ids if known_ids is not None else selected
     cat_ids = {c["id"] for c in gt["categories"]}
-    if not _has_shapes(preds) and _clean(preds, image_ids, cat_ids):
+    sizes = {img["id"]: (img.get("width"), img.get("height")) for img in gt["images"]}
+    points = {c["id"]: c.get("keypoints") for c in gt["categories"]}
+    if _clean(preds, image_ids, cat_ids, sizes, points):
         return preds if image_ids is selected else [p for p in preds if p["image_id"] in selected]
     if preds and image_ids and not any(isinstance(p, dict) and p.get("image_id") in image_ids for p in preds):
         raise DataError(
@@ -100,8 +118,7 @@ def check_detections(
             f"(image ids {min(image_ids)}..{max(image_ids)}); is it a predictions file for another store?",
             source=source,
         )
-    sizes = {img["id"]: (img.get("width"), img.get("height")) for img in gt["images"]}
-    points = {c["id"]: c.get("keypoints") for c in gt["categories"]}
+    fine = _rles_fine(preds, sizes)
     out = []
     for i, p in enumerate(preds):
         where = f"{source}: prediction {i}"
@@ -119,12 +136,17 @@ def check_detections(
                 f"(ids {sorted(cat_ids)})",
                 source=source,
             )
+        if p["image_id"] not in selected:
+            continue  # another split's: set aside
         score = p.get("score")
         if not _num(score) or score < 0:  # type: ignore[operator]
             raise DataError(f"{where}: score must be a number >= 0, found {score!r}", source=source)
         entry: dict[str, Any] = {"image_id": p["image_id"], "category_id": p["category_id"]}
         if "segmentation" in p:
-            entry["segmentation"] = _checked_mask(p["segmentation"], sizes.get(p["image_id"]), where, source)
+            seg = p["segmentation"]
+            entry["segmentation"] = (
+                seg if fine else _checked_mask(seg, sizes.get(p["image_id"]), where, source)
+            )
         if "keypoints" in p:
             entry["keypoints"] = _checked_points(p["keypoints"], points.get(p["category_id"]), where, source)
         bbox = p.get("bbox")
@@ -138,7 +160,33 @@ def check_detections(
             entry["bbox"] = [float(v) for v in bbox]
         entry["score"] = float(score)  # type: ignore[arg-type]
         out.append(entry)
-    return out if image_ids is selected else [p for p in out if p["image_id"] in selected]
+    return out
+
+
+def _rles_fine(preds: list[Any], sizes: dict[Any, tuple[Any, Any]]) -> bool:
+    """One vectorized pass: True when every prediction with a mask has a compressed RLE of its
+    image's size whose runs cover the image (the usual case; otherwise each is checked alone)."""
+    from dataforge.masks import rle_totals
+
+    try:
+        # images outside the selection (another split) are set aside unchecked
+        segs = [
+            (p["segmentation"], sizes[p["image_id"]])
+            for p in preds
+            if "segmentation" in p and p["image_id"] in sizes
+        ]
+        if not segs:
+            return True
+        if not all(
+            type(seg) is dict and type(seg.get("counts")) is str and seg.get("size") == [h, w]
+            for seg, (w, h) in segs
+        ):
+            return False
+        totals = rle_totals([seg["counts"] for seg, _ in segs])
+    except (KeyError, TypeError, ValueError):
+        return False
+    areas = np.fromiter((w * h for _, (w, h) in segs), dtype=np.int64, count=len(segs))
+    return bool((totals == areas).all())
 
 
 def _checked_mask(seg: Any, size: tuple[Any, Any] | None, where: str, source: str) -> dict[str, Any]:
