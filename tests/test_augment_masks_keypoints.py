@@ -333,3 +333,26 @@ def test_the_pipeline_flip_idx_overrides_the_names(store: Path, tmp_path: Path) 
         assert len(both_bases) >= 3  # triangles whose two base points are both labelled
         for k in both_bases:
             assert (k[3] < k[6]) == left_is_left
+
+
+def test_a_mask_rotated_then_upscaled_twice_stays_within_its_region() -> None:
+    """The case hypothesis found: the nearest-neighbour rounding of a rotation, scaled up by two
+    resizes, spills past a margin added only once at the end; the margin is added after each op."""
+    from dataforge.augment.ops import transform_masks_boxed
+
+    ops = [
+        {"op": "rotate", "angle": -69.0, "fill": 0},
+        {"op": "resize", "size": [112, 3]},
+        {"op": "resize", "size": [241, 3]},
+    ]
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        masks = np.zeros((4, 4, 43), bool)
+        boxes = np.zeros((4, 4), np.int64)
+        for i in range(4):
+            x0, y0 = int(rng.integers(0, 43)), int(rng.integers(0, 4))
+            x1, y1 = int(rng.integers(x0 + 1, 44)), int(rng.integers(y0 + 1, 5))
+            masks[i, y0:y1, x0:x1] = True
+            boxes[i] = (x0, y0, x1, y1)
+        fast, _ = transform_masks_boxed(ops, masks, (43, 4), boxes)
+        assert np.array_equal(fast, transform_masks(ops, masks, (43, 4)))

@@ -175,10 +175,20 @@ def transform_masks_boxed(
         raise ValueError(f"{len(boxes)} boxes for {n} masks")
     planes = _warp_planes(ops, pack_masks(masks, boxes), size_wh)
     h, w = planes.shape[:2]
-    moved, _vis, _size = transform_boxes(ops, boxes.astype(np.float64), size_wh)
-    # a pixel of margin for the rounding of nearest-neighbour maps; an empty source box stays empty
-    lo = np.clip(np.floor(moved[:, :2]) - 1, 0, [w, h]).astype(np.int64)
-    hi = np.clip(np.ceil(moved[:, 2:]) + 1, 0, [w, h]).astype(np.int64)
+    # each op's box map, and a pixel of margin after each for the rounding of its nearest-neighbour
+    # mask map (a later upscale would scale a margin added only at the end past it)
+    moved = boxes.astype(np.float64)
+    bw, bh = size_wh
+    for op in ops:
+        kind = OPS[op["op"]]
+        if kind.boxes is not None:
+            moved, _vis = kind.boxes(op, moved, np.ones(n), bw, bh)
+        bw, bh = kind.size(op, bw, bh)
+        if kind.masks is not None:
+            moved = np.concatenate([np.floor(moved[:, :2]) - 1, np.ceil(moved[:, 2:]) + 1], axis=1)
+            moved = np.clip(moved, 0, [bw, bh, bw, bh])
+    lo = np.clip(moved[:, :2], 0, [w, h]).astype(np.int64)
+    hi = np.clip(moved[:, 2:], 0, [w, h]).astype(np.int64)
     empty = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
     hi[empty] = lo[empty]
     return _unpack_within(planes, np.concatenate([lo, hi], axis=1))
