@@ -6,7 +6,7 @@ when a schema file is stale.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
@@ -87,16 +87,33 @@ class ImportReport(BaseModel):
 
 
 class DetectionPrediction(BaseModel):
-    """One detection: the COCO results format (absolute-pixel xywh box)."""
+    """One detection: the COCO results format (absolute-pixel xywh box; with a mask or keypoints
+    the box may be left out)."""
 
     model_config = ConfigDict(extra="allow")
 
     image_id: int
     category_id: int
-    bbox: list[float] = Field(
-        min_length=4, max_length=4, description="[x, y, width, height], absolute pixels"
+    bbox: list[float] | None = Field(
+        None, min_length=4, max_length=4, description="[x, y, width, height], absolute pixels"
+    )
+    segmentation: dict[str, Any] | list[list[float]] | None = Field(
+        None, description="instance mask: an RLE {size: [h, w], counts} of the image's size, or polygons"
+    )
+    keypoints: list[float] | None = Field(
+        None, description="[x, y, score] per point of the category, in its order"
     )
     score: float = Field(ge=0)
+
+
+class SemanticPrediction(BaseModel):
+    """One class's region on one image (COCO-Stuff results): no score."""
+
+    model_config = ConfigDict(extra="allow")
+
+    image_id: int
+    category_id: int
+    segmentation: dict[str, Any] = Field(description="an RLE {size: [h, w], counts} of the image's size")
 
 
 class ClassificationPrediction(BaseModel):
@@ -120,6 +137,10 @@ class ClassificationPredictions(RootModel[list[ClassificationPrediction]]):
     """A predictions file for classification: a JSON list."""
 
 
+class SemanticPredictions(RootModel[list[SemanticPrediction]]):
+    """A predictions file for semantic segmentation: a JSON list, one region per class and image."""
+
+
 #: schema file name -> model
 SCHEMAS: dict[str, type[BaseModel]] = {
     "store-image.schema.json": StoreImage,
@@ -127,5 +148,6 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "import-report.schema.json": ImportReport,
     "predictions-detection.schema.json": DetectionPredictions,
     "predictions-classification.schema.json": ClassificationPredictions,
+    "predictions-semantic.schema.json": SemanticPredictions,
     "pipeline.schema.json": Pipeline,
 }

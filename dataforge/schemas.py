@@ -26,7 +26,7 @@ def render_all() -> dict[str, str]:
 
 
 #: first-party trainer plugins whose config schemas ship in schemas/ (plugins/ in this repository)
-FIRST_PARTY_TRAINERS = ("torchvision-classifier", "torchvision-detector")
+FIRST_PARTY_TRAINERS = ("torchvision-classifier", "torchvision-detector", "torchvision-segmenter")
 
 
 def trainer_schemas() -> dict[str, Any]:

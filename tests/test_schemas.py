@@ -43,3 +43,10 @@ def test_prediction_files_validate_against_their_schemas() -> None:
         jsonschema.validate([{"image_id": 1, "category_id": 3, "bbox": [1, 2, 3], "score": 0.9}], det)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate([{"image_id": 1, "category_id": 3, "bbox": [1, 2, 3, 4], "score": -1}], det)
+    rle = {"size": [4, 4], "counts": "04"}
+    jsonschema.validate([{"image_id": 1, "category_id": 3, "segmentation": rle, "score": 0.5}], det)
+    jsonschema.validate([{"image_id": 1, "category_id": 1, "keypoints": [1, 2, 0.9], "score": 0.5}], det)
+    sem = json.loads((DEFAULT_DIR / "predictions-semantic.schema.json").read_text())
+    jsonschema.validate([{"image_id": 1, "category_id": 3, "segmentation": rle}], sem)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate([{"image_id": 1, "category_id": 3}], sem)

@@ -177,7 +177,7 @@ def transform_masks_boxed(
     h, w = planes.shape[:2]
     # each op's box map, and a pixel of margin after each for the rounding of its nearest-neighbour
     # mask map (a later upscale would scale a margin added only at the end past it)
-    moved = boxes.astype(np.float64)
+    moved: np.ndarray = boxes.astype(np.float64)
     bw, bh = size_wh
     for op in ops:
         kind = OPS[op["op"]]

@@ -5,7 +5,7 @@ A trainer is a class registered in the ``dataforge.trainers`` entry-point group:
     [project.entry-points."dataforge.trainers"]
     my-trainer = "my_package:MyTrainer"
 
-It declares ``name``, ``task`` ("classification" or "detection"), ``config`` (a
+It declares ``name``, ``task`` ("classification", "detection" or "segmentation" (semantic)), ``config`` (a
 :class:`~dataforge.training.config.TrainerConfig` subclass; ``schemas/`` gets a schema from it) and
 ``models`` (architecture names), and implements:
 
@@ -13,8 +13,9 @@ It declares ``name``, ``task`` ("classification" or "detection"), ``config`` (a
   callbacks' hooks, writing ``best.pt`` and ``last.pt`` with :func:`save_checkpoint`;
 - ``predict(checkpoint, images, *, device, batch_size) -> list[dict]``: predictions for store images,
   one dict per detection (COCO results: ``image_id``, ``category_id`` of the *checkpoint's*
-  categories, ``bbox`` xywh, ``score``) or per image for classification (``image_id``, ``scores``
-  by category name).
+  categories, ``bbox`` xywh, ``score``), per image for classification (``image_id``, ``scores``
+  by category name), or per class present in an image for semantic segmentation (COCO-Stuff
+  results: ``image_id``, ``category_id``, ``segmentation`` RLE at the image's size).
 
 Most trainers subclass :class:`dataforge.training.loop.TorchTrainer`, which implements ``fit`` (the
 loop, optimizers, schedules, checkpoints, early stopping, TensorBoard, DDP) and ``predict`` around
@@ -32,7 +33,7 @@ from dataforge.errors import PluginError
 from dataforge.plugins import TRAINERS, available, load
 from dataforge.training.config import TrainerConfig
 
-Task = Literal["classification", "detection"]
+Task = Literal["classification", "detection", "segmentation"]
 
 
 class Callback:
@@ -102,9 +103,10 @@ def get_trainer(name: str) -> type[Trainer]:
     else:
         if getattr(obj, "name", None) != name:
             problems.append(f"its name is {getattr(obj, 'name', None)!r}, not the entry point's {name!r}")
-        if getattr(obj, "task", None) not in ("classification", "detection"):
+        if getattr(obj, "task", None) not in ("classification", "detection", "segmentation"):
             problems.append(
-                f"task must be 'classification' or 'detection', not {getattr(obj, 'task', None)!r}"
+                "task must be 'classification', 'detection' or 'segmentation', "
+                f"not {getattr(obj, 'task', None)!r}"
             )
         cfg = getattr(obj, "config", None)
         if not (isinstance(cfg, type) and issubclass(cfg, TrainerConfig)):

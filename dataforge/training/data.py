@@ -3,7 +3,8 @@
 Samples are plain tuples ``(image, target)``: ``image`` is a float32 ``(3, H, W)`` RGB tensor in
 [0, 1]; ``target`` holds ``image_id`` and, for classification, ``label`` (model index), for
 detection ``boxes`` (``(N, 4)`` float32 absolute xyxy) and ``labels`` (model index + 1; 0 is
-torchvision's background). Everything is picklable, so DataLoader workers (fork or spawn) work.
+torchvision's background), for (semantic) segmentation ``mask``: an ``(H, W)`` int64 map of model
+indices, :data:`IGNORE` where no semantic region is (void). Everything is picklable, so DataLoader workers (fork or spawn) work.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from dataforge.boxes import xywh_to_xyxy_floats
 from dataforge.errors import DataError, UsageError
 from dataforge.runtime import usable_cores
 
+#: the target value of pixels no semantic region covers (void): cross-entropy ignores it
+IGNORE = 255
+
 
 @dataclass(frozen=True, slots=True)
 class Sample:
@@ -28,6 +32,8 @@ class Sample:
     height: int
     boxes_xyxy: tuple[tuple[float, float, float, float], ...]
     labels: tuple[int, ...]  # model indices (0-based) of the boxes, or the image's class
+    #: segmentation: the image's semantic regions, (COCO segmentation, model index)
+    regions: tuple[tuple[Any, int], ...] = ()
 
 
 def category_table(store: Any) -> list[dict[str, Any]]:
@@ -43,14 +49,26 @@ def samples(store: Any, task: str, split: str | None, categories: list[dict[str,
     model_index = {c.id: by_name[c.name] for c in store.categories if c.name in by_name}
     out: list[Sample] = []
     unlabeled = 0
+    regions: tuple[tuple[Any, int], ...] = ()
+    boxes: tuple[tuple[float, float, float, float], ...] = ()
     for img in store.select(None, split=split):
         iid = int(img["id"])
-        if task == "classification":
+        if task == "segmentation":
+            anns = store.index.anns_by_image.get(iid, ())
+            regions = tuple(
+                (a["segmentation"], model_index[a["category_id"]])
+                for a in anns
+                if a.get("semantic") and a["category_id"] in model_index
+            )
+            if not regions:
+                unlabeled += 1
+                continue
+            labels = [k for _, k in regions]
+        elif task == "classification":
             labels = [model_index.get(c, -1) for c in img.get("labels", ())]
             if len(labels) != 1 or labels[0] < 0:
                 unlabeled += 1
                 continue
-            boxes: tuple[tuple[float, float, float, float], ...] = ()
         else:
             anns = store.index.anns_by_image.get(iid, ())
             labels, bl = [], []
@@ -70,10 +88,12 @@ def samples(store: Any, task: str, split: str | None, categories: list[dict[str,
                 int(img["height"]),
                 boxes,
                 tuple(labels),
+                regions,
             )
         )
     if not out:
-        why = f" ({unlabeled} images have no single image-level label)" if unlabeled else ""
+        what = "semantic regions" if task == "segmentation" else "single image-level label"
+        why = f" ({unlabeled} images have no {what})" if unlabeled else ""
         raise UsageError(
             f"{store.root}: no {task} training images in split {split!r}{why}",
             hint="assign splits with `dataforge split`, or choose the split with --set train_split=NAME",
@@ -117,6 +137,13 @@ class StoreDataset:
             img = cpu.decode(f.read(), where=s.file_name)
         boxes: np.ndarray = np.asarray(s.boxes_xyxy, dtype=np.float64).reshape(-1, 4)
         labels = np.asarray(s.labels, dtype=np.int64)
+        label_kwargs: dict[str, Any] = {}
+        if self.task == "segmentation":
+            from dataforge.masks import decode_all_boxed
+
+            masks, mask_boxes = decode_all_boxed([seg for seg, _ in s.regions], s.height, s.width)
+            boxes = mask_boxes.astype(np.float64)
+            label_kwargs = {"masks": masks, "mask_boxes": mask_boxes, "semantic": np.ones(len(masks), bool)}
         if self.pipeline is not None:
             from dataforge.augment.pipeline import Pipeline
             from dataforge.augment.sample import augment_sample
@@ -131,10 +158,23 @@ class StoreDataset:
                 key=s.file_name,
                 copy=self.epoch,
                 files_only=True,  # the dataset scales pixels itself
+                **label_kwargs,
             )
             img = aug.image
             if self.task == "detection":
                 boxes, labels = aug.kept_boxes, labels[aug.keep]
+            if self.task == "segmentation":
+                label_kwargs["masks"] = aug.masks
+        target_map = None
+        if self.task == "segmentation":
+            # one class per pixel: regions painted in order, void elsewhere (masks: nearest neighbour)
+            target_map = np.full(img.shape[:2], IGNORE, dtype=np.uint8)
+            for m, k in zip(label_kwargs["masks"], labels.tolist(), strict=True):
+                target_map[m] = k
+            if self.resize_to is not None:
+                target_map = cv2.resize(
+                    target_map, (self.resize_to, self.resize_to), interpolation=cv2.INTER_NEAREST_EXACT
+                )
         if self.resize_to is not None and (img.shape[0], img.shape[1]) != (self.resize_to, self.resize_to):
             img = cv2.resize(img, (self.resize_to, self.resize_to), interpolation=cv2.INTER_AREA)
         rgb = np.ascontiguousarray(img[..., ::-1])
@@ -142,10 +182,22 @@ class StoreDataset:
         target: dict[str, Any] = {"image_id": s.image_id}
         if self.task == "classification":
             target["label"] = int(labels[0])
+        elif target_map is not None:
+            target["mask"] = torch.from_numpy(target_map.astype(np.int64))
         else:
             target["boxes"] = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
             target["labels"] = torch.as_tensor(labels + 1, dtype=torch.int64)
         return tensor, target
+
+
+def collate_segmentation(batch: list[tuple[Any, dict[str, Any]]]) -> tuple[Any, dict[str, Any]]:
+    """Images and masks of one size (the trainer resizes them) stacked."""
+    import torch
+
+    return torch.stack([b[0] for b in batch]), {
+        "mask": torch.stack([b[1]["mask"] for b in batch]),
+        "image_id": [b[1]["image_id"] for b in batch],
+    }
 
 
 def collate_classification(batch: list[tuple[Any, dict[str, Any]]]) -> tuple[Any, dict[str, Any]]:

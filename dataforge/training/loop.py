@@ -35,6 +35,7 @@ from dataforge.training.data import (
     StoreDataset,
     collate_classification,
     collate_detection,
+    collate_segmentation,
     load_pipeline_dict,
     samples,
     worker_count,
@@ -209,7 +210,10 @@ class TorchTrainer(Trainer):
         import torch
         from torch.utils.data import DataLoader, DistributedSampler
 
-        collate = collate_classification if self.task == "classification" else collate_detection
+        collate = {
+            "classification": collate_classification,
+            "segmentation": collate_segmentation,
+        }.get(self.task, collate_detection)
         sampler: Any = None
         dataset: Any = ds  # a map-style dataset (duck-typed: __len__ and __getitem__)
         if dist is not None and dist.world > 1:
@@ -243,7 +247,15 @@ class TorchTrainer(Trainer):
             return None
         import torch
 
-        counts = np.bincount([lab for s in items for lab in s.labels], minlength=k).astype(np.float64)
+        if self.task == "segmentation":  # by pixels: each region's area
+            from dataforge.masks import _mask_api, to_rle
+
+            counts: np.ndarray = np.zeros(k, dtype=np.float64)
+            for s in items:
+                for seg, lab in s.regions:
+                    counts[lab] += float(_mask_api().area(to_rle(seg, s.height, s.width)))
+        else:
+            counts = np.bincount([lab for s in items for lab in s.labels], minlength=k).astype(np.float64)
         w = np.where(counts > 0, counts.sum() / (k * np.maximum(counts, 1)), 0.0)
         return torch.as_tensor(w, dtype=torch.float32, device=device)
 

@@ -136,8 +136,12 @@ def predict(
                 p["category_id"] = id_map[int(p["category_id"])]
         all_preds.append(preds)
     if len(tasks) > 1:
-        raise UsageError("an ensemble needs runs of one task (classification or detection), not both")
+        raise UsageError(f"an ensemble needs runs of one task, not {' and '.join(sorted(tasks))}")
     task = tasks.pop()
+    if task == "segmentation" and len(all_preds) > 1:
+        raise UsageError(
+            "--ensemble combines classification or detection runs; segmentation runs predict one at a time"
+        )
     if task == "classification":
         result = _ensemble_classification(all_preds, {c.name: c.id for c in s.categories})
     else:

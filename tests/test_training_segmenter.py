@@ -1,0 +1,63 @@
+"""The torchvision segmenter learns semantic segmentation from scratch on CPU, and its predictions
+go through `dataforge evaluate` (mIoU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dataforge.api import evaluate, export_dataset, import_dataset, split_store
+from dataforge.synthetic import make_shapes_dataset
+from dataforge.training.run import predict, train
+
+#: val mIoU of predicting background everywhere on this data (background IoU ~0.91 over 4 classes)
+SEGMENTER_CHANCE = 0.227
+#: the bar test_segmenter_learns_shapes asserts on; benchmarks/training_margins.py measures the
+#: margin of every seed and thread count over it (above chance)
+SEGMENTER_BAR = 0.35
+
+
+def train_segmenter_on_shapes(root: Path, seed: int = 0) -> tuple[list[float], float]:
+    """LR-ASPP (MobileNetV3) from scratch on 96 shape images made a semantic store (instance masks
+    exported as label maps and imported back), 64x64 inputs, 6 epochs: the val mIoU by epoch, and
+    the mIoU `dataforge evaluate` gives the best checkpoint's predictions at the images' own size."""
+    make_shapes_dataset(root / "src", n_images=96, size_wh=(96, 72), max_objects=3, seed=5, masks=True)
+    import_dataset(source=root / "src" / "instances.json", store=root / "instances")
+    export_dataset(root / "instances", format="masks", out=root / "maps")
+    import_dataset(source=root / "maps", store=root / "store")
+    split_store(root / "store", ratios={"train": 0.8, "val": 0.2}, seed=0)
+    res = train(
+        root / "store",
+        trainer="torchvision-segmenter",
+        out=root / "run",
+        sets=[
+            "epochs=6",
+            "batch_size=8",
+            "base_batch_size=8",
+            "optimizer=adamw",
+            "lr=0.01",
+            "weight_decay=0.0001",
+            "warmup_epochs=0",
+            "image_size=64",
+            "class_weights=balanced",
+            f"seed={seed}",
+        ],
+    )
+    predict([root / "run"], root / "store", out=root / "preds.json", split="val")
+    report = evaluate(root / "preds.json", store=root / "store", split="val", out=root / "eval")
+    assert report.semantic is not None and report.semantic.miou is not None
+    return [h["val_miou"] for h in res.history], report.semantic.miou
+
+
+@pytest.mark.slow
+def test_segmenter_learns_shapes(tmp_path: Path) -> None:
+    """The first epoch's model predicts background almost everywhere (chance); the best epoch, and
+    the evaluation of its predictions at full size, clear the bar. Margins over 3 seeds and 1 and 2
+    threads: README, "Training tests and their margins"."""
+    curve, evaluated = train_segmenter_on_shapes(tmp_path)
+    print(f"segmenter val mIoU by epoch: {[round(m, 3) for m in curve]}; evaluated {evaluated:.3f}")
+    assert curve[0] < SEGMENTER_BAR
+    assert max(curve) >= SEGMENTER_BAR and evaluated >= SEGMENTER_BAR
+    html = (tmp_path / "eval" / "report.html").read_text()
+    assert "<h2>Semantic segmentation</h2>" in html
