@@ -556,10 +556,15 @@ def serve_labelstudio(
 
 
 def demo(
-    directory: PathLike = "dataforge-demo", *, quick: bool = False, echo: Callable[[str], None] = print
+    directory: PathLike = "dataforge-demo",
+    *,
+    quick: bool = False,
+    task: str = "detection",
+    echo: Callable[[str], None] = print,
 ) -> dict[str, Path]:
     """The whole loop on built-in data in ``directory``: make a dataset, import, split, augment, train
-    a detector, predict, evaluate; ``echo`` gets each step's line. Returns where each output went."""
+    a detector (``task="segmentation"``: a semantic segmenter), predict, evaluate; ``echo`` gets
+    each step's line. Returns where each output went."""
     from dataforge.demo import run_demo
 
-    return run_demo(Path(directory), quick=quick, echo=echo)
+    return run_demo(Path(directory), quick=quick, task=task, echo=echo)

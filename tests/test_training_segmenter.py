@@ -61,3 +61,21 @@ def test_segmenter_learns_shapes(tmp_path: Path) -> None:
     assert max(curve) >= SEGMENTER_BAR and evaluated >= SEGMENTER_BAR
     html = (tmp_path / "eval" / "report.html").read_text()
     assert "<h2>Semantic segmentation</h2>" in html
+
+
+@pytest.mark.slow
+def test_segmentation_demo_runs_the_whole_loop(tmp_path: Path) -> None:
+    """`dataforge demo --task segmentation --quick`: make, label maps, split, augment, train,
+    predict, evaluate, each step's output there and the report scored by mIoU."""
+    import json
+
+    from dataforge.api import demo
+
+    lines: list[str] = []
+    paths = demo(tmp_path / "demo", quick=True, task="segmentation", echo=lines.append)
+    for key in ("store", "train_store", "predictions", "evaluation"):
+        assert paths[key].exists(), key
+    assert (paths["run"] / "best.pt").is_file()
+    report = json.loads((paths["evaluation"] / "report.json").read_text())
+    assert report["task"] == "semantic" and report["semantic"]["mIoU"] is not None
+    assert any(line.startswith("      test mIoU") for line in lines)

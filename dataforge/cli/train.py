@@ -134,7 +134,7 @@ def add_predict(add: Commands) -> None:
 def cmd_demo(a: argparse.Namespace) -> int:
     from dataforge.api import demo
 
-    demo(a.dir, quick=a.quick, echo=out)
+    demo(a.dir, quick=a.quick, task=a.task, echo=out)
     return 0
 
 
@@ -148,3 +148,9 @@ def add_demo(add: Commands) -> None:
         "dir", nargs="?", default="dataforge-demo", help="where to put everything (default: ./dataforge-demo)"
     )
     sp.add_argument("--quick", action="store_true", help="a shorter training (for a smoke test)")
+    sp.add_argument(
+        "--task",
+        choices=["detection", "segmentation"],
+        default="detection",
+        help="the loop for boxes (a detector, mAP) or semantic segmentation (a segmenter, mIoU)",
+    )
