@@ -19,6 +19,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from dataforge.errors import UsageError
 
@@ -46,27 +47,12 @@ def run_demo(
     if task != "detection":
         raise UsageError(f"--task {task!r}: the demo runs detection or segmentation")
     from dataforge.api import import_dataset, split_store
-    from dataforge.augment import load_pipeline
-    from dataforge.augment.job import augment
-    from dataforge.evaluation.run import evaluate
     from dataforge.synthetic import make_shapes_dataset
-    from dataforge.training.run import predict, train
+    from dataforge.training.run import train
 
-    root = Path(directory)
-    if root.exists() and any(root.iterdir()):
-        raise UsageError(
-            f"{root}: exists and is not empty", hint="run the demo in a new directory: dataforge demo DIR"
-        )
+    root = _empty(directory)
     t0 = time.perf_counter()
-    paths = {
-        "source": root / "source",
-        "store": root / "store",
-        "train_store": root / "train-aug",
-        "pipeline": root / "pipeline.yaml",
-        "run": root / "runs" / "detector",
-        "predictions": root / "runs" / "detector" / "predictions-test.json",
-        "evaluation": root / "evaluation",
-    }
+    paths = _paths(root, "detector")
     n_images = 40 if quick else 120
     echo(f"[1/5] making {n_images} synthetic images (cats, dogs, birds as shapes) and importing them")
     make_shapes_dataset(paths["source"], n_images=n_images, size_wh=(160, 120), max_objects=3, seed=11)
@@ -81,12 +67,7 @@ def run_demo(
     split_store(paths["store"], ratios={"train": 0.7, "val": 0.15, "test": 0.15}, seed=0, stratify=True)
 
     echo("[3/5] augmenting the train split: 4 copies per image, boxes transformed")
-    paths["pipeline"].write_text(PIPELINE)
-    aug = augment(
-        paths["store"], load_pipeline(paths["pipeline"]), paths["train_store"], split="train", workers=2
-    )
-    # train on originals + copies: the augmented store gets the original train/val/test images too
-    _merge_originals(paths["store"], paths["train_store"])
+    aug = _augment_train(paths, PIPELINE)
     echo(f"      {aug.images} augmented images ({aug.counts['boxes_out']} boxes) in {paths['train_store']}")
 
     epochs = 1 if quick else 5
@@ -115,18 +96,13 @@ def run_demo(
     )
 
     echo("[5/5] predicting on the test split and evaluating")
-    predict([paths["run"]], paths["store"], out=paths["predictions"], split="test")
-    rep = evaluate(paths["predictions"], store=paths["store"], split="test", out=paths["evaluation"])
-    stats = rep["detection"]["coco_stats"]
+    stats = _predict_and_evaluate(paths)["detection"]["coco_stats"]
     echo(f"      test mAP {stats[0]:.3f}, mAP@0.5 {stats[1]:.3f}")
     if quick:
         echo(
             "      (--quick trains one epoch to check the loop runs: expect about 0; the full demo reaches ~0.6 mAP@0.5)"
         )
-    echo(f"\ndone in {time.perf_counter() - t0:.0f} s. Where everything went:")
-    for name, p in paths.items():
-        echo(f"  {name:12s} {p}")
-    echo(f"  {'report':12s} {paths['evaluation'] / 'report.html'}")
+    _where(paths, t0, echo)
     echo(
         f"\nnext: dataforge info {paths['store']}   |   tensorboard --logdir {paths['run'].parent}   |   dataforge app {paths['store']}"
     )
@@ -137,29 +113,12 @@ def run_segmentation_demo(
     directory: str | Path, *, quick: bool = False, echo: Callable[[str], None] = print
 ) -> dict[str, Path]:
     from dataforge.api import export_dataset, import_dataset, split_store
-    from dataforge.augment import load_pipeline
-    from dataforge.augment.job import augment
-    from dataforge.evaluation.run import evaluate
     from dataforge.synthetic import make_shapes_dataset
-    from dataforge.training.run import predict, train
+    from dataforge.training.run import train
 
-    root = Path(directory)
-    if root.exists() and any(root.iterdir()):
-        raise UsageError(
-            f"{root}: exists and is not empty", hint="run the demo in a new directory: dataforge demo DIR"
-        )
+    root = _empty(directory)
     t0 = time.perf_counter()
-    paths = {
-        "source": root / "source",
-        "instances": root / "instances",
-        "label_maps": root / "label-maps",
-        "store": root / "store",
-        "train_store": root / "train-aug",
-        "pipeline": root / "pipeline.yaml",
-        "run": root / "runs" / "segmenter",
-        "predictions": root / "runs" / "segmenter" / "predictions-test.json",
-        "evaluation": root / "evaluation",
-    }
+    paths = {**_paths(root, "segmenter"), "instances": root / "instances", "label_maps": root / "label-maps"}
     n_images = 40 if quick else 120
     echo(f"[1/5] making {n_images} synthetic images with exact masks; label maps out, a semantic store in")
     make_shapes_dataset(
@@ -173,11 +132,7 @@ def run_segmentation_demo(
     split_store(paths["store"], ratios={"train": 0.7, "val": 0.15, "test": 0.15}, seed=0)
 
     echo("[3/5] augmenting the train split: 2 copies per image, the class regions moved with the pixels")
-    paths["pipeline"].write_text(PIPELINE.replace("copies: 4", "copies: 2"))
-    aug = augment(
-        paths["store"], load_pipeline(paths["pipeline"]), paths["train_store"], split="train", workers=2
-    )
-    _merge_originals(paths["store"], paths["train_store"])
+    aug = _augment_train(paths, PIPELINE.replace("copies: 4", "copies: 2"))
     echo(f"      {aug.images} augmented images in {paths['train_store']}")
 
     epochs = 1 if quick else 8
@@ -205,17 +160,63 @@ def run_segmentation_demo(
     )
 
     echo("[5/5] predicting on the test split (full size) and evaluating")
-    predict([paths["run"]], paths["store"], out=paths["predictions"], split="test")
-    rep = evaluate(paths["predictions"], store=paths["store"], split="test", out=paths["evaluation"])
-    sem = rep["semantic"]
+    sem = _predict_and_evaluate(paths)["semantic"]
     echo(f"      test mIoU {sem['mIoU']:.3f}, pixel accuracy {sem['pixel_accuracy']:.3f}")
     if quick:
         echo("      (--quick trains one epoch to check the loop runs: expect background everywhere)")
+    _where(paths, t0, echo)
+    return paths
+
+
+def _empty(directory: str | Path) -> Path:
+    root = Path(directory)
+    if root.exists() and any(root.iterdir()):
+        raise UsageError(
+            f"{root}: exists and is not empty", hint="run the demo in a new directory: dataforge demo DIR"
+        )
+    return root
+
+
+def _paths(root: Path, model: str) -> dict[str, Path]:
+    return {
+        "source": root / "source",
+        "store": root / "store",
+        "train_store": root / "train-aug",
+        "pipeline": root / "pipeline.yaml",
+        "run": root / "runs" / model,
+        "predictions": root / "runs" / model / "predictions-test.json",
+        "evaluation": root / "evaluation",
+    }
+
+
+def _augment_train(paths: dict[str, Path], pipeline: str) -> Any:
+    """Augment the train split into the train store, then add the original images (all splits,
+    keeping them) to it: training sees originals and copies, validation the original val split."""
+    from dataforge.augment import load_pipeline
+    from dataforge.augment.job import augment
+
+    paths["pipeline"].write_text(pipeline)
+    aug = augment(
+        paths["store"], load_pipeline(paths["pipeline"]), paths["train_store"], split="train", workers=2
+    )
+    _merge_originals(paths["store"], paths["train_store"])
+    return aug
+
+
+def _predict_and_evaluate(paths: dict[str, Path]) -> dict[str, Any]:
+    """The run's predictions for the test split, evaluated (report.json and report.html)."""
+    from dataforge.evaluation.run import evaluate
+    from dataforge.training.run import predict
+
+    predict([paths["run"]], paths["store"], out=paths["predictions"], split="test")
+    return evaluate(paths["predictions"], store=paths["store"], split="test", out=paths["evaluation"])
+
+
+def _where(paths: dict[str, Path], t0: float, echo: Callable[[str], None]) -> None:
     echo(f"\ndone in {time.perf_counter() - t0:.0f} s. Where everything went:")
     for name, p in paths.items():
         echo(f"  {name:12s} {p}")
     echo(f"  {'report':12s} {paths['evaluation'] / 'report.html'}")
-    return paths
 
 
 def _merge_originals(store: Path, aug_store: Path) -> None:

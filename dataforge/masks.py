@@ -377,6 +377,11 @@ def paint_label_map(
     return out, overlap
 
 
+def area(segmentation: Any, height: int, width: int) -> int:
+    """The pixel count of a COCO segmentation (pycocotools' ``area``; parts of a polygon merged)."""
+    return int(_mask_api().area(to_rle(segmentation, height, width)))
+
+
 def rle_bbox(rle: dict[str, Any]) -> list[float]:
     """The xywh box of an RLE's pixels (pycocotools' ``toBbox``)."""
     h, w = rle["size"]

@@ -393,6 +393,8 @@ def test_semantic_evaluation_of_a_store_end_to_end(tmp_path: Path, cli) -> None:
     report = json.loads((tmp_path / "m" / "report.json").read_text())
     assert report["segmentation"]["coco_stats"][0] == 1.0 and report["detection"]["coco_stats"][0] == 1.0
     assert "<h2>Masks (COCO segm)</h2>" in (tmp_path / "m" / "report.html").read_text()
+    # each section's PR curves beside the page, neither written over the other
+    assert (tmp_path / "m" / "pr_curves.png").is_file() and (tmp_path / "m" / "pr_curves_segm.png").is_file()
 
 
 @pytest.mark.parametrize(
@@ -440,7 +442,7 @@ def test_bad_semantic_predictions_name_the_entry(tmp_path: Path) -> None:
     gt_path = _write(tmp_path, "gt.json", gt)
     unknown = copy.deepcopy(preds)
     unknown[3]["category_id"] = 99
-    with pytest.raises(DataError, match=r"sem.json: prediction 3: category_id 99 is not a class"):
+    with pytest.raises(DataError, match=r"sem.json: prediction 3: category_id 99 is not in the ground truth"):
         evaluate(_write(tmp_path, "sem.json", unknown), gt_file=gt_path)
     twice = [*preds, copy.deepcopy(preds[0])]
     with pytest.raises(DataError, match=rf"sem.json: prediction {len(preds)}: a second region"):

@@ -79,3 +79,29 @@ def test_segmentation_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     report = json.loads((paths["evaluation"] / "report.json").read_text())
     assert report["task"] == "semantic" and report["semantic"]["mIoU"] is not None
     assert any(line.startswith("      test mIoU") for line in lines)
+
+
+def test_the_training_targets_move_with_the_pixels(tmp_path: Path) -> None:
+    """A flip in the DataLoader's pipeline flips the class map with the image: the target of the
+    flipped sample is the unflipped target mirrored, pixel for pixel (void included)."""
+    import numpy as np
+
+    from dataforge.store import Store
+    from dataforge.training.data import IGNORE, StoreDataset, category_table, samples
+
+    make_shapes_dataset(tmp_path / "src", n_images=4, size_wh=(48, 40), max_objects=3, seed=2, masks=True)
+    import_dataset(source=tmp_path / "src" / "instances.json", store=tmp_path / "i")
+    export_dataset(tmp_path / "i", format="masks", out=tmp_path / "maps")
+    import_dataset(source=tmp_path / "maps", store=tmp_path / "s")
+    store = Store.open(tmp_path / "s")
+    items = samples(store, "segmentation", None, category_table(store))
+    flip = {"seed": 0, "steps": [{"type": "hflip", "p": 1}]}
+    plain, flipped = StoreDataset(items, "segmentation"), StoreDataset(items, "segmentation", pipeline=flip)
+    objects = 0
+    for i in range(len(items)):
+        (img, t), (fimg, ft) = plain[i], flipped[i]
+        assert t["mask"].shape == (40, 48) and (t["mask"] != IGNORE).any()
+        objects += int(((t["mask"] > 0) & (t["mask"] != IGNORE)).sum())
+        assert np.array_equal(ft["mask"].numpy(), t["mask"].numpy()[:, ::-1])
+        assert np.allclose(fimg.numpy(), img.numpy()[:, :, ::-1])
+    assert objects > 0  # the maps hold objects, not background alone

@@ -159,14 +159,17 @@ def transform_masks(ops: list[Op], masks: np.ndarray, size_wh: tuple[int, int]) 
 
 
 def transform_masks_boxed(
-    ops: list[Op], masks: np.ndarray, size_wh: tuple[int, int], boxes: np.ndarray
+    ops: list[Op], masks: np.ndarray, size_wh: tuple[int, int], boxes: np.ndarray | None = None
 ) -> tuple[np.ndarray, list[tuple[float, float, float, float] | None]]:
     """:func:`transform_masks` for masks whose pixels lie in ``boxes`` (``(N, 4)`` int xyxy, end
-    exclusive), and each moved mask's tight box (None once it left the image). When every op's box
+    exclusive; None: the whole image), and each moved mask's tight box (None once it left the
+    image). When every op's box
     map encloses its mask map (:attr:`OpKind.boxes_enclose_masks`), each mask is packed, unpacked
     and measured within its box alone: the same masks, without N passes over the whole image."""
     n = len(masks)
     moving = [OPS[o["op"]] for o in ops if OPS[o["op"]].masks is not None]
+    if boxes is None:
+        boxes = np.tile(np.array([0, 0, size_wh[0], size_wh[1]], np.int64), (n, 1))
     boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
     if not n or not all(k.boxes_enclose_masks for k in moving):
         out = transform_masks(ops, masks, size_wh)

@@ -20,13 +20,11 @@ from dataforge.augment.ops import (
     image_rng,
     transform_boxes,
     transform_keypoints,
-    transform_masks,
     transform_masks_boxed,
 )
 from dataforge.augment.pipeline import Pipeline
 from dataforge.boxes import FloatArray
 from dataforge.errors import ImageError
-from dataforge.masks import bbox_xyxy as mask_bbox
 
 Backend = Literal["opencv", "torchvision"]
 
@@ -137,11 +135,7 @@ def augment_sample(
     boxes, vis, size = transform_boxes(ops, boxes_xyxy, size_wh)
     out_masks = None
     if masks is not None:
-        if mask_boxes is None:
-            out_masks = transform_masks(ops, masks, size_wh)
-            tights = [mask_bbox(m) for m in out_masks]
-        else:
-            out_masks, tights = transform_masks_boxed(ops, masks, size_wh, mask_boxes)
+        out_masks, tights = transform_masks_boxed(ops, masks, size_wh, mask_boxes)
         with_mask = np.ones(len(out_masks), bool) if has_mask is None else np.asarray(has_mask, bool)
         for i in np.flatnonzero(with_mask):
             tight = tights[i]

@@ -41,22 +41,28 @@ def _save(fig: Any, out: Path, name: str) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _ap_bars(per_class: list[dict[str, Any]], out: Path) -> str:
+def _class_bars(values: list[tuple[str, float]], out: Path, name: str, xlabel: str, title: str) -> str:
+    """A horizontal bar per class, best at the top (at most MAX_CLASSES_IN_PLOTS of the best)."""
     plt = _plt()
-    rows = sorted((c for c in per_class if c["AP"] > -1), key=lambda c: c["AP"])[-MAX_CLASSES_IN_PLOTS:]
+    rows = sorted(values, key=lambda r: r[1])[-MAX_CLASSES_IN_PLOTS:]
     fig, ax = plt.subplots(figsize=(7, 0.3 * max(len(rows), 3) + 1))
-    ax.barh([c["name"] for c in rows], [c["AP"] for c in rows], color="#4878cf")
+    ax.barh([r[0] for r in rows], [r[1] for r in rows], color="#4878cf")
     ax.set_xlim(0, 1)
-    ax.set_xlabel("AP@[.5:.95]")
-    ax.set_title("AP per class")
-    return _save(fig, out, "ap_per_class.png")
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    return _save(fig, out, name)
 
 
-def _pr_curves(curves: dict[str, dict[str, list[float]]], out: Path) -> str:
+def _ap_bars(per_class: list[dict[str, Any]], out: Path) -> str:
+    values = [(c["name"], c["AP"]) for c in per_class if c["AP"] > -1]
+    return _class_bars(values, out, "ap_per_class.png", "AP@[.5:.95]", "AP per class")
+
+
+def _pr_curves(curves: dict[str, dict[str, list[float]]], out: Path, name: str = "pr_curves.png") -> str:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 5))
-    for name, c in list(curves.items())[:10]:
-        ax.plot(c["recall"], c["precision_iou50"], label=name)
+    for label, c in list(curves.items())[:10]:
+        ax.plot(c["recall"], c["precision_iou50"], label=label)
     ax.set_xlabel("recall")
     ax.set_ylabel("precision (IoU 0.5)")
     ax.set_xlim(0, 1)
@@ -64,7 +70,7 @@ def _pr_curves(curves: dict[str, dict[str, list[float]]], out: Path) -> str:
     ax.set_title("PR curves at IoU 0.5 (COCO 101-point)")
     if curves:
         ax.legend(fontsize=7, loc="lower left")
-    return _save(fig, out, "pr_curves.png")
+    return _save(fig, out, name)
 
 
 def _heatmap(matrix: list[list[float]], labels: list[str], out: Path, name: str, title: str) -> str:
@@ -145,7 +151,7 @@ def _thumbnail(
 
 
 def _label_thumbnails(
-    images_dir: Path, img: dict[str, Any], truth: list[dict[str, Any]], preds: list[dict[str, Any]], n: int
+    images_dir: Path, img: dict[str, Any], truth: list[dict[str, Any]], preds: list[dict[str, Any]]
 ) -> str | None:
     """The image, its true class map and the predicted one, side by side (classes in VOC colours)."""
     import numpy as np
@@ -321,8 +327,7 @@ def _coco_section(title: str, r: dict[str, Any], names: tuple[str, ...], out: Pa
         ),
     ]
     if r["pr_curves"]:
-        src = _pr_curves(r["pr_curves"], out)
-        (out / "pr_curves.png").rename(out / f"pr_curves_{tag}.png")
+        src = _pr_curves(r["pr_curves"], out, f"pr_curves_{tag}.png")
         parts.append(f"<img class='plot' alt='PR curves {tag}' src='{src}'>")
     parts.append(_table([[k, v] for k, v in r["conventions"].items()], ["", ""]))
     return "".join(parts)
@@ -358,7 +363,6 @@ def _semantic_section(
     predictions: list[dict[str, Any]] | None,
     images_dir: Path | None,
 ) -> str:
-    plt = _plt()
     parts = [
         "<h2>Semantic segmentation</h2>"
         + _table(
@@ -385,13 +389,9 @@ def _semantic_section(
             ["class", "IoU", "accuracy", "pixels"],
         ),
     ]
-    rows = [c for c in r["per_class"] if c["IoU"] is not None][-MAX_CLASSES_IN_PLOTS:]
-    fig, ax = plt.subplots(figsize=(7, 0.3 * max(len(rows), 3) + 1))
-    ax.barh([c["name"] for c in rows], [c["IoU"] for c in rows], color="#4878cf")
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("IoU")
-    ax.set_title("IoU per class")
-    parts.append(f"<img class='plot' alt='IoU per class' src='{_save(fig, out, 'iou_per_class.png')}'>")
+    values = [(c["name"], c["IoU"]) for c in r["per_class"] if c["IoU"] is not None]
+    bars = _class_bars(values, out, "iou_per_class.png", "IoU", "IoU per class")
+    parts.append(f"<img class='plot' alt='IoU per class' src='{bars}'>")
     cm = r["confusion"]
     matrix = [[v / max(1, sum(row)) for v in row] for row in cm["matrix"]]
     labels = cm["labels"]
@@ -424,15 +424,20 @@ def _semantic_section(
                 for p in predictions or []
                 if p["image_id"] == w["image_id"]
             ]
-            src = _label_thumbnails(images_dir, by_id[w["image_id"]], truth, preds, len(index))
+            src = _label_thumbnails(images_dir, by_id[w["image_id"]], truth, preds)
             if src:
-                thumbs.append(
-                    f"<figure><img alt='image {w['image_id']}' src='{src}'><figcaption>"
-                    f"{html.escape(str(w['file_name']))}: pixel accuracy {w['pixel_accuracy']:.3f}</figcaption></figure>"
-                )
+                thumbs.append(_figure(w, src, f"pixel accuracy {w['pixel_accuracy']:.3f}"))
         if thumbs:
             parts.append("<div class='thumbs'>" + "".join(thumbs) + "</div>")
     return "".join(parts)
+
+
+def _figure(row: dict[str, Any], src: str, caption: str) -> str:
+    """One worst image's thumbnail (``row``: its ``image_id`` and ``file_name``) with a caption."""
+    return (
+        f"<figure><img alt='image {row['image_id']}' src='{src}'><figcaption>"
+        f"{html.escape(str(row['file_name']))}: {html.escape(caption)}</figcaption></figure>"
+    )
 
 
 def _worst(
@@ -464,10 +469,7 @@ def _worst(
         p = [q for q in predictions or [] if q["image_id"] == w["image_id"]]
         src = _thumbnail(images_dir, img, g, p)
         if src:
-            thumbs.append(
-                f"<figure><img alt='image {w['image_id']}' src='{src}'><figcaption>{html.escape(str(img.get('file_name')))}"
-                f": {w['false_positives']} FP, {w['missed']} missed</figcaption></figure>"
-            )
+            thumbs.append(_figure(w, src, f"{w['false_positives']} FP, {w['missed']} missed"))
     if thumbs:
         out.append("<div class='thumbs'>" + "".join(thumbs) + "</div>")
     return "".join(out)

@@ -122,21 +122,7 @@ def check_detections(
     out = []
     for i, p in enumerate(preds):
         where = f"{source}: prediction {i}"
-        if not isinstance(p, dict):
-            raise DataError(f"{where} is not an object", source=source)
-        if p.get("image_id") not in image_ids:
-            raise DataError(
-                f"{where}: image_id {p.get('image_id')!r} is not in the ground truth",
-                source=source,
-                hint="predictions must use the store's image ids (see `dataforge info`)",
-            )
-        if p.get("category_id") not in cat_ids:
-            raise DataError(
-                f"{where}: category_id {p.get('category_id')!r} is not in the ground truth "
-                f"(ids {sorted(cat_ids)})",
-                source=source,
-            )
-        if p["image_id"] not in selected:
+        if _known(p, where, source, image_ids, cat_ids) not in selected:
             continue  # another split's: set aside
         score = p.get("score")
         if not _num(score) or score < 0:  # type: ignore[operator]
@@ -189,6 +175,26 @@ def _rles_fine(preds: list[Any], sizes: dict[Any, tuple[Any, Any]]) -> bool:
     return bool((totals == areas).all())
 
 
+def _known(p: Any, where: str, source: str, image_ids: set[int], cat_ids: set[int]) -> Any:
+    """A prediction's image id, once it is an object of a known image and category (else a
+    one-line error naming it)."""
+    if not isinstance(p, dict):
+        raise DataError(f"{where} is not an object", source=source)
+    if p.get("image_id") not in image_ids:
+        raise DataError(
+            f"{where}: image_id {p.get('image_id')!r} is not in the ground truth",
+            source=source,
+            hint="predictions must use the store's image ids (see `dataforge info`)",
+        )
+    if p.get("category_id") not in cat_ids:
+        raise DataError(
+            f"{where}: category_id {p.get('category_id')!r} is not in the ground truth "
+            f"(ids {sorted(cat_ids)})",
+            source=source,
+        )
+    return p["image_id"]
+
+
 def _checked_mask(seg: Any, size: tuple[Any, Any] | None, where: str, source: str) -> dict[str, Any]:
     """A prediction's mask as a compressed RLE (``counts`` a str), or a one-line error."""
     from dataforge.masks import has_mask, segmentation_problem, to_rle
@@ -239,20 +245,8 @@ def check_semantic(
     out = []
     for i, p in enumerate(preds):
         where = f"{source}: prediction {i}"
-        if p.get("image_id") not in image_ids:
-            raise DataError(
-                f"{where}: image_id {p.get('image_id')!r} is not in the ground truth",
-                source=source,
-                hint="predictions must use the store's image ids (see `dataforge info`)",
-            )
-        if p.get("category_id") not in cat_ids:
-            raise DataError(
-                f"{where}: category_id {p.get('category_id')!r} is not a class of the ground truth "
-                f"(ids {sorted(cat_ids)})",
-                source=source,
-            )
-        if p["image_id"] not in selected:
-            continue
+        if _known(p, where, source, image_ids, cat_ids) not in selected:
+            continue  # another split's: set aside
         key = (p["image_id"], p["category_id"])
         if key in seen:
             raise DataError(

@@ -45,6 +45,19 @@ def _class_maps(
     return out
 
 
+def class_scores(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per class of a pixel confusion matrix ``(K, K)`` or ``(K, K + 1)`` (rows truth, columns
+    prediction, an optional last column of pixels predicted as nothing): IoU and accuracy, NaN for
+    a class in neither the truth nor the predictions (IoU) or not in the truth (accuracy)."""
+    n = matrix.shape[0]
+    tp = np.diag(matrix[:, :n]).astype(np.float64)
+    rows = matrix.sum(axis=1).astype(np.float64)
+    union = rows + matrix[:, :n].sum(axis=0) - tp
+    iou = np.where(union > 0, tp / np.where(union > 0, union, 1), np.nan)
+    acc = np.where(rows > 0, tp / np.where(rows > 0, rows, 1), np.nan)
+    return iou, acc
+
+
 def evaluate_semantic(gt: dict[str, Any], predictions: list[dict[str, Any]]) -> dict[str, Any]:
     """mIoU, per-class IoU and accuracy, pixel accuracy, frequency-weighted IoU and the pixel
     confusion matrix of ``predictions`` (checked COCO-Stuff results) on ``gt``'s semantic regions."""
@@ -82,13 +95,11 @@ def evaluate_semantic(gt: dict[str, Any], predictions: list[dict[str, Any]]) -> 
                 "pixel_accuracy": float(np.trace(pair[:, :n]) / counted_here) if counted_here else None,
             }
         )
+    iou, acc = class_scores(matrix)
     tp = np.diag(matrix[:, :n]).astype(np.float64)
     rows = matrix.sum(axis=1).astype(np.float64)
     cols = matrix[:, :n].sum(axis=0).astype(np.float64)
-    union = rows + cols - tp
-    present = union > 0
-    iou = np.where(present, tp / np.where(present, union, 1), np.nan)
-    acc = np.where(rows > 0, tp / np.where(rows > 0, rows, 1), np.nan)
+    present = ~np.isnan(iou)
     total = float(rows.sum())
     freq = rows / total if total else np.zeros(n)
     worst = sorted(

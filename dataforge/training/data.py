@@ -138,6 +138,7 @@ class StoreDataset:
         boxes: np.ndarray = np.asarray(s.boxes_xyxy, dtype=np.float64).reshape(-1, 4)
         labels = np.asarray(s.labels, dtype=np.int64)
         label_kwargs: dict[str, Any] = {}
+        masks = None
         if self.task == "segmentation":
             from dataforge.masks import decode_all_boxed
 
@@ -163,13 +164,12 @@ class StoreDataset:
             img = aug.image
             if self.task == "detection":
                 boxes, labels = aug.kept_boxes, labels[aug.keep]
-            if self.task == "segmentation":
-                label_kwargs["masks"] = aug.masks
+            masks = aug.masks  # the regions moved with the pixels (None without regions)
         target_map = None
-        if self.task == "segmentation":
+        if masks is not None:
             # one class per pixel: regions painted in order, void elsewhere (masks: nearest neighbour)
             target_map = np.full(img.shape[:2], IGNORE, dtype=np.uint8)
-            for m, k in zip(label_kwargs["masks"], labels.tolist(), strict=True):
+            for m, k in zip(masks, labels.tolist(), strict=True):
                 target_map[m] = k
             if self.resize_to is not None:
                 target_map = cv2.resize(

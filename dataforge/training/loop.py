@@ -248,12 +248,12 @@ class TorchTrainer(Trainer):
         import torch
 
         if self.task == "segmentation":  # by pixels: each region's area
-            from dataforge.masks import _mask_api, to_rle
+            from dataforge.masks import area
 
             counts: np.ndarray = np.zeros(k, dtype=np.float64)
             for s in items:
                 for seg, lab in s.regions:
-                    counts[lab] += float(_mask_api().area(to_rle(seg, s.height, s.width)))
+                    counts[lab] += area(seg, s.height, s.width)
         else:
             counts = np.bincount([lab for s in items for lab in s.labels], minlength=k).astype(np.float64)
         w = np.where(counts > 0, counts.sum() / (k * np.maximum(counts, 1)), 0.0)
@@ -477,22 +477,29 @@ class TorchTrainer(Trainer):
                 drawn = draw_bounding_boxes(drawn, out["boxes"][keep].cpu(), labels=names, colors="red")
             writer.add_image(f"val/predictions/{i}", drawn, epoch)
 
-    def predict(
-        self, checkpoint: dict[str, Any], images: list[Any], *, device: str = "auto", batch_size: int = 8
-    ) -> list[dict[str, Any]]:
-        import torch
-
+    def prediction_inputs(
+        self, checkpoint: dict[str, Any], images: list[Any], device: str
+    ) -> tuple[Any, str, list[Any], StoreDataset]:
+        """What :meth:`predict` runs on: the checkpoint's model in eval mode on its device, the
+        images as samples, and a dataset of them resized as the model was trained."""
         from dataforge.training.data import Sample
 
         config = self.config.model_validate(checkpoint["config"])
         self.run_config = config
         dev = resolve_device(device)
-        categories = checkpoint["categories"]
-        model = self.build_model(config, len(categories))
+        model = self.build_model(config, len(checkpoint["categories"]))
         model.load_state_dict(checkpoint["model"])
         model.to(dev).eval()
         items = [Sample(r.id, str(r.path), r.file_name, r.width, r.height, (), (0,)) for r in images]
-        ds = StoreDataset(items, "classification", resize_to=self.input_size(config))
+        return model, dev, items, StoreDataset(items, "classification", resize_to=self.input_size(config))
+
+    def predict(
+        self, checkpoint: dict[str, Any], images: list[Any], *, device: str = "auto", batch_size: int = 8
+    ) -> list[dict[str, Any]]:
+        import torch
+
+        model, dev, _items, ds = self.prediction_inputs(checkpoint, images, device)
+        categories = checkpoint["categories"]
         out: list[dict[str, Any]] = []
         with torch.no_grad():
             for start in range(0, len(ds), batch_size):

@@ -60,14 +60,15 @@ def confusion(pred: Any, target: Any, k: int) -> np.ndarray:
 
 
 def miou(matrix: np.ndarray) -> tuple[float, float]:
-    """Mean IoU over the classes present in truth or prediction, and pixel accuracy."""
-    tp = np.diag(matrix).astype(np.float64)
-    union = matrix.sum(0) + matrix.sum(1) - tp
-    present = union > 0
+    """Mean IoU over the classes present in truth or prediction (as ``dataforge evaluate``), and
+    pixel accuracy."""
+    from dataforge.evaluation.semantic import class_scores
+
+    iou, _ = class_scores(matrix)
     total = matrix.sum()
     return (
-        float((tp[present] / union[present]).mean()) if present.any() else 0.0,
-        float(tp.sum() / total) if total else 0.0,
+        float(np.nanmean(iou)) if not np.isnan(iou).all() else 0.0,
+        float(np.trace(matrix) / total) if total else 0.0,
     )
 
 
@@ -132,18 +133,9 @@ class TorchvisionSegmenter(TorchTrainer):
         import torch.nn.functional as F
 
         from dataforge.masks import encode_all
-        from dataforge.training.data import Sample, StoreDataset
-        from dataforge.training.loop import resolve_device
 
-        config = self.config.model_validate(checkpoint["config"])
-        self.run_config = config
-        dev = resolve_device(device)
+        model, dev, items, ds = self.prediction_inputs(checkpoint, images, device)
         categories = checkpoint["categories"]
-        model = self.build_model(config, len(categories))
-        model.load_state_dict(checkpoint["model"])
-        model.to(dev).eval()
-        items = [Sample(r.id, str(r.path), r.file_name, r.width, r.height, (), (0,)) for r in images]
-        ds = StoreDataset(items, "classification", resize_to=self.input_size(config))
         out: list[dict[str, Any]] = []
         with torch.no_grad():
             for start in range(0, len(ds), batch_size):
