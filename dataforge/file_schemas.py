@@ -116,6 +116,18 @@ class SemanticPrediction(BaseModel):
     segmentation: dict[str, Any] = Field(description="an RLE {size: [h, w], counts} of the image's size")
 
 
+class RegressionPrediction(BaseModel):
+    """One image's points (point regression: COCO keypoint results without a score)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    image_id: int
+    category_id: int
+    keypoints: list[float] = Field(
+        description="[x, y, v] per point of the category, in its order; absolute pixels (v is not used)"
+    )
+
+
 class ClassificationPrediction(BaseModel):
     """One image's class: either ``category_id`` (+ optional ``score``) or ``scores`` for every class."""
 
@@ -141,6 +153,10 @@ class SemanticPredictions(RootModel[list[SemanticPrediction]]):
     """A predictions file for semantic segmentation: a JSON list, one region per class and image."""
 
 
+class RegressionPredictions(RootModel[list[RegressionPrediction]]):
+    """A predictions file for point regression: a JSON list, one entry per image and category."""
+
+
 #: schema file name -> model
 SCHEMAS: dict[str, type[BaseModel]] = {
     "store-image.schema.json": StoreImage,
@@ -149,5 +165,6 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "predictions-detection.schema.json": DetectionPredictions,
     "predictions-classification.schema.json": ClassificationPredictions,
     "predictions-semantic.schema.json": SemanticPredictions,
+    "predictions-regression.schema.json": RegressionPredictions,
     "pipeline.schema.json": Pipeline,
 }

@@ -26,7 +26,12 @@ def render_all() -> dict[str, str]:
 
 
 #: first-party trainer plugins whose config schemas ship in schemas/ (plugins/ in this repository)
-FIRST_PARTY_TRAINERS = ("torchvision-classifier", "torchvision-detector", "torchvision-segmenter")
+FIRST_PARTY_TRAINERS = (
+    "torchvision-classifier",
+    "torchvision-detector",
+    "torchvision-segmenter",
+    "torchvision-regressor",
+)
 
 
 def trainer_schemas() -> dict[str, Any]:

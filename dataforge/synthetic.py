@@ -179,3 +179,100 @@ def make_digits_folders(
         Image.fromarray(pixels, mode="L").save(folder / f"{i:04d}.png")
         counts[split] = counts.get(split, 0) + 1
     return counts
+
+
+#: the points of the faces :func:`make_faces_dataset` draws (COCO's names: the subject's left eye
+#: is on the image's right), and the skeleton joining them (1-based, as COCO)
+FACE_KEYPOINTS = ["left_eye", "right_eye", "nose"]
+FACE_SKELETON = [[1, 2], [1, 3], [2, 3]]
+
+
+def make_faces_dataset(
+    out: Path,
+    *,
+    n_images: int = 120,
+    size_wh: tuple[int, int] = (96, 96),
+    seed: int = 0,
+) -> dict[str, Any]:
+    """ "Where's my nose": one face-like drawing per image (a skin-toned oval, two eyes, a nose, a
+    mouth) on a textured background, with its :data:`FACE_KEYPOINTS` as a COCO keypoint annotation
+    of category ``face`` (every point visible, ``v = 2``). Faces vary in place, size, skin tone and
+    where the nose sits (a turned head moves it sideways), so no fixed guess is right.
+    Writes ``<out>/instances.json`` and ``<out>/images/``; same arguments, same bytes."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    w, h = size_wh
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
+    for i in range(n_images):
+        base = rng.integers(40, 220, size=3)
+        noise = rng.integers(-30, 30, size=(h // 4 + 1, w // 4 + 1, 1))
+        bg = np.clip(base[None, None, :] + noise, 0, 255).astype(np.uint8)
+        img = Image.fromarray(bg).resize((w, h), Image.Resampling.NEAREST)
+        draw = ImageDraw.Draw(img)
+        rx = float(rng.uniform(0.16, 0.3) * w)
+        ry = rx * float(rng.uniform(1.15, 1.35))
+        cx = float(rng.uniform(rx + 1, w - rx - 1))
+        cy = float(rng.uniform(ry + 1, h - ry - 1))
+        turn = float(rng.uniform(-0.3, 0.3))  # the head turned: features shift sideways
+        skin = rng.integers(150, 240) * np.array([1.0, 0.78, 0.62]) + rng.integers(-15, 15, 3)
+        draw.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=tuple(int(c) for c in np.clip(skin, 0, 255)))
+        eye_y = cy - 0.28 * ry
+        eye_r = max(1.5, 0.13 * rx)
+        left = (cx + (0.42 + 0.1 * turn) * rx + turn * rx * 0.3, eye_y)  # the subject's left: image right
+        right = (cx - (0.42 - 0.1 * turn) * rx + turn * rx * 0.3, eye_y)
+        for ex, ey in (left, right):
+            draw.ellipse([ex - eye_r, ey - eye_r, ex + eye_r, ey + eye_r], fill=(30, 30, 40))
+        nose = (cx + turn * rx * 0.6, cy + 0.08 * ry)
+        nw, nh = 0.14 * rx, 0.3 * ry
+        draw.polygon(
+            [(nose[0], nose[1] - nh), (nose[0] - nw, nose[1]), (nose[0] + nw, nose[1])],
+            fill=tuple(int(c) for c in np.clip(skin * 0.7, 0, 255)),
+        )
+        mouth_y = cy + 0.5 * ry
+        draw.line(
+            [(nose[0] - 0.35 * rx, mouth_y), (nose[0] + 0.35 * rx, mouth_y)],
+            fill=(150, 40, 50),
+            width=max(1, round(0.08 * rx)),
+        )
+        name = f"{i:06d}.jpg"
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=90)
+        (out / "images" / name).write_bytes(buf.getvalue())
+        images.append({"id": i + 1, "file_name": name, "width": w, "height": h})
+        points = [left, right, nose]
+        x0, y0 = max(0.0, cx - rx), max(0.0, cy - ry)
+        box = [x0, y0, min(float(w), cx + rx) - x0, min(float(h), cy + ry) - y0]
+        anns.append(
+            {
+                "id": i + 1,
+                "image_id": i + 1,
+                "category_id": 1,
+                "bbox": [round(v, 3) for v in box],
+                "area": round(float(np.pi * rx * ry), 3),
+                "iscrowd": 0,
+                "segmentation": [],
+                "keypoints": [v for x, y in points for v in (round(x, 3), round(y, 3), 2)],
+                "num_keypoints": len(points),
+            }
+        )
+    coco = {
+        "info": {"description": f"dataforge synthetic faces, seed {seed}"},
+        "licenses": [],
+        "images": images,
+        "annotations": anns,
+        "categories": [
+            {
+                "id": 1,
+                "name": "face",
+                "supercategory": "face",
+                "keypoints": list(FACE_KEYPOINTS),
+                "skeleton": [list(e) for e in FACE_SKELETON],
+            }
+        ],
+    }
+    write_json(out / "instances.json", coco)
+    return coco

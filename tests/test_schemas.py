@@ -50,3 +50,7 @@ def test_prediction_files_validate_against_their_schemas() -> None:
     jsonschema.validate([{"image_id": 1, "category_id": 3, "segmentation": rle}], sem)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate([{"image_id": 1, "category_id": 3}], sem)
+    reg = json.loads((DEFAULT_DIR / "predictions-regression.schema.json").read_text())
+    jsonschema.validate([{"image_id": 1, "category_id": 3, "keypoints": [10.5, 20, 1]}], reg)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate([{"image_id": 1, "category_id": 3}], reg)

@@ -86,6 +86,24 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                 ["class", "IoU", "accuracy", "pixels"],
             )
         )
+    if res.regression is not None:
+        r = res.regression
+        missing = f", {r.missing_predictions} images without a prediction" if r.missing_predictions else ""
+        out(
+            f"points {r.points} on {r.images} images{missing}: mean error {_px(r.mean_error_px)} px, "
+            f"median {_px(r.median_error_px)} px, "
+            + ", ".join(f"PCK@{k} {_f(v)}" for k, v in r.pck.items())
+            + " (PCK: within that fraction of the image's longer side)"
+        )
+        out(
+            table(
+                [
+                    (p.category, p.name, p.points, _px(p.mean_error_px), _px(p.median_error_px), _f(p.pck))
+                    for p in r.per_point
+                ],
+                ["category", "point", "points", "mean px", "median px", "PCK@0.05"],
+            )
+        )
     if res.classification is not None:
         c = res.classification
         out(
@@ -121,9 +139,10 @@ def add_evaluate(add: Commands) -> None:
     sp = add(
         "evaluate",
         cmd_evaluate,
-        "evaluate predictions: COCO box/mask/keypoint mAP (equal to pycocotools), VOC AP50, mIoU, confusion",
+        "evaluate predictions: COCO box/mask/keypoint mAP (equal to pycocotools), VOC AP50, mIoU, point error, confusion",
         "Evaluate detection, instance segmentation or keypoint predictions (COCO results JSON), "
-        "semantic segmentation (COCO-Stuff results: per-class RLE regions, no score) or classification "
+        "semantic segmentation (COCO-Stuff results: per-class RLE regions, no score), point regression "
+        "(keypoint results without a score, one per image: pixel error and PCK) or classification "
         "predictions against a store or, with --gt, a plain COCO file. Writes OUT/report.json with "
         "every number.",
     )

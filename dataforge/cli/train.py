@@ -19,7 +19,10 @@ def cmd_trainers(a: argparse.Namespace) -> int:
         out("no trainer plugins installed (./setup.sh installs the first-party ones from plugins/)")
         return 0
     for r in rows:
-        out(f"{r['name']}  [{r['task']}]  from {r['distribution']}; best checkpoint by val {r['metric']}")
+        which = "lowest" if r.get("metric_mode") == "min" else "highest"
+        out(
+            f"{r['name']}  [{r['task']}]  from {r['distribution']}; best checkpoint: {which} val {r['metric']}"
+        )
         out(f"  models: {', '.join(r['models'])}")
         opts = ", ".join(f"{k}={v.get('default')!r}" for k, v in r["options"].items() if "default" in v)
         out(f"  options (--set KEY=VALUE): {opts}\n")
@@ -150,7 +153,8 @@ def add_demo(add: Commands) -> None:
     sp.add_argument("--quick", action="store_true", help="a shorter training (for a smoke test)")
     sp.add_argument(
         "--task",
-        choices=["detection", "segmentation"],
+        choices=["detection", "segmentation", "keypoints"],
         default="detection",
-        help="the loop for boxes (a detector, mAP) or semantic segmentation (a segmenter, mIoU)",
+        help="the loop for boxes (a detector, mAP), semantic segmentation (a segmenter, mIoU) or "
+        'keypoints ("where\'s my nose": a point regressor, pixel error and PCK)',
     )

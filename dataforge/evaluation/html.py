@@ -135,15 +135,18 @@ def _thumbnail(
                     m = decode(a["segmentation"], h, w)
                     pixels[m] = (0.55 * pixels[m] + 0.45 * np.array(colour)).astype(np.uint8)
         im = Image.fromarray(pixels)
+        k = max(1, round(240 / max(w, h)))  # small images drawn larger, so a point is not a blot
+        if k > 1:
+            im = im.resize((w * k, h * k), Image.Resampling.NEAREST)
         draw = ImageDraw.Draw(im)
         for anns, colour, predicted in ((gt_anns, (0, 200, 0), False), (shown, (230, 30, 30), True)):
             for a in anns:
                 if a.get("bbox") and not a.get("semantic"):
-                    draw.rectangle(xywh_to_xyxy_floats(a["bbox"]), outline=colour, width=2)
+                    draw.rectangle([k * v for v in xywh_to_xyxy_floats(a["bbox"])], outline=colour, width=2)
                 kps = a.get("keypoints") or []
                 for x, y, v in zip(kps[0::3], kps[1::3], kps[2::3], strict=True):
                     if v > 0 or predicted:  # a prediction's third number is a score, not v
-                        draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
+                        draw.ellipse([k * x - 3, k * y - 3, k * x + 3, k * y + 3], fill=colour)
         im.thumbnail((320, 320))
         buf = io.BytesIO()
         im.save(buf, format="JPEG", quality=85)
@@ -290,6 +293,8 @@ def write_html(
             parts.append(_worst_by_misses(gt, predictions, images_dir))
     if "semantic" in report:
         parts.append(_semantic_section(report["semantic"], out, gt, predictions, images_dir))
+    if "regression" in report:
+        parts.append(_regression_section(report["regression"], gt, predictions, images_dir))
     if "classification" in report:
         c = report["classification"]
         parts.append(
@@ -427,6 +432,71 @@ def _semantic_section(
             src = _label_thumbnails(images_dir, by_id[w["image_id"]], truth, preds)
             if src:
                 thumbs.append(_figure(w, src, f"pixel accuracy {w['pixel_accuracy']:.3f}"))
+        if thumbs:
+            parts.append("<div class='thumbs'>" + "".join(thumbs) + "</div>")
+    return "".join(parts)
+
+
+def _regression_section(
+    r: dict[str, Any],
+    gt: dict[str, Any] | None,
+    predictions: list[dict[str, Any]] | None,
+    images_dir: Path | None,
+) -> str:
+    pck = [k for k in r if k.startswith("PCK@")]
+    parts = [
+        "<h2>Point regression</h2><p class='note'>Euclidean error of each labelled point; PCK@a: the "
+        "share of points within a times the image's longer side (a point without a prediction is a "
+        "miss)</p>"
+        + _table(
+            [
+                ["images", r["images"]],
+                ["labelled points", r["points"]],
+                ["images without a prediction", r["missing_predictions"]],
+                ["mean error (px)", r["mean_error_px"]],
+                ["median error (px)", r["median_error_px"]],
+                ["mean error / longer side", r["mean_error_relative"]],
+                *[[k, r[k]] for k in pck],
+            ],
+            ["", "value"],
+        ),
+        _table(
+            [
+                [
+                    p["category"],
+                    p["name"],
+                    p["points"],
+                    p["mean_error_px"],
+                    p["median_error_px"],
+                    *[p[k] for k in pck],
+                ]
+                for p in r["per_point"]
+            ],
+            ["category", "point", "points", "mean px", "median px", *pck],
+        ),
+    ]
+    parts.append(
+        "<h3>Worst images</h3><p class='note'>highest mean error; green: truth, red: prediction</p>"
+        + _table(
+            [[w["image_id"], w["file_name"], w["mean_error_px"]] for w in r["worst_images"]],
+            ["image", "file", "mean error px"],
+        )
+    )
+    if gt is not None and images_dir is not None:
+        by_id = {img["id"]: img for img in gt["images"]}
+        thumbs = []
+        for w in r["worst_images"][:8]:
+            truth = [
+                {"keypoints": a["keypoints"]}
+                for a in gt["annotations"]
+                if a["image_id"] == w["image_id"] and a.get("keypoints")
+            ]
+            guess = [
+                {"keypoints": p["keypoints"]} for p in predictions or [] if p["image_id"] == w["image_id"]
+            ]
+            src = _thumbnail(images_dir, by_id[w["image_id"]], truth, guess)
+            if src:
+                thumbs.append(_figure(w, src, f"mean error {w['mean_error_px']:.2f} px"))
         if thumbs:
             parts.append("<div class='thumbs'>" + "".join(thumbs) + "</div>")
     return "".join(parts)

@@ -18,6 +18,7 @@ from dataforge.evaluation.predictions import (
     is_semantic,
     load_predictions,
 )
+from dataforge.evaluation.regression import is_regression
 from dataforge.jsonio import load_json, write_json
 from dataforge.runtime import paused_gc
 
@@ -184,6 +185,13 @@ def _evaluate(
         names = {c["id"]: c["name"] for c in gt["categories"]}
         report["task"] = "classification"
         report["classification"] = evaluate_classification(truth, preds, names, predictions.name)
+    elif is_regression(preds):
+        from dataforge.evaluation.regression import check_regression, evaluate_regression
+
+        checked = check_regression(preds, gt, predictions.name, store_ids)
+        report["predictions"]["outside_selection"] = len(preds) - len(checked)
+        report["task"] = "regression"
+        report["regression"] = evaluate_regression(gt, checked)
     elif is_semantic(preds):
         from dataforge.evaluation.semantic import evaluate_semantic
 
@@ -227,7 +235,7 @@ def _evaluate(
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "report.json", report)
         images_dir = store / "images" if store is not None else None
-        checked_preds = checked if report["task"] in ("detection", "semantic") else None
+        checked_preds = checked if report["task"] in ("detection", "semantic", "regression") else None
         html_path = write_html(report, out, gt=gt, predictions=checked_preds, images_dir=images_dir)
         report["report_path"] = str(out / "report.json")
         report["html_path"] = str(html_path)
@@ -308,6 +316,54 @@ class SemanticScores:
 
 
 @dataclass
+class PointErrors:
+    name: str
+    category: str
+    points: int
+    mean_error_px: float | None
+    median_error_px: float | None
+    pck: float | None  # at HEADLINE_ALPHA of the image's longer side
+
+
+@dataclass
+class RegressionScores:
+    images: int
+    points: int
+    missing_predictions: int
+    mean_error_px: float | None
+    median_error_px: float | None
+    mean_error_relative: float | None
+    #: PCK by threshold (a fraction of the image's longer side, e.g. "0.05")
+    pck: dict[str, float | None]
+    per_point: list[PointErrors]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RegressionScores:
+        from dataforge.evaluation.regression import HEADLINE_ALPHA
+
+        return cls(
+            d["images"],
+            d["points"],
+            d["missing_predictions"],
+            d["mean_error_px"],
+            d["median_error_px"],
+            d["mean_error_relative"],
+            {k[4:]: v for k, v in d.items() if k.startswith("PCK@")},
+            [
+                PointErrors(
+                    p["name"],
+                    p["category"],
+                    p["points"],
+                    p["mean_error_px"],
+                    p["median_error_px"],
+                    p[f"PCK@{HEADLINE_ALPHA:g}"],
+                )
+                for p in d["per_point"]
+            ],
+        )
+
+
+@dataclass
 class EvaluationResult:
     """What :func:`dataforge.api.evaluate` returns: the scores, typed, and the whole report
     (``report``, the JSON ``report.json`` holds)."""
@@ -330,6 +386,7 @@ class EvaluationResult:
     #: COCO's 10 keypoint numbers (``instances.KEYPOINT_STAT_NAMES`` order) when keypoints were
     keypoint_stats: list[float] | None = None
     semantic: SemanticScores | None = None
+    regression: RegressionScores | None = None
 
     @classmethod
     def from_report(cls, report: dict[str, Any]) -> EvaluationResult:
@@ -389,4 +446,5 @@ class EvaluationResult:
             segm_stats=list(report["segmentation"]["coco_stats"]) if "segmentation" in report else None,
             keypoint_stats=list(report["keypoints"]["coco_stats"]) if "keypoints" in report else None,
             semantic=SemanticScores.from_dict(report["semantic"]) if "semantic" in report else None,
+            regression=RegressionScores.from_dict(report["regression"]) if "regression" in report else None,
         )

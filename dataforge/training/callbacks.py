@@ -42,21 +42,31 @@ class FitProgress:
 
 
 class BestMetric(Callback):
-    """Tracks the best value of ``val_<metric>``; with ``patience`` (early stopping) and validation
-    data, asks the loop to stop after ``patience`` epochs without a better one."""
+    """Tracks the best value of ``val_<metric>`` (the highest, or with ``lower_is_better`` the
+    lowest); with ``patience`` (early stopping) and validation data, asks the loop to stop after
+    ``patience`` epochs without a better one."""
 
-    def __init__(self, progress: FitProgress, metric: str, *, patience: int | None, validates: bool) -> None:
+    def __init__(
+        self,
+        progress: FitProgress,
+        metric: str,
+        *,
+        patience: int | None,
+        validates: bool,
+        lower_is_better: bool = False,
+    ) -> None:
         self.progress, self.key, self.patience, self.validates = (
             progress,
             f"val_{metric}",
             patience,
             validates,
         )
+        self.sign = -1.0 if lower_is_better else 1.0
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         p = self.progress
         value = logs.get(self.key)
-        p.improved = value is not None and (p.best is None or value > p.best)
+        p.improved = value is not None and (p.best is None or self.sign * value > self.sign * p.best)
         if p.improved:
             p.best, p.stale = value, 0
         else:

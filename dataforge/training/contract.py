@@ -5,7 +5,8 @@ A trainer is a class registered in the ``dataforge.trainers`` entry-point group:
     [project.entry-points."dataforge.trainers"]
     my-trainer = "my_package:MyTrainer"
 
-It declares ``name``, ``task`` ("classification", "detection" or "segmentation" (semantic)), ``config`` (a
+It declares ``name``, ``task`` ("classification", "detection", "segmentation" (semantic) or
+"regression" (the points of one instance per image)), ``config`` (a
 :class:`~dataforge.training.config.TrainerConfig` subclass; ``schemas/`` gets a schema from it) and
 ``models`` (architecture names), and implements:
 
@@ -14,8 +15,10 @@ It declares ``name``, ``task`` ("classification", "detection" or "segmentation" 
 - ``predict(checkpoint, images, *, device, batch_size) -> list[dict]``: predictions for store images,
   one dict per detection (COCO results: ``image_id``, ``category_id`` of the *checkpoint's*
   categories, ``bbox`` xywh, ``score``), per image for classification (``image_id``, ``scores``
-  by category name), or per class present in an image for semantic segmentation (COCO-Stuff
-  results: ``image_id``, ``category_id``, ``segmentation`` RLE at the image's size).
+  by category name), per class present in an image for semantic segmentation (COCO-Stuff
+  results: ``image_id``, ``category_id``, ``segmentation`` RLE at the image's size), or per image
+  for point regression (``image_id``, ``category_id``, ``keypoints`` ``[x, y, 1] * K`` in pixels,
+  no ``score``).
 
 Most trainers subclass :class:`dataforge.training.loop.TorchTrainer`, which implements ``fit`` (the
 loop, optimizers, schedules, checkpoints, early stopping, TensorBoard, DDP) and ``predict`` around
@@ -33,7 +36,8 @@ from dataforge.errors import PluginError
 from dataforge.plugins import TRAINERS, available, load
 from dataforge.training.config import TrainerConfig
 
-Task = Literal["classification", "detection", "segmentation"]
+Task = Literal["classification", "detection", "segmentation", "regression"]
+TASKS: tuple[str, ...] = ("classification", "detection", "segmentation", "regression")
 
 
 class Callback:
@@ -77,8 +81,10 @@ class Trainer(ABC):
     task: ClassVar[Task]
     config: ClassVar[type[TrainerConfig]]
     models: ClassVar[tuple[str, ...]] = ()
-    #: validation metric that picks the best checkpoint and drives early stopping (higher is better)
+    #: validation metric that picks the best checkpoint and drives early stopping
     metric: ClassVar[str] = "val_metric"
+    #: whether a higher (``"max"``: accuracy, mAP, mIoU) or lower (``"min"``: an error) metric is better
+    metric_mode: ClassVar[Literal["max", "min"]] = "max"
 
     @abstractmethod
     def fit(self, ctx: FitContext, callbacks: list[Callback]) -> FitResult: ...
@@ -103,11 +109,12 @@ def get_trainer(name: str) -> type[Trainer]:
     else:
         if getattr(obj, "name", None) != name:
             problems.append(f"its name is {getattr(obj, 'name', None)!r}, not the entry point's {name!r}")
-        if getattr(obj, "task", None) not in ("classification", "detection", "segmentation"):
+        if getattr(obj, "task", None) not in TASKS:
             problems.append(
-                "task must be 'classification', 'detection' or 'segmentation', "
-                f"not {getattr(obj, 'task', None)!r}"
+                f"task must be one of {', '.join(repr(t) for t in TASKS)}, not {getattr(obj, 'task', None)!r}"
             )
+        if getattr(obj, "metric_mode", "max") not in ("max", "min"):
+            problems.append(f"metric_mode must be 'max' or 'min', not {obj.metric_mode!r}")
         cfg = getattr(obj, "config", None)
         if not (isinstance(cfg, type) and issubclass(cfg, TrainerConfig)):
             problems.append("config must be a TrainerConfig subclass")
@@ -128,5 +135,6 @@ def describe(name: str) -> dict[str, Any]:
         "distribution": info.distribution,
         "models": list(cls.models),
         "metric": cls.metric,
+        "metric_mode": cls.metric_mode,
         "options": cls.config.model_json_schema().get("properties", {}),
     }

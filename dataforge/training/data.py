@@ -4,7 +4,11 @@ Samples are plain tuples ``(image, target)``: ``image`` is a float32 ``(3, H, W)
 [0, 1]; ``target`` holds ``image_id`` and, for classification, ``label`` (model index), for
 detection ``boxes`` (``(N, 4)`` float32 absolute xyxy) and ``labels`` (model index + 1; 0 is
 torchvision's background), for (semantic) segmentation ``mask``: an ``(H, W)`` int64 map of model
-indices, :data:`IGNORE` where no semantic region is (void). Everything is picklable, so DataLoader workers (fork or spawn) work.
+indices, :data:`IGNORE` where no semantic region is (void), for (point) regression ``points``: the
+``(K, 2)`` float32 ``(x, y)`` of the image's one keypoint instance as fractions of the image's
+width and height (after augmentation, so they follow the pixels), and ``visible`` ``(K,)`` bool:
+which points are labelled (``v > 0``) and still in the image. Everything is picklable, so
+DataLoader workers (fork or spawn) work.
 """
 
 from __future__ import annotations
@@ -34,16 +38,40 @@ class Sample:
     labels: tuple[int, ...]  # model indices (0-based) of the boxes, or the image's class
     #: segmentation: the image's semantic regions, (COCO segmentation, model index)
     regions: tuple[tuple[Any, int], ...] = ()
+    #: regression: the image's one keypoint instance, COCO's flat ``[x, y, v] * K``
+    keypoints: tuple[float, ...] = ()
+    #: regression: the permutation a mirror applies to the points (left and right swap)
+    flip_perm: tuple[int, ...] = ()
 
 
 def category_table(store: Any) -> list[dict[str, Any]]:
-    """The store's categories in model index order (by id)."""
-    return [{"id": c.id, "name": c.name} for c in sorted(store.categories, key=lambda c: c.id)]
+    """The store's categories in model index order (by id), with their point names (and skeleton)
+    where they have keypoints: a keypoint model's outputs follow them."""
+    out = []
+    for c in sorted(store.data["categories"], key=lambda c: c["id"]):
+        entry: dict[str, Any] = {"id": int(c["id"]), "name": c["name"]}
+        if c.get("keypoints"):
+            entry["keypoints"] = list(c["keypoints"])
+            entry["skeleton"] = [list(e) for e in c.get("skeleton") or []]
+        out.append(entry)
+    return out
 
 
-def samples(store: Any, task: str, split: str | None, categories: list[dict[str, Any]]) -> list[Sample]:
+def samples(
+    store: Any,
+    task: str,
+    split: str | None,
+    categories: list[dict[str, Any]],
+    *,
+    flip_idx: dict[str, list[int]] | None = None,
+) -> list[Sample]:
     """Store images of ``split`` as samples; classification images need exactly one image-level label
-    (images with none are left out, with a count in the error when nothing is left)."""
+    (images with none are left out, with a count in the error when nothing is left). Regression
+    trains on the categories with keypoints among ``categories``: each image needs exactly one
+    instance with keypoints (none: left out and counted; two or more: an error naming the image);
+    ``flip_idx`` (a pipeline's ``keypoints.flip_idx``) overrides how a flip reorders its points."""
+    if task == "regression":
+        return _regression_samples(store, split, categories, flip_idx)
     by_name = {c["name"]: i for i, c in enumerate(categories)}
     # store category id -> model index, matched by name (a checkpoint's table may number them otherwise)
     model_index = {c.id: by_name[c.name] for c in store.categories if c.name in by_name}
@@ -101,6 +129,70 @@ def samples(store: Any, task: str, split: str | None, categories: list[dict[str,
     return out
 
 
+def _regression_samples(
+    store: Any, split: str | None, categories: list[dict[str, Any]], flip_idx: dict[str, list[int]] | None
+) -> list[Sample]:
+    from dataforge.keypoints import flip_perms
+
+    names = {c["name"] for c in categories}
+    chosen = [c for c in store.data["categories"] if c["name"] in names and c.get("keypoints")]
+    if len(chosen) != 1:
+        found = ", ".join(repr(c["name"]) for c in chosen) or "none"
+        raise UsageError(
+            f"{store.root}: point regression needs exactly one category with keypoints, found {found}",
+            hint="train on a store whose one keypoint category holds the points to predict, or train "
+            "a keypoint detector for several",
+        )
+    try:
+        perms = flip_perms(chosen, flip_idx)
+    except ValueError as exc:
+        raise UsageError(f"the pipeline's keypoints.flip_idx: {exc}") from None
+    ids = {int(c["id"]) for c in chosen}
+    out: list[Sample] = []
+    unlabeled = 0
+    for img in store.select(None, split=split):
+        iid = int(img["id"])
+        found = [
+            a
+            for a in store.index.anns_by_image.get(iid, ())
+            if a["category_id"] in ids and any(v > 0 for v in a.get("keypoints", [])[2::3])
+        ]
+        if not found:
+            unlabeled += 1
+            continue
+        if len(found) > 1:
+            raise DataError(
+                f"{store.root}: image {iid} ({img['file_name']}) has {len(found)} instances with "
+                "keypoints; point regression predicts the points of one instance per image",
+                item=img["file_name"],
+                reason="several instances",
+                hint="train a keypoint detector (--trainer torchvision-detector --set "
+                "model=keypointrcnn_resnet50_fpn) for several per image, or tag those images out",
+            )
+        a = found[0]
+        out.append(
+            Sample(
+                iid,
+                str(store.images_dir / img["file_name"]),
+                img["file_name"],
+                int(img["width"]),
+                int(img["height"]),
+                (),
+                (0,),
+                keypoints=tuple(float(v) for v in a["keypoints"]),
+                flip_perm=tuple(perms[int(a["category_id"])]),
+            )
+        )
+    if not out:
+        why = f" ({unlabeled} images have no labelled keypoints)" if unlabeled else ""
+        raise UsageError(
+            f"{store.root}: no regression training images in split {split!r}{why}",
+            hint="point regression trains on images with one keypoint instance (a category with "
+            "`keypoints` names); assign splits with `dataforge split`",
+        )
+    return out
+
+
 class StoreDataset:
     """A map-style torch dataset. ``pipeline`` (a Pipeline's canonical dict) augments on the fly with
     the CPU backend; draws depend on (pipeline seed, file, epoch), so runs are repeatable."""
@@ -139,7 +231,12 @@ class StoreDataset:
         labels = np.asarray(s.labels, dtype=np.int64)
         label_kwargs: dict[str, Any] = {}
         masks = None
-        if self.task == "segmentation":
+        points: Any = None  # (K, 3): x, y, v
+        size_wh = (s.width, s.height)
+        if self.task == "regression":
+            points = np.asarray(s.keypoints, dtype=np.float64).reshape(-1, 3)
+            label_kwargs = {"keypoints": points, "flip_perm": np.asarray(s.flip_perm, dtype=np.int64)}
+        elif self.task == "segmentation":
             from dataforge.masks import decode_all_boxed
 
             masks, mask_boxes = decode_all_boxed([seg for seg, _ in s.regions], s.height, s.width)
@@ -165,6 +262,7 @@ class StoreDataset:
             if self.task == "detection":
                 boxes, labels = aug.kept_boxes, labels[aug.keep]
             masks = aug.masks  # the regions moved with the pixels (None without regions)
+            points, size_wh = aug.keypoints, aug.size_wh  # points off the canvas come back v = 0
         target_map = None
         if masks is not None:
             # one class per pixel: regions painted in order, void elsewhere (masks: nearest neighbour)
@@ -182,6 +280,11 @@ class StoreDataset:
         target: dict[str, Any] = {"image_id": s.image_id}
         if self.task == "classification":
             target["label"] = int(labels[0])
+        elif points is not None:
+            scale = np.asarray(size_wh, dtype=np.float64)
+            target["points"] = torch.as_tensor(points[:, :2] / scale, dtype=torch.float32)
+            target["visible"] = torch.as_tensor(points[:, 2] > 0)
+            target["size_wh"] = torch.as_tensor(scale, dtype=torch.float32)
         elif target_map is not None:
             target["mask"] = torch.from_numpy(target_map.astype(np.int64))
         else:
@@ -196,6 +299,18 @@ def collate_segmentation(batch: list[tuple[Any, dict[str, Any]]]) -> tuple[Any, 
 
     return torch.stack([b[0] for b in batch]), {
         "mask": torch.stack([b[1]["mask"] for b in batch]),
+        "image_id": [b[1]["image_id"] for b in batch],
+    }
+
+
+def collate_regression(batch: list[tuple[Any, dict[str, Any]]]) -> tuple[Any, dict[str, Any]]:
+    """Images of one size (the trainer resizes them) and their points stacked."""
+    import torch
+
+    return torch.stack([b[0] for b in batch]), {
+        "points": torch.stack([b[1]["points"] for b in batch]),
+        "visible": torch.stack([b[1]["visible"] for b in batch]),
+        "size_wh": torch.stack([b[1]["size_wh"] for b in batch]),
         "image_id": [b[1]["image_id"] for b in batch],
     }
 

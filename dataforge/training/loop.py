@@ -35,6 +35,7 @@ from dataforge.training.data import (
     StoreDataset,
     collate_classification,
     collate_detection,
+    collate_regression,
     collate_segmentation,
     load_pipeline_dict,
     samples,
@@ -176,6 +177,11 @@ class TorchTrainer(Trainer):
         """Square size images are resized to before the model (classifiers); None: the model resizes."""
         return None
 
+    def outputs(self, categories: list[dict[str, Any]]) -> int:
+        """What :meth:`build_model`'s ``num_classes`` is: the number of categories (a regressor:
+        the numbers it predicts)."""
+        return len(categories)
+
     # -- what a plugin implements ----------------------------------------------------------
     @abstractmethod
     def build_model(self, config: TrainerConfig, num_classes: int) -> Any:
@@ -199,7 +205,7 @@ class TorchTrainer(Trainer):
     def validate(
         self, model: Any, loader: Any, device: str, categories: list[dict[str, Any]]
     ) -> dict[str, float]:
-        """Validation metrics; must include :attr:`metric` (higher is better)."""
+        """Validation metrics; must include :attr:`metric` (better as :attr:`metric_mode` says)."""
         raise NotImplementedError
 
     # -- the loop ---------------------------------------------------------------------------
@@ -213,6 +219,7 @@ class TorchTrainer(Trainer):
         collate = {
             "classification": collate_classification,
             "segmentation": collate_segmentation,
+            "regression": collate_regression,
         }.get(self.task, collate_detection)
         sampler: Any = None
         dataset: Any = ds  # a map-style dataset (duck-typed: __len__ and __getitem__)
@@ -245,6 +252,10 @@ class TorchTrainer(Trainer):
     def _class_weights(self, items: list[Any], k: int, config: TrainerConfig, device: str) -> Any | None:
         if config.class_weights == "none":
             return None
+        if self.task == "regression":
+            raise UsageError(
+                f"trainer {self.name}: class_weights=balanced needs classes; regression has none"
+            )
         import torch
 
         if self.task == "segmentation":  # by pixels: each region's area
@@ -275,7 +286,13 @@ class TorchTrainer(Trainer):
             progress = FitProgress.resumed(ctx.resume, self.metric)
             validates = run.val_loader is not None
             hooks: list[Callback] = [
-                BestMetric(progress, self.metric, patience=config.early_stopping, validates=validates)
+                BestMetric(
+                    progress,
+                    self.metric,
+                    patience=config.early_stopping,
+                    validates=validates,
+                    lower_is_better=self.metric_mode == "min",
+                )
             ]
             if dist.main:
                 hooks.append(Checkpoints(self, ctx, run.model, run.optimizer, progress, validates=validates))
@@ -348,19 +365,19 @@ class TorchTrainer(Trainer):
 
         config, device = ctx.config, dist.device
         store = Store.open(ctx.store)
-        train_items = samples(store, self.task, config.train_split, ctx.categories)
+        pipeline = load_pipeline_dict(config.pipeline)
+        flip_idx = (pipeline or {}).get("keypoints", {}).get("flip_idx")
+        train_items = samples(store, self.task, config.train_split, ctx.categories, flip_idx=flip_idx)
         val_items = samples(store, self.task, config.val_split, ctx.categories) if config.val_split else []
         size = self.input_size(config)
-        train_ds = StoreDataset(
-            train_items, self.task, pipeline=load_pipeline_dict(config.pipeline), resize_to=size
-        )
+        train_ds = StoreDataset(train_items, self.task, pipeline=pipeline, resize_to=size)
         val_ds = StoreDataset(val_items, self.task, resize_to=size)
         train_loader = self._loader(train_ds, config, shuffle=config.shuffle, dist=dist, seed=config.seed)
         val_loader = (
             self._loader(val_ds, config, shuffle=False, dist=None, seed=config.seed) if val_items else None
         )
 
-        model = self.build_model(config, len(ctx.categories))
+        model = self.build_model(config, self.outputs(ctx.categories))
         if config.weights:
             _load_weights(model, config.weights)
         if config.freeze_backbone:
@@ -487,7 +504,7 @@ class TorchTrainer(Trainer):
         config = self.config.model_validate(checkpoint["config"])
         self.run_config = config
         dev = resolve_device(device)
-        model = self.build_model(config, len(checkpoint["categories"]))
+        model = self.build_model(config, self.outputs(checkpoint["categories"]))
         model.load_state_dict(checkpoint["model"])
         model.to(dev).eval()
         items = [Sample(r.id, str(r.path), r.file_name, r.width, r.height, (), (0,)) for r in images]

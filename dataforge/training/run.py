@@ -140,10 +140,13 @@ def predict(
     task = tasks.pop()
     if task == "segmentation" and len(all_preds) > 1:
         raise UsageError(
-            "--ensemble combines classification or detection runs; segmentation runs predict one at a time"
+            "--ensemble combines classification, detection or regression runs; segmentation runs "
+            "predict one at a time"
         )
     if task == "classification":
         result = _ensemble_classification(all_preds, {c.name: c.id for c in s.categories})
+    elif task == "regression" and len(all_preds) > 1:
+        result = _ensemble_points(all_preds)
     else:
         result = all_preds[0] if len(all_preds) == 1 else _ensemble_detection(all_preds, iou)
     atomic_write_bytes(Path(out), dumps(result, indent=True))
@@ -171,6 +174,20 @@ def _ensemble_classification(
         top = max(scores, key=lambda k: scores[k])
         out.append({"image_id": iid, "category_id": ids[top], "score": scores[top], "scores": scores})
     return out
+
+
+def _ensemble_points(all_preds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The mean of the models' points, per image and category."""
+    sums: dict[tuple[int, int], list[Any]] = {}
+    for preds in all_preds:
+        for p in preds:
+            acc = sums.setdefault((p["image_id"], p["category_id"]), [0, [0.0] * len(p["keypoints"])])
+            acc[0] += 1
+            acc[1] = [a + b for a, b in zip(acc[1], p["keypoints"], strict=True)]
+    return [
+        {"image_id": iid, "category_id": cid, "keypoints": [round(v / n, 3) for v in total]}
+        for (iid, cid), (n, total) in sums.items()
+    ]
 
 
 def _ensemble_detection(all_preds: list[list[dict[str, Any]]], iou: float) -> list[dict[str, Any]]:
