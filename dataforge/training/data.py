@@ -152,10 +152,10 @@ def _regression_samples(
     unlabeled = 0
     for img in store.select(None, split=split):
         iid = int(img["id"])
-        found = [
-            a
-            for a in store.index.anns_by_image.get(iid, ())
-            if a["category_id"] in ids and any(v > 0 for v in a.get("keypoints", [])[2::3])
+        found: list[dict[str, Any]] = [
+            ann
+            for ann in store.index.anns_by_image.get(iid, ())
+            if ann["category_id"] in ids and any(v > 0 for v in ann.get("keypoints", [])[2::3])
         ]
         if not found:
             unlabeled += 1
@@ -169,7 +169,7 @@ def _regression_samples(
                 hint="train a keypoint detector (--trainer torchvision-detector --set "
                 "model=keypointrcnn_resnet50_fpn) for several per image, or tag those images out",
             )
-        a = found[0]
+        one = found[0]
         out.append(
             Sample(
                 iid,
@@ -179,8 +179,8 @@ def _regression_samples(
                 int(img["height"]),
                 (),
                 (0,),
-                keypoints=tuple(float(v) for v in a["keypoints"]),
-                flip_perm=tuple(perms[int(a["category_id"])]),
+                keypoints=tuple(float(v) for v in one["keypoints"]),
+                flip_perm=tuple(perms[int(one["category_id"])]),
             )
         )
     if not out:
