@@ -137,9 +137,9 @@ def _regression_samples(
     names = {c["name"] for c in categories}
     chosen = [c for c in store.data["categories"] if c["name"] in names and c.get("keypoints")]
     if len(chosen) != 1:
-        found = ", ".join(repr(c["name"]) for c in chosen) or "none"
+        listed = ", ".join(repr(c["name"]) for c in chosen) or "none"
         raise UsageError(
-            f"{store.root}: point regression needs exactly one category with keypoints, found {found}",
+            f"{store.root}: point regression needs exactly one category with keypoints, found {listed}",
             hint="train on a store whose one keypoint category holds the points to predict, or train "
             "a keypoint detector for several",
         )
