@@ -94,21 +94,30 @@ def evaluate(
 IOU_TYPES = ("bbox", "segm", "keypoints")
 
 
-def _iou_types(preds: list[dict[str, Any]], wanted: list[str] | None, source: str) -> list[str]:
+def _iou_types(
+    preds: list[dict[str, Any]], wanted: list[str] | None, source: str, point_cats: set[int]
+) -> list[str]:
     """What instance predictions can be evaluated by: every type all of them carry (a box is
-    carried by a mask too), or those asked for, each of which all must carry."""
+    carried by a mask too; keypoints by all predictions of the categories with points, ``point_cats``),
+    or those asked for, each of which all must carry."""
+    pointed = [p for p in preds if p["category_id"] in point_cats]
     carried = {
         "bbox": all("bbox" in p or "segmentation" in p for p in preds),
         "segm": all("segmentation" in p for p in preds),
-        "keypoints": all("keypoints" in p for p in preds),
+        "keypoints": bool(pointed) and all("keypoints" in p for p in pointed),
     }
     if wanted is None and not preds:
         return ["bbox"]
     if wanted is None:
         for kind in ("segmentation", "keypoints"):
-            some = [i for i, p in enumerate(preds) if kind in p]
-            if some and len(some) < len(preds):
-                lacking = next(i for i, p in enumerate(preds) if kind not in p)
+            among = pointed if kind == "keypoints" else preds
+            some = [i for i, p in enumerate(among) if kind in p]
+            if some and len(some) < len(among):
+                lacking = next(
+                    i
+                    for i, p in enumerate(preds)
+                    if kind not in p and (kind != "keypoints" or p["category_id"] in point_cats)
+                )
                 raise DataError(
                     f"{source}: {len(some)} of {len(preds)} predictions have {kind}, but not "
                     f"prediction {lacking}; give every prediction {kind}, or choose with --iou-type",
@@ -121,8 +130,17 @@ def _iou_types(preds: list[dict[str, Any]], wanted: list[str] | None, source: st
             raise UsageError(f"--iou-type {t!r}: choose from {', '.join(IOU_TYPES)}")
         if preds and not carried[t]:
             field = {"bbox": "bbox", "segm": "segmentation", "keypoints": "keypoints"}[t]
+            if t == "keypoints" and not pointed:
+                raise DataError(
+                    f"{source}: --iou-type keypoints, but no prediction is of a category with keypoints",
+                    source=source,
+                )
             lacking = next(
-                i for i, p in enumerate(preds) if field not in p and not (t == "bbox" and "segmentation" in p)
+                i
+                for i, p in enumerate(preds)
+                if field not in p
+                and not (t == "bbox" and "segmentation" in p)
+                and (t != "keypoints" or p["category_id"] in point_cats)
             )
             raise DataError(
                 f"{source}: --iou-type {t}, but prediction {lacking} has no {field}", source=source
@@ -206,7 +224,8 @@ def _evaluate(
         checked = check_detections(preds, gt, predictions.name, store_ids)
         report["predictions"]["outside_selection"] = len(preds) - len(checked)
         report["task"] = "detection"
-        kinds = _iou_types(checked, iou_types, predictions.name)
+        point_cats = {c["id"] for c in gt["categories"] if c.get("keypoints")}
+        kinds = _iou_types(checked, iou_types, predictions.name, point_cats)
         report["iou_types"] = kinds
         objects = instance_ground_truth(gt)
         if "bbox" in kinds:
@@ -217,7 +236,9 @@ def _evaluate(
         if "segm" in kinds:
             report["segmentation"] = evaluate_masks(objects, checked)
         if "keypoints" in kinds:
-            report["keypoints"] = evaluate_keypoints(objects, checked, kpt_sigmas)
+            # the predictions of categories with points (a keypoint detector's other boxes have none)
+            pointed = [p for p in checked if p["category_id"] in point_cats]
+            report["keypoints"] = evaluate_keypoints(objects, pointed, kpt_sigmas)
         if "bbox" in kinds:
             checked = boxed  # what the FiftyOne export and the HTML report draw
     if fiftyone is not None:

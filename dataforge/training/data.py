@@ -21,6 +21,7 @@ import numpy as np
 
 from dataforge.boxes import xywh_to_xyxy_floats
 from dataforge.errors import DataError, UsageError
+from dataforge.masks import has_mask
 from dataforge.runtime import usable_cores
 
 #: the target value of pixels no semantic region covers (void): cross-entropy ignores it
@@ -38,10 +39,13 @@ class Sample:
     labels: tuple[int, ...]  # model indices (0-based) of the boxes, or the image's class
     #: segmentation: the image's semantic regions, (COCO segmentation, model index)
     regions: tuple[tuple[Any, int], ...] = ()
-    #: regression: the image's one keypoint instance, COCO's flat ``[x, y, v] * K``
+    #: regression: the image's one keypoint instance, COCO's flat ``[x, y, v] * K``; detection
+    #: with keypoints: each box's K points, one after the other
     keypoints: tuple[float, ...] = ()
     #: regression: the permutation a mirror applies to the points (left and right swap)
     flip_perm: tuple[int, ...] = ()
+    #: detection with masks: each box's COCO segmentation (parallel to ``boxes_xyxy``)
+    masks: tuple[Any, ...] = ()
 
 
 def category_table(store: Any) -> list[dict[str, Any]]:
@@ -64,14 +68,24 @@ def samples(
     categories: list[dict[str, Any]],
     *,
     flip_idx: dict[str, list[int]] | None = None,
+    with_masks: bool = False,
+    with_keypoints: bool = False,
 ) -> list[Sample]:
     """Store images of ``split`` as samples; classification images need exactly one image-level label
     (images with none are left out, with a count in the error when nothing is left). Regression
     trains on the categories with keypoints among ``categories``: each image needs exactly one
     instance with keypoints (none: left out and counted; two or more: an error naming the image);
-    ``flip_idx`` (a pipeline's ``keypoints.flip_idx``) overrides how a flip reorders its points."""
+    ``flip_idx`` (a pipeline's ``keypoints.flip_idx``) overrides how a flip reorders its points.
+    Detection: ``with_masks`` carries every object's mask (an object without one is an error: an
+    instance-mask model needs them all), ``with_keypoints`` every object's points (objects of
+    categories without keypoints get K unlabelled ones; every keypoint category needs the same K)."""
     if task == "regression":
         return _regression_samples(store, split, categories, flip_idx)
+    perms: dict[int, list[int]] = {}
+    k_points = 0
+    if with_keypoints:
+        k_points, perms = _keypoint_layout(store, categories, flip_idx)
+    bare: list[dict[str, Any]] = []
     by_name = {c["name"]: i for i, c in enumerate(categories)}
     # store category id -> model index, matched by name (a checkpoint's table may number them otherwise)
     model_index = {c.id: by_name[c.name] for c in store.categories if c.name in by_name}
@@ -99,13 +113,27 @@ def samples(
                 continue
         else:
             anns = store.index.anns_by_image.get(iid, ())
-            labels, bl = [], []
+            labels, bl, segs, perm = [], [], [], []
+            points: list[float] = []
             for a in anns:
                 k = model_index.get(a["category_id"], -1)
-                if k < 0 or a.get("iscrowd"):
+                if k < 0 or a.get("iscrowd") or a.get("semantic"):  # semantic regions are not objects
                     continue
                 bl.append(xywh_to_xyxy_floats(a["bbox"]))
                 labels.append(k)
+                if with_masks:
+                    if not has_mask(a.get("segmentation")):
+                        bare.append({**a, "_file": img["file_name"]})
+                    segs.append(a.get("segmentation"))
+                if with_keypoints:
+                    start = len(points) // 3
+                    cat_perm = perms.get(int(a["category_id"]))
+                    points += (
+                        a["keypoints"]
+                        if cat_perm is not None and a.get("keypoints")
+                        else [0.0] * (3 * k_points)
+                    )
+                    perm += [start + j for j in (cat_perm or range(k_points))]
             boxes = tuple(bl)
         out.append(
             Sample(
@@ -117,7 +145,20 @@ def samples(
                 boxes,
                 tuple(labels),
                 regions,
+                keypoints=tuple(float(v) for v in points) if with_keypoints else (),
+                flip_perm=tuple(perm) if with_keypoints else (),
+                masks=tuple(segs),
             )
+        )
+    if bare:
+        a = bare[0]
+        raise DataError(
+            f"{store.root}: {len(bare)} objects have no mask (first: annotation {a.get('id')} of "
+            f"{a['_file']}); an instance-mask model learns every object's mask",
+            item=a["_file"],
+            reason="no mask",
+            hint="give those objects masks (or leave them out: `dataforge export --where`), or train "
+            "a box model",
         )
     if not out:
         what = "semantic regions" if task == "segmentation" else "single image-level label"
@@ -127,6 +168,33 @@ def samples(
             hint="assign splits with `dataforge split`, or choose the split with --set train_split=NAME",
         )
     return out
+
+
+def keypoint_count(categories: list[dict[str, Any]]) -> int:
+    """K of the keypoint categories of a run's table (:func:`category_table`), 0 with none."""
+    return next((len(c["keypoints"]) for c in categories if c.get("keypoints")), 0)
+
+
+def _keypoint_layout(
+    store: Any, categories: list[dict[str, Any]], flip_idx: dict[str, list[int]] | None
+) -> tuple[int, dict[int, list[int]]]:
+    """K, and each keypoint category's flip permutation by store id, for a keypoint detector: one
+    K for every keypoint category among ``categories`` (the model has one keypoint head)."""
+    from dataforge.keypoints import flip_perms
+
+    names = {c["name"] for c in categories}
+    chosen = [c for c in store.data["categories"] if c["name"] in names and c.get("keypoints")]
+    counts = {len(c["keypoints"]) for c in chosen}
+    if len(counts) != 1:
+        found = ", ".join(f"{c['name']!r} ({len(c['keypoints'])})" for c in chosen) or "none"
+        raise UsageError(
+            f"{store.root}: a keypoint model needs keypoint categories with one point count, found {found}",
+            hint="train one keypoint category at a time (export it with --where)",
+        )
+    try:
+        return counts.pop(), flip_perms(chosen, flip_idx)
+    except ValueError as exc:
+        raise UsageError(f"the pipeline's keypoints.flip_idx: {exc}") from None
 
 
 def _regression_samples(
@@ -204,9 +272,15 @@ class StoreDataset:
         *,
         pipeline: dict[str, Any] | None = None,
         resize_to: int | None = None,
+        with_masks: bool = False,
+        keypoint_count: int = 0,
     ) -> None:
         self.items = items
         self.task = task
+        #: detection targets: ``masks`` (N, H, W) uint8 and ``keypoints`` (N, K, 3), empty for an
+        #: image without objects (torchvision's mask and keypoint heads want the keys on every target)
+        self.with_masks = with_masks
+        self.keypoint_count = keypoint_count
         self.pipeline = pipeline
         self.resize_to = resize_to
         self.epoch = 0
@@ -242,6 +316,15 @@ class StoreDataset:
             masks, mask_boxes = decode_all_boxed([seg for seg, _ in s.regions], s.height, s.width)
             boxes = mask_boxes.astype(np.float64)
             label_kwargs = {"masks": masks, "mask_boxes": mask_boxes, "semantic": np.ones(len(masks), bool)}
+        else:  # detection: instance masks and keypoints when the model learns them
+            if s.masks:
+                from dataforge.masks import decode_all_boxed
+
+                masks, mask_boxes = decode_all_boxed(list(s.masks), s.height, s.width)
+                label_kwargs.update(masks=masks, mask_boxes=mask_boxes)
+            if s.keypoints:
+                points = np.asarray(s.keypoints, dtype=np.float64).reshape(-1, 3)
+                label_kwargs.update(keypoints=points, flip_perm=np.asarray(s.flip_perm, dtype=np.int64))
         if self.pipeline is not None:
             from dataforge.augment.pipeline import Pipeline
             from dataforge.augment.sample import augment_sample
@@ -259,12 +342,15 @@ class StoreDataset:
                 **label_kwargs,
             )
             img = aug.image
-            if self.task == "detection":
-                boxes, labels = aug.kept_boxes, labels[aug.keep]
             masks = aug.masks  # the regions moved with the pixels (None without regions)
             points, size_wh = aug.keypoints, aug.size_wh  # points off the canvas come back v = 0
+            if self.task == "detection":  # the objects the box rules keep (boxes of masks: the masks')
+                boxes, labels = aug.kept_boxes, labels[aug.keep]
+                masks = None if masks is None else masks[aug.keep]
+                if points is not None:
+                    points = points.reshape(len(aug.keep), -1, 3)[aug.keep].reshape(-1, 3)
         target_map = None
-        if masks is not None:
+        if masks is not None and self.task == "segmentation":
             # one class per pixel: regions painted in order, void elsewhere (masks: nearest neighbour)
             target_map = np.full(img.shape[:2], IGNORE, dtype=np.uint8)
             for m, k in zip(masks, labels.tolist(), strict=True):
@@ -280,7 +366,7 @@ class StoreDataset:
         target: dict[str, Any] = {"image_id": s.image_id}
         if self.task == "classification":
             target["label"] = int(labels[0])
-        elif points is not None:
+        elif points is not None and self.task == "regression":
             scale = np.asarray(size_wh, dtype=np.float64)
             target["points"] = torch.as_tensor(points[:, :2] / scale, dtype=torch.float32)
             target["visible"] = torch.as_tensor(points[:, 2] > 0)
@@ -290,6 +376,15 @@ class StoreDataset:
         else:
             target["boxes"] = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
             target["labels"] = torch.as_tensor(labels + 1, dtype=torch.int64)
+            if self.with_masks:
+                h, w = img.shape[:2]
+                m = np.zeros((0, h, w), bool) if masks is None else masks
+                target["masks"] = torch.from_numpy(np.ascontiguousarray(m, dtype=np.uint8))
+            if self.keypoint_count:
+                pts = np.zeros((0, 3)) if points is None else points
+                target["keypoints"] = torch.as_tensor(pts, dtype=torch.float32).reshape(
+                    -1, self.keypoint_count, 3
+                )
         return tensor, target
 
 

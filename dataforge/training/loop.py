@@ -37,6 +37,7 @@ from dataforge.training.data import (
     collate_detection,
     collate_regression,
     collate_segmentation,
+    keypoint_count,
     load_pipeline_dict,
     samples,
     worker_count,
@@ -172,10 +173,18 @@ class TorchTrainer(Trainer):
     ``self.run_config`` holds the config of the run in progress."""
 
     run_config: TrainerConfig
+    #: the run's category table (:func:`~dataforge.training.data.category_table`), set before
+    #: :meth:`build_model` is called
+    categories: list[dict[str, Any]]
 
     def input_size(self, config: TrainerConfig) -> int | None:
         """Square size images are resized to before the model (classifiers); None: the model resizes."""
         return None
+
+    def instance_targets(self, config: TrainerConfig) -> frozenset[str]:
+        """What a detector learns besides boxes: ``"masks"`` (instance masks), ``"keypoints"``.
+        The data loader then carries them, moved with the pixels by the pipeline."""
+        return frozenset()
 
     def outputs(self, categories: list[dict[str, Any]]) -> int:
         """What :meth:`build_model`'s ``num_classes`` is: the number of categories (a regressor:
@@ -367,16 +376,41 @@ class TorchTrainer(Trainer):
         store = Store.open(ctx.store)
         pipeline = load_pipeline_dict(config.pipeline)
         flip_idx = (pipeline or {}).get("keypoints", {}).get("flip_idx")
-        train_items = samples(store, self.task, config.train_split, ctx.categories, flip_idx=flip_idx)
-        val_items = samples(store, self.task, config.val_split, ctx.categories) if config.val_split else []
+        extra = self.instance_targets(config)
+        with_masks, with_keypoints = "masks" in extra, "keypoints" in extra
+        train_items = samples(
+            store,
+            self.task,
+            config.train_split,
+            ctx.categories,
+            flip_idx=flip_idx,
+            with_masks=with_masks,
+            with_keypoints=with_keypoints,
+        )
+        val_items = (
+            samples(
+                store,
+                self.task,
+                config.val_split,
+                ctx.categories,
+                with_masks=with_masks,
+                with_keypoints=with_keypoints,
+            )
+            if config.val_split
+            else []
+        )
         size = self.input_size(config)
-        train_ds = StoreDataset(train_items, self.task, pipeline=pipeline, resize_to=size)
-        val_ds = StoreDataset(val_items, self.task, resize_to=size)
+        k = keypoint_count(ctx.categories) if with_keypoints else 0
+        train_ds = StoreDataset(
+            train_items, self.task, pipeline=pipeline, resize_to=size, with_masks=with_masks, keypoint_count=k
+        )
+        val_ds = StoreDataset(val_items, self.task, resize_to=size, with_masks=with_masks, keypoint_count=k)
         train_loader = self._loader(train_ds, config, shuffle=config.shuffle, dist=dist, seed=config.seed)
         val_loader = (
             self._loader(val_ds, config, shuffle=False, dist=None, seed=config.seed) if val_items else None
         )
 
+        self.categories = ctx.categories
         model = self.build_model(config, self.outputs(ctx.categories))
         if config.weights:
             _load_weights(model, config.weights)
@@ -504,6 +538,7 @@ class TorchTrainer(Trainer):
         config = self.config.model_validate(checkpoint["config"])
         self.run_config = config
         dev = resolve_device(device)
+        self.categories = checkpoint["categories"]
         model = self.build_model(config, self.outputs(checkpoint["categories"]))
         model.load_state_dict(checkpoint["model"])
         model.to(dev).eval()
