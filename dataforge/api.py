@@ -7,7 +7,7 @@ import os
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -465,6 +465,8 @@ class PullResult:
     requests: int
     #: everything the pull recorded in the store's history
     details: dict[str, Any]
+    #: with on_error="skip": the tasks left out, ``{"task", "image_id", "problem"}`` each
+    invalid: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -511,19 +513,27 @@ def labelstudio_push(
         where=where,
         predictions=preds,
         with_annotations=with_annotations,
+        predictions_source=Path(predictions).name if predictions else "predictions",
     )
     return PushResult(r["project"], r["created"], r["pushed"], r["already_there"], r["requests"])
 
 
 def labelstudio_pull(
-    store: PathLike, project: str, *, url: str | None = None, api_key: str | None = None
+    store: PathLike,
+    project: str,
+    *,
+    url: str | None = None,
+    api_key: str | None = None,
+    on_error: str = "fail",
 ) -> PullResult:
-    """Bring the project's finished annotations back into the store (atomic, incremental)."""
+    """Bring the project's finished annotations back into the store (atomic, incremental): boxes,
+    polygons, brush masks, keypoints and image labels. ``on_error="skip"`` leaves out (and reports,
+    and tags ``labelstudio:invalid``) the tasks with a problem and pulls the rest."""
     from dataforge.labelstudio.client import LabelStudio
     from dataforge.labelstudio.sync import pull
 
-    r = pull(Path(store), project, LabelStudio(url, api_key))
-    return PullResult(r["project"], r["updated"], r["skipped"], r["requests"], r)
+    r = pull(Path(store), project, LabelStudio(url, api_key), on_error=on_error)
+    return PullResult(r["project"], r["updated"], r["skipped"], r["requests"], r, r["invalid_tasks"])
 
 
 def labelstudio_status(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 
@@ -272,6 +273,170 @@ def test_serve_starts_a_local_server_and_stops_on_ctrl_c(tmp_path: Path) -> None
         os.killpg(proc.pid, signal.SIGINT)
         _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert "API token (keep it secret):" in err
+    creds = json.loads((tmp_path / "data" / "credentials.json").read_text())
+    assert (tmp_path / "data" / "credentials.json").stat().st_mode & 0o777 == 0o600
+    assert "credentials.json" in first and creds["password"] not in first + _out + err
+    assert creds["token"] not in first + _out + err and creds["password"] != "dataforge-pass"
     with pytest.raises(OSError):  # the server went away with it
         urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+    env = subprocess.run(
+        [exe, "labelstudio", "env", "--data-dir", str(tmp_path / "data")], capture_output=True, text=True
+    )
+    assert env.returncode == 0 and f"export LABEL_STUDIO_API_KEY={creds['token']}" in env.stdout
+    assert f"export LABEL_STUDIO_URL=http://127.0.0.1:{port}" in env.stdout
+
+
+def test_a_restarted_server_keeps_its_credentials(tmp_path: Path) -> None:
+    """Label Studio sets the admin's password and token when it creates the user, so the data
+    directory keeps them: a second start on it answers the same token (a new random one would not
+    work), and another data directory gets other ones."""
+    for _ in range(2):
+        with LabelStudioServer(tmp_path / "a", files_root=tmp_path) as srv:
+            assert LabelStudio(srv.url, srv.token).find_project("none") is None  # the token works
+            token = srv.token
+    assert json.loads((tmp_path / "a" / "credentials.json").read_text())["token"] == token
+    assert LabelStudioServer(tmp_path / "b", files_root=tmp_path).token != token
+
+
+def shapes_under(server: LabelStudioServer, name: str, n: int = 4) -> Path:
+    """A shapes store (exact RLE masks, the triangles' keypoints; the first object a polygon)
+    under the server's document root."""
+    from dataforge.synthetic import make_shapes_dataset
+
+    root = server.files_root / name
+    make_shapes_dataset(
+        root / "src", n_images=n, size_wh=(64, 48), max_objects=3, seed=7, masks=True, keypoints=True
+    )
+    data = json.loads((root / "src" / "instances.json").read_text())
+    x, y, w, h = data["annotations"][0]["bbox"]
+    data["annotations"][0]["segmentation"] = [[x, y, x + w, y, x + w, y + h, x, y + h]]
+    data["annotations"][0]["area"] = w * h
+    (root / "src" / "instances.json").write_text(json.dumps(data))
+    import_dataset(root / "src" / "instances.json", store=root / "store", images=root / "src" / "images")
+    return root / "store"
+
+
+def test_masks_and_keypoints_round_trip_through_the_server(server: LabelStudioServer) -> None:
+    """Push with the store's objects as annotations (polygons, brush masks, keypoints as children
+    of their object, in a project made with the controls they need), pull them back: masks equal
+    pixel for pixel, points within 1e-3 px, boxes within 1e-4 px, nothing dropped."""
+    from dataforge.masks import decode
+
+    store = shapes_under(server, "shapes-rt")
+    client = LabelStudio(server.url, server.token)
+    res = push(store, "shapes rt", client, document_root=server.files_root, with_annotations=True)
+    config = client.find_project("shapes rt")["label_config"]
+    for control in ("<PolygonLabels", "<BrushLabels", "<KeyPointLabels", 'value="apex"'):
+        assert control in config
+    kinds = {r["type"] for t in client.tasks(res["project"]) for a in t["annotations"] for r in a["result"]}
+    assert kinds == {"polygonlabels", "brushlabels", "keypointlabels"}
+    before = Store.open(store)
+    out = pull(store, "shapes rt", client)
+    assert out["updated"] == 4 and out["invalid"] == 0
+    after = Store.open(store)
+
+    def objects(s: Store, iid: int) -> list[dict]:
+        return sorted(s.index.anns_by_image.get(iid, []), key=lambda a: (a["category_id"], a["bbox"]))
+
+    n = 0
+    for img in before.images:
+        w, h = img["width"], img["height"]
+        for a, b in zip(objects(before, img["id"]), objects(after, img["id"]), strict=True):
+            assert a["category_id"] == b["category_id"]
+            assert np.array_equal(decode(a["segmentation"], h, w), decode(b["segmentation"], h, w))
+            assert np.allclose(a["bbox"], b["bbox"], atol=1e-4)
+            assert ("keypoints" in a) == ("keypoints" in b)
+            if "keypoints" in a:
+                assert np.allclose(a["keypoints"], b["keypoints"], atol=1e-3)
+            n += 1
+    assert n == len(before.annotations) == len(after.annotations)
+    first = next(a for a in after.annotations if isinstance(a["segmentation"], list))
+    assert len(first["segmentation"]) == 1  # the polygon came back a polygon
+
+
+def test_predictions_with_masks_and_points_become_scored_pre_annotations(server: LabelStudioServer) -> None:
+    store = shapes_under(server, "shapes-pred", n=2)
+    s = Store.open(store)
+    preds = [
+        {k: a[k] for k in ("image_id", "category_id", "bbox", "segmentation", "keypoints") if k in a}
+        | {"score": 0.8}
+        for a in s.annotations
+    ]
+    client = LabelStudio(server.url, server.token)
+    res = push(store, "shapes pred", client, document_root=server.files_root, predictions=preds)
+    regions = [r for t in client.tasks(res["project"]) for p in t["predictions"] for r in p["result"]]
+    # predictions are checked as evaluate checks them: masks come out exact RLE, so brush regions
+    assert {r["type"] for r in regions} == {"brushlabels", "keypointlabels"}
+    assert all(r.get("score") == 0.8 for r in regions if r["type"] != "keypointlabels")
+    with pytest.raises(
+        DataError, match=r"preds.json: prediction 0: category_id 99 is not in the ground truth"
+    ):
+        push(
+            store,
+            "shapes pred 2",
+            client,
+            document_root=server.files_root,
+            predictions=[{**preds[0], "category_id": 99}],
+            predictions_source="preds.json",
+        )
+
+
+def test_one_bad_task_does_not_block_the_team_with_on_error_skip(
+    server: LabelStudioServer, store: Path
+) -> None:
+    """An unknown label in one task: the default pull stops and writes nothing; --on-error skip
+    pulls the good task, reports the bad one and tags its image, which keeps its boxes."""
+    client = LabelStudio(server.url, server.token)
+    res = push(store, "one slip", client, document_root=server.files_root, where="id <= 2")
+    tasks = {t["data"]["dataforge_id"]: t for t in client.tasks(res["project"])}
+    w, h = Store.open(store).get(1).size_wh
+    annotate(client, tasks[1]["id"], [rect("ok", "dog", [2, 2, 10, 10], w, h)])
+    annotate(client, tasks[2]["id"], [rect("bad", "horse", [2, 2, 10, 10], w, h)])
+    before = file_bytes(store)
+    with pytest.raises(DataError, match=r"region bad: label 'horse' is not a category of the store"):
+        pull(store, "one slip", client)
+    assert file_bytes(store) == before
+    boxes_2 = Store.open(store).get(2).annotations
+    out = pull(store, "one slip", client, on_error="skip")
+    assert out["updated"] == 1 and out["invalid"] == 1
+    (bad,) = out["invalid_tasks"]
+    assert bad["task"] == tasks[2]["id"] and bad["image_id"] == 2 and "'horse'" in bad["problem"]
+    s = Store.open(store)
+    assert "labelstudio:invalid" in s.get(2).tags and s.get(2).annotations == boxes_2
+    assert [a.category for a in s.get(1).annotations] == ["dog"]
+
+
+@pytest.mark.parametrize(
+    ("result", "message"),
+    [
+        (
+            [{"id": "e", "type": "ellipselabels", "from_name": "e", "to_name": "image", "value": {}}],
+            r"region e: a 'ellipselabels' region, which dataforge does not store",
+        ),
+        (
+            [
+                {
+                    "id": "k",
+                    "type": "keypointlabels",
+                    "from_name": "kp",
+                    "to_name": "image",
+                    "original_width": 64,
+                    "original_height": 48,
+                    "value": {"x": 10, "y": 10, "keypointlabels": ["tail"]},
+                }
+            ],
+            r"region k: point 'tail' is not a point of 'bird' \(apex, left_base, right_base\)",
+        ),
+    ],
+)
+def test_pull_refuses_regions_it_cannot_store(
+    server: LabelStudioServer, result: list[dict], message: str
+) -> None:
+    store = shapes_under(server, f"shapes-bad-{len(list(server.files_root.glob('shapes-bad-*')))}", n=1)
+    client = LabelStudio(server.url, server.token)
+    title = f"refuse {message[:20]}"
+    res = push(store, title, client, document_root=server.files_root)
+    (task,) = list(client.tasks(res["project"]))
+    annotate(client, task["id"], result)
+    with pytest.raises(DataError, match=message):
+        pull(store, title, client)

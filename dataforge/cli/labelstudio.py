@@ -32,8 +32,15 @@ def cmd_ls_push(a: argparse.Namespace) -> int:
 def cmd_ls_pull(a: argparse.Namespace) -> int:
     from dataforge.api import labelstudio_pull
 
-    r = labelstudio_pull(a.store, a.project, url=a.url, api_key=a.api_key)
-    out(f"project {r.project}: {r.updated} images updated, {r.skipped} skipped; {r.requests} HTTP requests")
+    r = labelstudio_pull(a.store, a.project, url=a.url, api_key=a.api_key, on_error=a.on_error)
+    bad = f", {len(r.invalid)} tasks left out (tagged labelstudio:invalid)" if r.invalid else ""
+    out(
+        f"project {r.project}: {r.updated} images updated, {r.skipped} skipped{bad}; {r.requests} HTTP requests"
+    )
+    for b in r.invalid[:10]:
+        err(f"  left out: {b['problem']}")
+    if len(r.invalid) > 10:
+        err(f"  ... and {len(r.invalid) - 10} more (see the store's history: dataforge history)")
     return 0
 
 
@@ -55,14 +62,44 @@ def cmd_ls_serve(a: argparse.Namespace) -> int:
     from dataforge.api import serve_labelstudio
 
     def ready(srv: Any) -> None:
+        from dataforge.labelstudio.server import CREDENTIALS, remember
+
+        remember(srv.workdir, url=srv.url, document_root=str(srv.files_root))
         out(
-            f"Label Studio at {srv.url} (user {srv.username}, password {srv.password}); Ctrl-C to stop\n"
-            f"export LABEL_STUDIO_URL={srv.url} LABEL_STUDIO_API_KEY=<the token printed below> "
-            f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={srv.files_root}"
+            f"Label Studio at {srv.url} (user {srv.username}; the password and API token are in "
+            f"{srv.workdir / CREDENTIALS}, readable by you alone); Ctrl-C to stop\n"
+            f'in another shell: eval "$(dataforge labelstudio env --data-dir {srv.workdir})"   '
+            "(sets LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY, LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)"
         )
-        err(f"API token (keep it secret): {srv.token}")
 
     serve_labelstudio(a.data_dir, document_root=a.document_root, port=a.port, on_ready=ready)
+    return 0
+
+
+def cmd_ls_env(a: argparse.Namespace) -> int:
+    """Print the shell exports for the server ``serve`` runs on DATA_DIR (its kept credentials)."""
+    import json
+    import shlex
+    from pathlib import Path
+
+    from dataforge.errors import UsageError
+    from dataforge.labelstudio.server import CREDENTIALS
+
+    path = Path(a.data_dir) / CREDENTIALS
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise UsageError(
+            f"{path}: no credentials there", hint="start the server first: dataforge labelstudio serve"
+        ) from None
+    if "url" not in data:
+        raise UsageError(f"{path}: the server has not been started yet", hint="dataforge labelstudio serve")
+    for name, key in (
+        ("LABEL_STUDIO_URL", "url"),
+        ("LABEL_STUDIO_API_KEY", "token"),
+        ("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", "document_root"),
+    ):
+        out(f"export {name}={shlex.quote(str(data[key]))}")
     return 0
 
 
@@ -78,7 +115,7 @@ def add_labelstudio(add: Commands) -> None:
     def ls_add(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
         p2 = ls_sub.add_parser(name, help=help, description=help)
         p2.set_defaults(handler=handler)
-        if name != "serve":
+        if name not in ("serve", "env"):
             p2.add_argument("store")
             p2.add_argument("--project", required=True, help="project title or id")
             p2.add_argument("--url", help="server URL (default: $LABEL_STUDIO_URL)")
@@ -91,18 +128,34 @@ def add_labelstudio(add: Commands) -> None:
         "push", cmd_ls_push, "create or reuse a project and push the store's images (and predictions)"
     )
     p2.add_argument("--where", help=WHERE_HELP)
-    p2.add_argument("--predictions", help="COCO results JSON to attach as pre-annotations")
+    p2.add_argument(
+        "--predictions",
+        help="predictions to attach as pre-annotations with their scores: COCO results (boxes, masks as "
+        "polygons or brush, keypoints) or semantic results",
+    )
     p2.add_argument(
         "--with-annotations",
         action="store_true",
-        help="also push the store's boxes and labels as (ground-truth) annotations",
+        help="also push the store's objects (boxes, masks, keypoints) and labels as (ground-truth) annotations",
     )
     p2.add_argument(
         "--document-root",
         help="the server's local-files document root "
         "(default: $LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT); must contain the store",
     )
-    ls_add("pull", cmd_ls_pull, "bring finished annotations back into the store (atomic, incremental)")
+    p2 = ls_add(
+        "pull",
+        cmd_ls_pull,
+        "bring finished annotations (boxes, polygons, brush masks, keypoints, classes) back into the "
+        "store (atomic, incremental)",
+    )
+    p2.add_argument(
+        "--on-error",
+        choices=["fail", "skip"],
+        default="fail",
+        help="fail: the first bad task stops the pull, nothing is written (default); skip: leave bad "
+        "tasks out, report them, tag their images labelstudio:invalid, pull the rest",
+    )
     p2 = ls_add("status", cmd_ls_status, "tasks, annotated, skipped and pending, and the last pull")
     p2.add_argument("--json", action="store_true", help="print JSON")
     p2 = ls_add("serve", cmd_ls_serve, "start a local Label Studio for this user (until Ctrl-C)")
@@ -111,3 +164,9 @@ def add_labelstudio(add: Commands) -> None:
         "--document-root", default=".", help="folder served as local files; must contain your stores"
     )
     p2.add_argument("--port", type=int, default=8080)
+    p2 = ls_add(
+        "env",
+        cmd_ls_env,
+        "print the exports (URL, API key, document root) for the server `serve` runs on --data-dir",
+    )
+    p2.add_argument("--data-dir", default="labelstudio-data", help="the server's data directory")

@@ -21,6 +21,44 @@ from types import TracebackType
 from dataforge.doctor import label_studio_binary
 from dataforge.errors import ComponentError
 
+CREDENTIALS = "credentials.json"
+
+
+def credentials(workdir: Path) -> dict[str, str]:
+    """The server's admin user, password and API token, made once per data directory (random) and
+    kept in ``workdir/credentials.json``, readable by its owner alone. Label Studio sets a user's
+    password and token only when it creates the user, at the first start on an empty database, so
+    every later start must use the same ones: a fresh token each start would not be the server's."""
+    import json
+    import secrets
+
+    path = Path(workdir) / CREDENTIALS
+    if path.is_file():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if all(isinstance(data.get(k), str) for k in ("username", "password", "token")):
+            return dict(data)
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    data = {
+        "username": "admin@example.com",
+        "password": secrets.token_urlsafe(18),
+        "token": secrets.token_hex(20),
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+    return data
+
+
+def remember(workdir: Path, **values: str) -> None:
+    """Add ``values`` (the URL, the document root of the last start) to ``credentials.json``."""
+    import json
+
+    path = Path(workdir) / CREDENTIALS
+    data = {**json.loads(path.read_text(encoding="utf-8")), **values}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -36,15 +74,19 @@ class LabelStudioServer:
         files_root: Path,
         port: int | None = None,
         token: str | None = None,
-        username: str = "admin@example.com",
-        password: str = "dataforge-pass",
+        username: str | None = None,
+        password: str | None = None,
         startup_timeout: float = 180.0,
     ) -> None:
+        """``username``, ``password`` and ``token`` default to the data directory's own
+        (:func:`credentials`: made once, random, kept beside the database)."""
         self.workdir = Path(workdir)
         self.files_root = Path(files_root).resolve()
         self.port = port or free_port()
-        self.token = token or os.urandom(16).hex()
-        self.username, self.password = username, password
+        kept = credentials(self.workdir) if None in (token, username, password) else {}
+        self.token = token or kept["token"]
+        self.username = username or kept["username"]
+        self.password = password or kept["password"]
         self.startup_timeout = startup_timeout
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None

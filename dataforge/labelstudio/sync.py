@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from dataforge.boxes import xywh_inside_image, xywh_percent_to_xyxy
 from dataforge.errors import DataError, UsageError
-from dataforge.formats.labelstudio_json import choices_region, label_config, latest_annotation, rect_region
+from dataforge.formats.labelstudio_json import label_config, latest_annotation
 from dataforge.labelstudio.client import LabelStudio
+from dataforge.labelstudio.regions import annotation_objects, store_regions
 from dataforge.store import Store
 
 BATCH = 500
@@ -43,14 +43,20 @@ def _rel_to_root(store: Store, document_root: Path) -> str:
     return os.path.relpath(images, root).replace(os.sep, "/")
 
 
-def _config_labels(config: str) -> set[str]:
+def _config_controls(config: str) -> tuple[set[str], set[str]]:
+    """The labels (Label, Choice values) and the control names of a labeling config."""
     import xml.etree.ElementTree as ET
 
     try:
         view = ET.fromstring(config)
     except ET.ParseError:
-        return set()
-    return {e.get("value", "") for tag in ("Label", "Choice") for e in view.iter(tag)}
+        return set(), set()
+    labels = {e.get("value", "") for tag in ("Label", "Choice") for e in view.iter(tag)}
+    return labels, {e.get("name", "") for e in view.iter() if e.get("toName")}
+
+
+#: the control (``from_name``) each kind of region is written for (:func:`label_config`'s names)
+CONTROLS = {"box": "label", "polygon": "polygon", "brush": "brush", "keypoint": "kp"}
 
 
 def push(
@@ -63,34 +69,29 @@ def push(
     predictions: list[dict[str, Any]] | None = None,
     model_version: str = "dataforge",
     with_annotations: bool = False,
+    predictions_source: str = "predictions",
 ) -> dict[str, Any]:
+    """Push the selected images as tasks; ``predictions`` (detection results with boxes, masks or
+    keypoints, or semantic results) become pre-annotations with their scores, ``with_annotations``
+    the store's objects become ground-truth annotations. The project is created with the controls
+    those regions need; an existing project's config must have them (and every category)."""
     store = Store.open(store_path)
     images = store.select(where)
     rel = _rel_to_root(store, document_root)
-    names = store.index.category_names
+    categories = store.data["categories"]
+    by_image = _checked_predictions(store, predictions, predictions_source)
     proj = client.find_project(project)
-    created = proj is None
-    if proj is None:
-        proj = client.create_project(project, label_config([c["name"] for c in store.data["categories"]]))
-        client.add_local_storage(proj["id"], str(store.images_dir.resolve()))
-    pid = int(proj["id"])
-    missing = sorted(
-        {c["name"] for c in store.data["categories"]} - _config_labels(proj.get("label_config") or "")
+    existing = (
+        set()
+        if proj is None
+        else {t.get("data", {}).get("dataforge_id") for t in client.tasks(int(proj["id"]))}
     )
-    if missing:
-        raise DataError(
-            f"Label Studio project {proj.get('title')!r} ({pid}): its labeling config lacks the store's "
-            f"categories {missing}",
-            hint="push to a new project, or add those labels in Label Studio",
-        )
-    existing = {t.get("data", {}).get("dataforge_id") for t in client.tasks(pid)}
-    by_image: dict[int, list[dict[str, Any]]] = {}
-    for p in predictions or []:
-        by_image.setdefault(p["image_id"], []).append(p)
     tasks = []
+    kinds: set[str] = set()
     for img in images:
         if img["id"] in existing:
             continue
+        size = (int(img["width"]), int(img["height"]))
         task: dict[str, Any] = {
             "data": {
                 "image": "/data/local-files/?d=" + quote(f"{rel}/{img['file_name']}"),
@@ -99,28 +100,48 @@ def push(
         }
         preds = by_image.get(img["id"])
         if preds:
-            w, h = img["width"], img["height"]
+            result, used = store_regions(preds, [], categories, size, "p", scored=True)
+            kinds |= used
+            scores = [p["score"] for p in preds if "score" in p]
             task["predictions"] = [
                 {
                     "model_version": model_version,
-                    "score": max(p["score"] for p in preds),
-                    "result": [
-                        rect_region(p["bbox"], names[p["category_id"]], (w, h), f"p{i}", p["score"])
-                        for i, p in enumerate(preds)
-                    ],
+                    "result": result,
+                    **({"score": max(scores)} if scores else {}),
                 }
             ]
         if with_annotations:
-            w, h = img["width"], img["height"]
-            result = [
-                rect_region(a["bbox"], names[a["category_id"]], (w, h), f"g{a['id']}")
-                for a in store.index.anns_by_image.get(img["id"], [])
-            ]
-            if img.get("labels"):
-                result.append(choices_region([names[c] for c in img["labels"]], "class"))
+            objects = store.index.anns_by_image.get(img["id"], [])
+            result, used = store_regions(list(objects), list(img.get("labels") or []), categories, size, "g")
+            kinds |= used
             if result:
                 task["annotations"] = [{"result": result, "was_cancelled": False, "ground_truth": True}]
         tasks.append(task)
+    points = sorted({str(k) for c in categories for k in c.get("keypoints") or []})
+    created = proj is None
+    if proj is None:
+        config = label_config(
+            [c["name"] for c in categories],
+            polygons="polygon" in kinds,
+            brushes="brush" in kinds,
+            keypoints=points if "keypoint" in kinds else None,
+        )
+        proj = client.create_project(project, config)
+        client.add_local_storage(proj["id"], str(store.images_dir.resolve()))
+    pid = int(proj["id"])
+    labels, controls = _config_controls(proj.get("label_config") or "")
+    missing = sorted({c["name"] for c in categories} - labels)
+    missing_points = sorted(set(points) - labels) if "keypoint" in kinds else []
+    lacking = sorted(CONTROLS[k] for k in kinds if CONTROLS[k] not in controls)
+    if missing or missing_points or lacking:
+        what = [f"the store's categories {missing}"] if missing else []
+        what += [f"the point labels {missing_points}"] if missing_points else []
+        what += [f"the controls {lacking} (for {', '.join(sorted(kinds))} regions)"] if lacking else []
+        raise DataError(
+            f"Label Studio project {proj.get('title')!r} ({pid}): its labeling config lacks "
+            + " and ".join(what),
+            hint="push to a new project (dataforge writes the config it needs), or add them in Label Studio",
+        )
     ids: list[int] = []
     for i in range(0, len(tasks), BATCH):
         ids += client.import_tasks(pid, tasks[i : i + BATCH])
@@ -133,36 +154,78 @@ def push(
     }
 
 
-def pull(store_path: Path, project: str, client: LabelStudio) -> dict[str, Any]:
+def _checked_predictions(
+    store: Store, predictions: list[dict[str, Any]] | None, source: str
+) -> dict[int, list[dict[str, Any]]]:
+    """Predictions checked against the store as ``dataforge evaluate`` checks them (one-line errors
+    naming the entry), by image id. Semantic results become semantic regions."""
+    from dataforge.evaluation.predictions import check_detections, check_semantic, is_semantic
+    from dataforge.evaluation.regression import is_regression
+
+    if not predictions:
+        return {}
+    gt = {"images": store.images, "annotations": [], "categories": store.data["categories"]}
+    if is_regression(predictions):
+        raise UsageError(
+            f"{source}: point-regression results (keypoints without scores) are not pre-annotations",
+            hint="push detections (boxes, masks, keypoints with scores) or semantic results",
+        )
+    if is_semantic(predictions):
+        checked = [{**p, "semantic": True} for p in check_semantic(predictions, gt, source)]
+    else:
+        checked = check_detections(predictions, gt, source)
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for p in checked:
+        by_image.setdefault(p["image_id"], []).append(p)
+    return by_image
+
+
+def pull(store_path: Path, project: str, client: LabelStudio, *, on_error: str = "fail") -> dict[str, Any]:
+    """Bring the project's latest annotations into the store. ``on_error="skip"``: a task with a
+    problem (an unknown label, a shape outside the image, ...) is left out and reported, its image
+    tagged ``labelstudio:invalid`` and left as it was; the other tasks are pulled. ``"fail"``: the
+    first problem stops the pull and nothing is written."""
+    if on_error not in ("fail", "skip"):
+        raise UsageError(f"--on-error {on_error!r}: choose fail or skip")
     store = Store.open(store_path)
     proj = client.find_project(project)
     if proj is None:
         raise UsageError(f"no Label Studio project {project!r} at {client.url}")
     pid = int(proj["id"])
     by_id = store.index.image_by_id
-    cat_by_name = {c["name"]: c["id"] for c in store.data["categories"]}
+    categories = store.data["categories"]
     state = store.data.get("dataforge", {}).get("labelstudio", {}).get(str(pid), {})
     seen = dict(state.get("pulled", {}))  # image id -> annotation id + updated_at already applied
     changes: dict[int, dict[str, Any]] = {}
     skipped: list[int] = []
+    invalid: list[dict[str, Any]] = []
     for task in client.tasks(pid):
         iid = (task.get("data") or {}).get("dataforge_id")
         where = f"task {task.get('id')}"
-        if iid not in by_id:
-            raise DataError(
-                f"Label Studio {where}: dataforge_id {iid!r} is not an image of {store_path}",
-                hint="was this project pushed from another store?",
-            )
-        ann = latest_annotation(task)
-        if ann is None:
-            if any(a.get("was_cancelled") for a in task.get("annotations") or []):
-                skipped.append(iid)
+        try:
+            if iid not in by_id:
+                raise DataError(
+                    f"Label Studio {where}: dataforge_id {iid!r} is not an image of {store_path}",
+                    hint="was this project pushed from another store?",
+                )
+            ann = latest_annotation(task)
+            if ann is None:
+                if any(a.get("was_cancelled") for a in task.get("annotations") or []):
+                    skipped.append(iid)
+                continue
+            stamp = f"{ann.get('id')}@{ann.get('updated_at')}"
+            if seen.get(str(iid)) == stamp:
+                continue
+            objects, labels = annotation_objects(ann, by_id[iid], categories, where)
+        except DataError as exc:
+            if on_error == "fail":
+                raise
+            bad = {"task": task.get("id"), "image_id": iid if iid in by_id else None, "problem": exc.message}
+            invalid.append(bad)
             continue
-        stamp = f"{ann.get('id')}@{ann.get('updated_at')}"
-        if seen.get(str(iid)) == stamp:
-            continue
-        img = by_id[iid]
-        changes[iid] = _convert(ann, img, cat_by_name, where) | {
+        changes[iid] = {
+            "objects": objects,
+            "labels": labels,
             "lineage": {
                 "project": pid,
                 "task_id": task.get("id"),
@@ -172,79 +235,31 @@ def pull(store_path: Path, project: str, client: LabelStudio) -> dict[str, Any]:
             },
             "stamp": stamp,
         }
-    details: dict[str, Any] = {"project": pid, "updated": len(changes), "skipped": len(skipped)}
+    details: dict[str, Any] = {
+        "project": pid,
+        "updated": len(changes),
+        "skipped": len(skipped),
+        "invalid": len(invalid),
+    }
+    bad_images = sorted({b["image_id"] for b in invalid if b["image_id"] is not None})
     with Store.edit(store_path, "labelstudio-pull", details=details) as s:
         ids = {a["id"] for a in s.annotations}
         next_id = max(ids, default=0) + 1
         keep = [a for a in s.annotations if a["image_id"] not in changes]
         for iid, ch in sorted(changes.items()):
-            for box in ch["boxes"]:
-                keep.append({"id": next_id, "image_id": iid, **box})
+            for obj in ch["objects"]:
+                keep.append({"id": next_id, "image_id": iid, **obj})
                 next_id += 1
             s.set_labels(iid, ch["labels"])
             s.set_lineage(iid, "labelstudio", ch["lineage"])
             seen[str(iid)] = ch["stamp"]
-        s.remove_tags(changes, ["labelstudio:skipped"])
+        s.remove_tags(changes, ["labelstudio:skipped", "labelstudio:invalid"])
         s.add_tags(changes, ["labelstudio:annotated"])
         s.add_tags(skipped, ["labelstudio:skipped"])
+        s.add_tags(bad_images, ["labelstudio:invalid"])
         s.set_annotations(keep)
         s.set_tool_state("labelstudio", str(pid), {"pulled": seen})
-    return {**details, "requests": client.requests}
-
-
-def _convert(
-    ann: dict[str, Any], img: dict[str, Any], cat_by_name: dict[str, int], where: str
-) -> dict[str, Any]:
-    w, h = img["width"], img["height"]
-    boxes, labels = [], []
-    for r in ann.get("result") or []:
-        rid = f"{where} region {r.get('id', '?')}"
-        if r.get("type") == "choices":
-            for choice in (r.get("value") or {}).get("choices") or []:
-                if choice not in cat_by_name:
-                    raise DataError(
-                        f"Label Studio {rid}: class {choice!r} is not a category of the store "
-                        f"({', '.join(cat_by_name)})"
-                    )
-                labels.append(cat_by_name[choice])
-            continue
-        if r.get("type") != "rectanglelabels":
-            continue
-        v = r.get("value") or {}
-        if abs(float(v.get("rotation") or 0)) > 1e-9:
-            raise DataError(
-                f"Label Studio {rid}: the box is rotated {v.get('rotation')} degrees; dataforge stores "
-                'axis-aligned boxes (use canRotate="false")'
-            )
-        label = (v.get("rectanglelabels") or [None])[0]
-        if label not in cat_by_name:
-            raise DataError(
-                f"Label Studio {rid}: label {label!r} is not a category of the store "
-                f"({', '.join(cat_by_name)})"
-            )
-        ow, oh = r.get("original_width"), r.get("original_height")
-        if ow is not None and (ow, oh) != (w, h):
-            raise DataError(
-                f"Label Studio {rid}: annotated on a {ow}x{oh} image, but the store's image is {w}x{h}"
-            )
-        corners = xywh_percent_to_xyxy([v["x"], v["y"], v["width"], v["height"]], (w, h))
-        x1, y1, x2, y2 = (float(c) for c in corners)
-        # percent round trips are not bit-exact (20 comes back as 19.999999999999996): round
-        x, y, bw, bh = round(x1, 6), round(y1, 6), round(x2 - x1, 6), round(y2 - y1, 6)
-        if not (bw > 0 and bh > 0 and xywh_inside_image(x, y, bw, bh, w, h)):
-            raise DataError(
-                f"Label Studio {rid}: box xywh {[x, y, bw, bh]} is empty or outside the {w}x{h} image"
-            )
-        boxes.append(
-            {
-                "category_id": cat_by_name[label],
-                "bbox": [x, y, bw, bh],
-                "area": bw * bh,
-                "iscrowd": 0,
-                "segmentation": [],
-            }
-        )
-    return {"boxes": boxes, "labels": list(dict.fromkeys(labels))}
+    return {**details, "invalid_tasks": invalid, "requests": client.requests}
 
 
 def status(store_path: Path, project: str, client: LabelStudio) -> dict[str, Any]:
