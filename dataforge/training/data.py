@@ -95,6 +95,9 @@ def samples(
     boxes: tuple[tuple[float, float, float, float], ...] = ()
     for img in store.select(None, split=split):
         iid = int(img["id"])
+        segs: list[Any] = []
+        points: list[float] = []
+        perm: list[int] = []
         if task == "segmentation":
             anns = store.index.anns_by_image.get(iid, ())
             regions = tuple(
@@ -113,8 +116,7 @@ def samples(
                 continue
         else:
             anns = store.index.anns_by_image.get(iid, ())
-            labels, bl, segs, perm = [], [], [], []
-            points: list[float] = []
+            labels, bl = [], []
             for a in anns:
                 k = model_index.get(a["category_id"], -1)
                 if k < 0 or a.get("iscrowd") or a.get("semantic"):  # semantic regions are not objects
