@@ -136,3 +136,161 @@ def test_app_serves_the_dataset_to_a_real_browser(fo_dataset: dict) -> None:
     assert code == 0
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+
+
+MAKE_ALL = """
+import json, sys
+from pathlib import Path
+import numpy as np
+from dataforge.api import evaluate, export_dataset, import_dataset
+from dataforge.masks import decode, encode
+from dataforge.store import Store
+from dataforge.synthetic import make_faces_dataset, make_shapes_dataset
+
+root = Path(sys.argv[1])
+out = {}
+make_shapes_dataset(root / "src", n_images=12, size_wh=(96, 72), max_objects=3, seed=2, masks=True, keypoints=True)
+import_dataset(source=root / "src" / "instances.json", store=root / "shapes")
+preds = []
+for i, a in enumerate(Store.open(root / "shapes").annotations):
+    if i % 4 == 3:
+        continue  # a miss
+    m = decode(a["segmentation"], 72, 96)
+    if i % 3 == 0:
+        m = np.roll(m, 2, axis=1)  # a loose mask
+    p = {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"],
+         "segmentation": encode(m), "score": 0.5 + (i % 5) / 10}
+    if a.get("keypoints"):
+        p["keypoints"] = [v + 1.5 if k % 3 == 0 else v for k, v in enumerate(a["keypoints"])]
+    preds.append(p)
+(root / "inst.json").write_text(json.dumps(preds))
+out["shapes"] = evaluate(root / "inst.json", store=root / "shapes", fiftyone="shapes-fo",
+                         iou_types=["bbox", "segm"]).report["fiftyone"]
+export_dataset(root / "shapes", format="masks", out=root / "maps")
+import_dataset(source=root / "maps", store=root / "sem")
+sem = []
+for a in Store.open(root / "sem").annotations:
+    m = decode(a["segmentation"], 72, 96)
+    sem.append({"image_id": a["image_id"], "category_id": a["category_id"], "segmentation": encode(np.roll(m, 1, axis=0))})
+(root / "sem.json").write_text(json.dumps(sem))
+out["sem"] = evaluate(root / "sem.json", store=root / "sem", fiftyone="sem-fo").report
+make_faces_dataset(root / "fsrc", n_images=6)
+import_dataset(source=root / "fsrc" / "instances.json", store=root / "faces")
+reg = [{"image_id": a["image_id"], "category_id": 1,
+        "keypoints": [v + 3 if k % 3 == 0 else v for k, v in enumerate(a["keypoints"])]}
+       for a in Store.open(root / "faces").annotations]
+(root / "reg.json").write_text(json.dumps(reg))
+out["faces"] = evaluate(root / "reg.json", store=root / "faces", fiftyone="faces-fo").report["fiftyone"]
+print("RESULT " + json.dumps(out))
+"""
+
+READ_BACK = """
+import json, math, fiftyone as fo
+d = fo.load_dataset("shapes-fo")
+dets = [x for s in d for x in s.ground_truth.detections]
+kps = [k for s in d for k in s.gt_keypoints.keypoints]
+sem = fo.load_dataset("sem-fo")
+seg = sem.first().ground_truth.mask
+faces = fo.load_dataset("faces-fo")
+print("RESULT " + json.dumps({
+    "masks": all(x.mask is not None and x.mask.ndim == 2 for x in dets),
+    "mask_matches_box": all(abs(x.mask.shape[1] - round(x.bounding_box[2] * 96)) <= 1 for x in dets),
+    "evals": sorted(d.list_evaluations()),
+    "skeleton": d.skeletons["gt_keypoints"].labels,
+    "points": [len(k.points) for k in kps][:3],
+    "mask_targets": {str(k): v for k, v in sem.mask_targets["ground_truth"].items()},
+    "seg_values": sorted(int(v) for v in set(seg.ravel().tolist())),
+    "sem_evals": sem.list_evaluations(),
+    "errors": sorted(round(e, 3) for e in faces.values("error_px")),
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def fo_tasks(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Masks and keypoints, semantic class maps and point regression, each into its own FiftyOne
+    dataset (one process: FiftyOne and its MongoDB start once)."""
+    tmp = tmp_path_factory.mktemp("fo-tasks")
+    env = {**os.environ, "FIFTYONE_DATABASE_DIR": str(tmp / "fo-db"), "FIFTYONE_DO_NOT_TRACK": "true"}
+    p = subprocess.run(
+        [sys.executable, "-c", MAKE_ALL, str(tmp)], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    made = json.loads(next(ln for ln in p.stdout.splitlines() if ln.startswith("RESULT "))[7:])
+    q = subprocess.run(
+        [sys.executable, "-c", READ_BACK], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert q.returncode == 0, q.stderr[-3000:]
+    back = json.loads(next(ln for ln in q.stdout.splitlines() if ln.startswith("RESULT "))[7:])
+    return {"tmp": tmp, "env": env, "made": made, "back": back}
+
+
+@pytest.mark.slow
+def test_masks_keypoints_class_maps_and_points_in_fiftyone(fo_tasks: dict) -> None:
+    """Each label type in FiftyOne's own type, and FiftyOne's evaluation of it beside ours: box and
+    mask mAP (evaluate_detections, use_masks), pixel accuracy (evaluate_segmentations)."""
+    made, back = fo_tasks["made"], fo_tasks["back"]
+    box, mask = made["shapes"]["comparisons"]
+    assert box["metric"].startswith("box mAP") and mask["metric"].startswith("mask mAP")
+    for pair in (box, mask):  # the same matching apart from area ranges and per-class max_preds
+        assert 0.3 < pair["dataforge"] < 0.95 and abs(pair["difference"]) < 0.05, pair
+    assert back["masks"] and back["mask_matches_box"]
+    assert back["evals"] == ["eval", "eval_masks"]
+    assert (
+        back["skeleton"] == ["apex", "left_base", "right_base"]
+        and back["points"] == [3, 3, 3][: len(back["points"])]
+    )
+    (acc,) = made["sem"]["fiftyone"]["comparisons"]
+    assert acc["metric"] == "pixel accuracy" and acc["difference"] == pytest.approx(0, abs=1e-9)
+    assert 0.5 < acc["dataforge"] < 1
+    assert back["mask_targets"] == {"1": "background", "2": "cat", "3": "dog", "4": "bird"}
+    assert len(back["seg_values"]) > 1 and set(back["seg_values"]) <= {0, 1, 2, 3, 4}
+    assert back["sem_evals"] == ["eval"]
+    assert back["errors"] == [3.0] * 6  # every point 3 px to the right
+    assert "no point-regression evaluation" in made["faces"]["note"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (./setup.sh installs it as root)")
+@pytest.mark.slow
+def test_app_shows_masks_and_keypoints(fo_tasks: dict) -> None:
+    tmp, env = fo_tasks["tmp"], fo_tasks["env"]
+    port = _free_port()
+    exe = str(Path(sys.executable).parent / "dataforge")
+    proc = subprocess.Popen(
+        [exe, "app", "shapes-fo", "--address", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/datasets/shapes-fo"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the App did not answer within 180 s"
+            time.sleep(0.5)
+        dom = chromium("--virtual-time-budget=25000", "--dump-dom", url, profile=tmp / "c1").stdout
+        m = re.search(r'data-cy="entry-count-part"[^>]*>(\d+)</span>\s*samples', dom)
+        assert m and m.group(1) == "12", dom[-1000:]
+        for field in ("ground_truth", "predictions", "gt_keypoints", "pred_keypoints"):
+            assert field in dom, field
+        shot = tmp / "app-shapes.png"
+        chromium(
+            "--virtual-time-budget=25000",
+            "--window-size=1400,900",
+            f"--screenshot={shot}",
+            url,
+            profile=tmp / "c2",
+        )
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=120)

@@ -125,11 +125,15 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
             out(f"  {name} {v['value']:.4f}" + (f" ({rest})" if rest else ""))
     if res.fiftyone is not None:
         f = res.fiftyone
-        out(
-            f"\nFiftyOne dataset {f.dataset!r}: {f.samples} samples, eval_key {f.eval_key!r}; "
-            f"FiftyOne mAP {f.fiftyone_map:.4f} vs dataforge AP {f.dataforge_ap:.4f} "
-            f"(difference {f.difference:+.4f}); open it with `dataforge app {f.dataset}`"
-        )
+        out(f"\nFiftyOne dataset {f.dataset!r}: {f.samples} samples, eval_key {f.eval_key!r}")
+        for pair in f.comparisons:
+            diff = "" if pair["difference"] is None else f" (difference {pair['difference']:+.4f})"
+            out(
+                f"  FiftyOne {pair['metric']} {pair['fiftyone']:.4f} vs dataforge {_f(pair['dataforge'])}{diff}"
+            )
+        if "note" in res.report["fiftyone"]:
+            out(f"  {res.report['fiftyone']['note']}")
+        out(f"  open it with `dataforge app {f.dataset}`")
     if res.report_path is not None:
         out(f"\nreport: {res.report_path} and {res.html_path}")
     return 0
@@ -163,7 +167,8 @@ def add_evaluate(add: Commands) -> None:
     sp.add_argument(
         "--fiftyone",
         metavar="NAME",
-        help="also build/update the persistent FiftyOne dataset NAME and run FiftyOne's evaluation",
+        help="also build/update the persistent FiftyOne dataset NAME (boxes, masks, keypoints, class maps, "
+        "points or classes) and run FiftyOne's own evaluation where it has one, its numbers beside ours",
     )
     sp.add_argument(
         "--iou-type",

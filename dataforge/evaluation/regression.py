@@ -84,6 +84,21 @@ def _truth(gt: dict[str, Any], category_ids: set[int]) -> dict[tuple[int, int], 
     return out
 
 
+def per_image_errors(gt: dict[str, Any], preds: list[dict[str, Any]]) -> dict[int, float]:
+    """Each predicted image's mean error (px) over its labelled true points."""
+    truth = _truth(gt, {p["category_id"] for p in preds})
+    sums: dict[int, list[float]] = {}
+    for p in preds:
+        pts = truth.get((p["image_id"], p["category_id"]))
+        if pts is None:
+            continue
+        guess = np.asarray(p["keypoints"], dtype=np.float64).reshape(-1, 3)
+        labelled = pts[:, 2] > 0
+        d = np.hypot(*(guess[labelled, :2] - pts[labelled, :2]).T)
+        sums.setdefault(p["image_id"], []).extend(d.tolist())
+    return {iid: float(np.mean(v)) for iid, v in sums.items() if v}
+
+
 def evaluate_regression(gt: dict[str, Any], preds: list[dict[str, Any]], *, worst: int = 8) -> dict[str, Any]:
     """The regression section of ``report.json`` for checked predictions (:func:`check_regression`)."""
     cats = {c["id"]: c for c in gt["categories"]}

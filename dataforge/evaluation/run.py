@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +203,7 @@ def _evaluate(
         names = {c["id"]: c["name"] for c in gt["categories"]}
         report["task"] = "classification"
         report["classification"] = evaluate_classification(truth, preds, names, predictions.name)
+        checked = preds  # what the FiftyOne export shows
     elif is_regression(preds):
         from dataforge.evaluation.regression import check_regression, evaluate_regression
 
@@ -242,13 +243,16 @@ def _evaluate(
         if "bbox" in kinds:
             checked = boxed  # what the FiftyOne export and the HTML report draw
     if fiftyone is not None:
-        if store is None or "detection" not in report:
-            raise UsageError("--fiftyone needs a store (its images) and detection predictions with boxes")
+        if store is None:
+            raise UsageError("--fiftyone needs a store (its images), not --gt FILE")
+        if report["task"] == "detection" and "detection" not in report:
+            raise UsageError("--fiftyone shows detections by their boxes: evaluate with --iou-type bbox too")
         from dataforge.evaluation.fiftyone_export import to_fiftyone
 
-        fo_result = to_fiftyone(fiftyone, gt, checked, store / "images")
-        fo_result["dataforge_AP"] = report["detection"]["coco_stats"][0]
-        fo_result["difference"] = fo_result["fiftyone_mAP"] - fo_result["dataforge_AP"]
+        fo_result = to_fiftyone(fiftyone, report["task"], gt, checked, store / "images", report)
+        if report["task"] == "detection":
+            fo_result["dataforge_AP"] = report["detection"]["coco_stats"][0]
+            fo_result["difference"] = fo_result["fiftyone_mAP"] - fo_result["dataforge_AP"]
         report["fiftyone"] = fo_result
     if out is not None:
         from dataforge.evaluation.html import write_html
@@ -304,9 +308,12 @@ class FiftyOneComparison:
     dataset: str
     samples: int
     eval_key: str
-    fiftyone_map: float
-    dataforge_ap: float
-    difference: float
+    #: detection: FiftyOne's box mAP, dataforge's COCO AP and their difference (None otherwise)
+    fiftyone_map: float | None
+    dataforge_ap: float | None
+    difference: float | None
+    #: every FiftyOne number beside dataforge's: ``{"metric", "fiftyone", "dataforge", "difference"}``
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -447,9 +454,10 @@ class EvaluationResult:
                 f["dataset"],
                 f["samples"],
                 f["eval_key"],
-                f["fiftyone_mAP"],
-                f["dataforge_AP"],
-                f["difference"],
+                f.get("fiftyone_mAP"),
+                f.get("dataforge_AP"),
+                f.get("difference"),
+                list(f.get("comparisons", [])),
             )
         set_aside = report["predictions"].get("outside_selection", 0)
         return cls(
