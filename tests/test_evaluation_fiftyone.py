@@ -181,6 +181,18 @@ reg = [{"image_id": a["image_id"], "category_id": 1,
        for a in Store.open(root / "faces").annotations]
 (root / "reg.json").write_text(json.dumps(reg))
 out["faces"] = evaluate(root / "reg.json", store=root / "faces", fiftyone="faces-fo").report["fiftyone"]
+from PIL import Image
+for k in range(8):  # class folders: 4 red, 4 blue images; the "model" calls one red image blue
+    name = "red" if k < 4 else "blue"
+    (root / "cls" / name).mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (200, 0, 0) if k < 4 else (0, 0, 200)).save(root / "cls" / name / f"{k}.png")
+import_dataset(source=root / "cls", store=root / "colours", format="folders")
+s = Store.open(root / "colours")
+names = {c.id: c.name for c in s.categories}
+cls = [{"image_id": img["id"], "scores": {names[img["labels"][0]]: 0.9} if i else {"blue" if names[img["labels"][0]] == "red" else "red": 0.6}}
+       for i, img in enumerate(s.images)]
+(root / "cls.json").write_text(json.dumps(cls))
+out["cls"] = evaluate(root / "cls.json", store=root / "colours", fiftyone="cls-fo").report["fiftyone"]
 print("RESULT " + json.dumps(out))
 """
 
@@ -192,6 +204,7 @@ kps = [k for s in d for k in s.gt_keypoints.keypoints]
 sem = fo.load_dataset("sem-fo")
 seg = sem.first().ground_truth.mask
 faces = fo.load_dataset("faces-fo")
+cls = fo.load_dataset("cls-fo")
 print("RESULT " + json.dumps({
     "masks": all(x.mask is not None and x.mask.ndim == 2 for x in dets),
     "mask_matches_box": all(abs(x.mask.shape[1] - round(x.bounding_box[2] * 96)) <= 1 for x in dets),
@@ -202,6 +215,7 @@ print("RESULT " + json.dumps({
     "seg_values": sorted(int(v) for v in set(seg.ravel().tolist())),
     "sem_evals": sem.list_evaluations(),
     "errors": sorted(round(e, 3) for e in faces.values("error_px")),
+    "cls": sorted(zip(cls.values("ground_truth.label"), cls.values("predictions.label"), cls.values("eval"))),
 }))
 """
 
@@ -248,6 +262,9 @@ def test_masks_keypoints_class_maps_and_points_in_fiftyone(fo_tasks: dict) -> No
     assert back["sem_evals"] == ["eval"]
     assert back["errors"] == [3.0] * 6  # every point 3 px to the right
     assert "no point-regression evaluation" in made["faces"]["note"]
+    (acc,) = made["cls"]["comparisons"]  # classification: FiftyOne's accuracy equals ours
+    assert acc["metric"] == "accuracy" and acc["dataforge"] == 7 / 8 and acc["fiftyone"] == 7 / 8
+    assert sum(1 for truth, pred, ok in back["cls"] if truth != pred and ok is False) == 1
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (./setup.sh installs it as root)")
