@@ -3,6 +3,7 @@ database dir) and a real headless Chromium."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -89,21 +91,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (./setup.sh installs it as root)")
-@pytest.mark.slow
-def test_app_serves_the_dataset_to_a_real_browser(fo_dataset: dict) -> None:
-    tmp, env = fo_dataset["tmp"], fo_dataset["env"]
+@contextlib.contextmanager
+def running_app(name: str, env: dict) -> Iterator[tuple[str, int]]:
+    """`dataforge app NAME` on a free port until the block ends (then Ctrl-C): its dataset URL and
+    port, once the App answers."""
     port = _free_port()
     exe = str(Path(sys.executable).parent / "dataforge")
     proc = subprocess.Popen(
-        [exe, "app", NAME, "--address", "127.0.0.1", "--port", str(port)],
+        [exe, "app", name, "--address", "127.0.0.1", "--port", str(port)],
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
     )
-    url = f"http://127.0.0.1:{port}/datasets/{NAME}"
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -116,25 +117,38 @@ def test_app_serves_the_dataset_to_a_real_browser(fo_dataset: dict) -> None:
                 pass
             assert time.monotonic() < deadline, "the App did not answer within 180 s"
             time.sleep(0.5)
-        dom = chromium("--virtual-time-budget=25000", "--dump-dom", url, profile=tmp / "c1").stdout
-        m = re.search(r'data-cy="entry-count-part"[^>]*>(\d+)</span>\s*samples', dom)
-        assert m and m.group(1) == "48", dom[-1000:]
-        assert NAME in dom and "ground_truth" in dom and "predictions" in dom
-        shot = tmp / "app.png"
-        chromium(
-            "--virtual-time-budget=25000",
-            "--window-size=1400,900",
-            f"--screenshot={shot}",
-            url,
-            profile=tmp / "c2",
-        )
-        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
-        shutil.copy(shot, tmp / "app-screenshot.png")
+        yield f"http://127.0.0.1:{port}/datasets/{name}", port
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
         code = proc.wait(timeout=120)
     assert code == 0
-    with pytest.raises(OSError):
+
+
+def app_page(url: str, profile: Path, samples: int) -> str:
+    """The App's page in headless Chromium, once it shows ``samples`` samples: its DOM."""
+    dom = chromium("--virtual-time-budget=25000", "--dump-dom", url, profile=profile).stdout
+    m = re.search(r'data-cy="entry-count-part"[^>]*>(\d+)</span>\s*samples', dom)
+    assert m and m.group(1) == str(samples), dom[-1000:]
+    return dom
+
+
+def screenshot(url: str, shot: Path, profile: Path) -> None:
+    chromium(
+        "--virtual-time-budget=25000", "--window-size=1400,900", f"--screenshot={shot}", url, profile=profile
+    )
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (./setup.sh installs it as root)")
+@pytest.mark.slow
+def test_app_serves_the_dataset_to_a_real_browser(fo_dataset: dict) -> None:
+    tmp, env = fo_dataset["tmp"], fo_dataset["env"]
+    with running_app(NAME, env) as (url, port):
+        dom = app_page(url, tmp / "c1", 48)
+        assert NAME in dom and "ground_truth" in dom and "predictions" in dom
+        screenshot(url, tmp / "app.png", tmp / "c2")
+        shutil.copy(tmp / "app.png", tmp / "app-screenshot.png")
+    with pytest.raises(OSError):  # the App went away with Ctrl-C
         urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
 
 
@@ -271,43 +285,8 @@ def test_masks_keypoints_class_maps_and_points_in_fiftyone(fo_tasks: dict) -> No
 @pytest.mark.slow
 def test_app_shows_masks_and_keypoints(fo_tasks: dict) -> None:
     tmp, env = fo_tasks["tmp"], fo_tasks["env"]
-    port = _free_port()
-    exe = str(Path(sys.executable).parent / "dataforge")
-    proc = subprocess.Popen(
-        [exe, "app", "shapes-fo", "--address", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}/datasets/shapes-fo"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the App did not answer within 180 s"
-            time.sleep(0.5)
-        dom = chromium("--virtual-time-budget=25000", "--dump-dom", url, profile=tmp / "c1").stdout
-        m = re.search(r'data-cy="entry-count-part"[^>]*>(\d+)</span>\s*samples', dom)
-        assert m and m.group(1) == "12", dom[-1000:]
+    with running_app("shapes-fo", env) as (url, _):
+        dom = app_page(url, tmp / "c1", 12)
         for field in ("ground_truth", "predictions", "gt_keypoints", "pred_keypoints"):
             assert field in dom, field
-        shot = tmp / "app-shapes.png"
-        chromium(
-            "--virtual-time-budget=25000",
-            "--window-size=1400,900",
-            f"--screenshot={shot}",
-            url,
-            profile=tmp / "c2",
-        )
-        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=120)
+        screenshot(url, tmp / "app-shapes.png", tmp / "c2")

@@ -13,6 +13,7 @@ the top one is the prediction, and top-k accuracy can be computed).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -231,30 +232,42 @@ def _checked_points(kps: Any, names: Any, where: str, source: str) -> list[float
     return [float(v) for v in kps]
 
 
+def one_per_image_and_class(
+    preds: list[Any], gt: dict[str, Any], source: str, known_ids: set[int] | None, second: str
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(where, prediction)`` for each prediction of the selected images, once it names a known
+    image and category and is the first of its (image, category); a second is a one-line error
+    (``second`` says what it is: "a second region of category 3 on image 7; ..." ). Predictions for
+    other images of ``known_ids`` (another split) are set aside."""
+    selected = {img["id"] for img in gt["images"]}
+    image_ids = known_ids if known_ids is not None else selected
+    cat_ids = {c["id"] for c in gt["categories"]}
+    seen: set[tuple[int, int]] = set()
+    for i, p in enumerate(preds):
+        where = f"{source}: prediction {i}"
+        if _known(p, where, source, image_ids, cat_ids) not in selected:
+            continue
+        key = (p["image_id"], p["category_id"])
+        if key in seen:
+            raise DataError(
+                f"{where}: a second {second.format(category=key[1], image=key[0])}", source=source
+            )
+        seen.add(key)
+        yield where, p
+
+
 def check_semantic(
     preds: list[dict[str, Any]], gt: dict[str, Any], source: str, known_ids: set[int] | None = None
 ) -> list[dict[str, Any]]:
     """Validate COCO-Stuff results (one region per class present in an image) against ``gt``:
     known image and category, a mask of the image's size that decodes, one region per class and
     image. Returns the regions of the selected images, masks as compressed RLE."""
-    selected = {img["id"] for img in gt["images"]}
-    image_ids = known_ids if known_ids is not None else selected
-    cat_ids = {c["id"] for c in gt["categories"]}
     sizes = {img["id"]: (img.get("width"), img.get("height")) for img in gt["images"]}
-    seen: set[tuple[int, int]] = set()
     out = []
-    for i, p in enumerate(preds):
-        where = f"{source}: prediction {i}"
-        if _known(p, where, source, image_ids, cat_ids) not in selected:
-            continue  # another split's: set aside
-        key = (p["image_id"], p["category_id"])
-        if key in seen:
-            raise DataError(
-                f"{where}: a second region of category {key[1]} on image {key[0]}; semantic results "
-                "have one region per class and image",
-                source=source,
-            )
-        seen.add(key)
+    second = (
+        "region of category {category} on image {image}; semantic results have one region per class and image"
+    )
+    for where, p in one_per_image_and_class(preds, gt, source, known_ids, second):
         seg = _checked_mask(p.get("segmentation"), sizes.get(p["image_id"]), where, source)
         out.append({"image_id": p["image_id"], "category_id": p["category_id"], "segmentation": seg})
     return out

@@ -38,26 +38,15 @@ def check_regression(
     """Validate point-regression results against ``gt``: known image and category, 3 finite numbers
     per point of the category, one entry per image and category. Returns those of the selected
     images (``known_ids``: every image id of the store when ``gt`` is a split of it)."""
-    from dataforge.evaluation.predictions import _checked_points, _known
+    from dataforge.evaluation.predictions import _checked_points, one_per_image_and_class
 
-    selected = {img["id"] for img in gt["images"]}
-    image_ids = known_ids if known_ids is not None else selected
-    cat_ids = {c["id"] for c in gt["categories"]}
     points = {c["id"]: c.get("keypoints") for c in gt["categories"]}
-    seen: set[tuple[int, int]] = set()
+    second = (
+        "point set of category {category} on image {image}; point regression has one per image and "
+        "category (keypoint detections carry a score)"
+    )
     out = []
-    for i, p in enumerate(preds):
-        where = f"{source}: prediction {i}"
-        if _known(p, where, source, image_ids, cat_ids) not in selected:
-            continue  # another split's: set aside
-        key = (p["image_id"], p["category_id"])
-        if key in seen:
-            raise DataError(
-                f"{where}: a second point set of category {key[1]} on image {key[0]}; point "
-                "regression has one per image and category (keypoint detections carry a score)",
-                source=source,
-            )
-        seen.add(key)
+    for where, p in one_per_image_and_class(preds, gt, source, known_ids, second):
         kps = _checked_points(p["keypoints"], points.get(p["category_id"]), where, source)
         out.append({"image_id": p["image_id"], "category_id": p["category_id"], "keypoints": kps})
     return out

@@ -177,15 +177,27 @@ def keypoint_count(categories: list[dict[str, Any]]) -> int:
     return next((len(c["keypoints"]) for c in categories if c.get("keypoints")), 0)
 
 
+def _keypoint_categories(
+    store: Any, categories: list[dict[str, Any]], flip_idx: dict[str, list[int]] | None
+) -> tuple[list[dict[str, Any]], dict[int, list[int]]]:
+    """The store's categories with keypoints among ``categories``, and each one's flip permutation
+    by id (``flip_idx``: a pipeline's overrides)."""
+    from dataforge.keypoints import flip_perms
+
+    names = {c["name"] for c in categories}
+    chosen = [c for c in store.data["categories"] if c["name"] in names and c.get("keypoints")]
+    try:
+        return chosen, flip_perms(chosen, flip_idx)
+    except ValueError as exc:
+        raise UsageError(f"the pipeline's keypoints.flip_idx: {exc}") from None
+
+
 def _keypoint_layout(
     store: Any, categories: list[dict[str, Any]], flip_idx: dict[str, list[int]] | None
 ) -> tuple[int, dict[int, list[int]]]:
     """K, and each keypoint category's flip permutation by store id, for a keypoint detector: one
     K for every keypoint category among ``categories`` (the model has one keypoint head)."""
-    from dataforge.keypoints import flip_perms
-
-    names = {c["name"] for c in categories}
-    chosen = [c for c in store.data["categories"] if c["name"] in names and c.get("keypoints")]
+    chosen, perms = _keypoint_categories(store, categories, flip_idx)
     counts = {len(c["keypoints"]) for c in chosen}
     if len(counts) != 1:
         found = ", ".join(f"{c['name']!r} ({len(c['keypoints'])})" for c in chosen) or "none"
@@ -193,19 +205,13 @@ def _keypoint_layout(
             f"{store.root}: a keypoint model needs keypoint categories with one point count, found {found}",
             hint="train one keypoint category at a time (export it with --where)",
         )
-    try:
-        return counts.pop(), flip_perms(chosen, flip_idx)
-    except ValueError as exc:
-        raise UsageError(f"the pipeline's keypoints.flip_idx: {exc}") from None
+    return counts.pop(), perms
 
 
 def _regression_samples(
     store: Any, split: str | None, categories: list[dict[str, Any]], flip_idx: dict[str, list[int]] | None
 ) -> list[Sample]:
-    from dataforge.keypoints import flip_perms
-
-    names = {c["name"] for c in categories}
-    chosen = [c for c in store.data["categories"] if c["name"] in names and c.get("keypoints")]
+    chosen, perms = _keypoint_categories(store, categories, flip_idx)
     if len(chosen) != 1:
         listed = ", ".join(repr(c["name"]) for c in chosen) or "none"
         raise UsageError(
@@ -213,10 +219,6 @@ def _regression_samples(
             hint="train on a store whose one keypoint category holds the points to predict, or train "
             "a keypoint detector for several",
         )
-    try:
-        perms = flip_perms(chosen, flip_idx)
-    except ValueError as exc:
-        raise UsageError(f"the pipeline's keypoints.flip_idx: {exc}") from None
     ids = {int(c["id"]) for c in chosen}
     out: list[Sample] = []
     unlabeled = 0
