@@ -32,9 +32,20 @@ def detect_format(path: Path) -> DatasetFormat:
     if len(hits) == 1:
         return hits[0]
     if not hits:
+        from dataforge.formats.folders import annotation_files
+
         names = ", ".join(f.name for f in list_formats() if f.can_import)
+        seen = annotation_files(path) if path.is_dir() else []
+        saw = (
+            f" (it holds {len(seen)} label files, e.g. "
+            + ", ".join(str(p.relative_to(path)) for p in seen[:4])
+            + ", in no layout dataforge knows)"
+            if seen
+            else ""
+        )
         raise UsageError(
-            f"{path}: could not detect the dataset format", hint=f"pass --format (one of: {names})"
+            f"{path}: could not detect the dataset format{saw}",
+            hint=f"pass --format (one of: {names}), or the annotation file itself",
         )
     raise UsageError(
         f"{path}: several formats fit ({', '.join(f.name for f in hits)})", hint="pass --format to choose one"

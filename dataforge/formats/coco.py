@@ -39,12 +39,33 @@ def category_id_map(category_ids: list[int], policy: str) -> dict[int, int]:
     raise UsageError(f"unknown category-id policy {policy!r} (choose from {', '.join(CATEGORY_ID_POLICIES)})")
 
 
+def subset_of(ann_file: Path) -> str:
+    """The subset an annotation file names: ``instances_train2017.json`` -> ``train2017``; Roboflow's
+    ``train/_annotations.coco.json`` -> ``train`` (its folder)."""
+    if ann_file.name == "_annotations.coco.json":
+        return ann_file.parent.name
+    return ann_file.stem.rsplit("_", 1)[-1]
+
+
+def split_of(subset: str) -> str | None:
+    """A subset name as a store split: train, val (also valid, validation) or test, with a year or
+    number after it allowed (``train2017``); None for any other (``default``)."""
+    base = subset.lower().rstrip("0123456789").rstrip("_-")
+    return {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}.get(base)
+
+
 def guess_images_root(ann_file: Path, first_file_name: str | None) -> Path:
     """Where ``file_name`` values resolve: the first candidate that holds the first image."""
     here = ann_file.parent
-    stem = ann_file.stem  # instances_train -> train
-    subset = stem.rsplit("_", 1)[-1]
-    candidates = [here, here / "images", here.parent / "images" / subset, here.parent / "images", here.parent]
+    subset = subset_of(ann_file)
+    candidates = [
+        here,
+        here / "images",
+        here.parent / "images" / subset,
+        here.parent / subset,
+        here.parent / "images",
+        here.parent,
+    ]
     if first_file_name:
         for c in candidates:
             if (c / first_file_name.replace("\\", "/")).is_file():
@@ -77,7 +98,19 @@ class CocoFormat:
                 or b'"categories"' in head
                 or b'"info"' in head
             )
-        return False
+        return path.is_dir() and bool(self.annotation_files(path))
+
+    def annotation_files(self, folder: Path) -> list[Path]:
+        """The COCO files of a dataset folder, where the tools that write them put them:
+        ``annotations/*.json`` (the COCO download, CVAT's ``instances_default.json``, Datumaro's
+        ``instances_<subset>.json``), ``*.json`` at the top, Roboflow's
+        ``<split>/_annotations.coco.json``."""
+        found = [
+            *sorted(folder.glob("annotations/*.json")),
+            *sorted(folder.glob("*.json")),
+            *sorted(folder.glob("*/_annotations.coco.json")),
+        ]
+        return [p for p in dict.fromkeys(found) if p.is_file() and self.detect(p)]
 
     def read(
         self, path: Path, *, images: Path | None = None, masks: Any = "true", **options: Any
@@ -86,6 +119,8 @@ class CocoFormat:
             raise UsageError(f"coco import: unknown options {sorted(options)} (known: masks)")
         if str(masks).lower() not in ("true", "false"):
             raise UsageError(f"coco import: masks must be true or false, not {masks!r}")
+        if path.is_dir():
+            return self._read_folder(path, images, masks)
         data = load_json(path, what="COCO annotation file")
         if not isinstance(data, dict):
             raise DataError(
@@ -133,6 +168,93 @@ class CocoFormat:
             licenses=licenses,
             warnings=warnings,
             private_keys=panoptic,
+        )
+
+    def _read_folder(self, folder: Path, images: Path | None, masks: Any) -> ImportBatch:
+        """Every COCO file of a dataset folder, one subset each, as one batch: images and
+        annotations renumbered apart, file names relative to the images' common folder, each
+        image's split from its subset's name (train, val, test) where it is one."""
+        files = self.annotation_files(folder)
+        if not files:
+            raise DataError(
+                f"{folder}: no COCO annotation file in annotations/, at the top, or in <split>/ "
+                "(Roboflow's _annotations.coco.json)",
+                source=str(folder),
+                hint="pass the annotation file itself",
+            )
+        by_subset: dict[str, list[Path]] = {}
+        for f in files:
+            by_subset.setdefault(subset_of(f), []).append(f)
+        several = {k: v for k, v in by_subset.items() if len(v) > 1}
+        if several:
+            subset, paths = next(iter(several.items()))
+            raise DataError(
+                f"{folder}: {len(paths)} annotation files for subset {subset!r} "
+                f"({', '.join(p.name for p in paths)}): they would import its images twice",
+                source=str(folder),
+                hint="import one of them: pass the file itself",
+            )
+        batches: list[tuple[Path, ImportBatch]] = []
+        warnings = [
+            f"{folder}: read {len(files)} COCO files: {', '.join(str(f.relative_to(folder)) for f in files)}"
+        ]
+        for f in files:
+            root = (
+                images / subset_of(f) if images is not None and (images / subset_of(f)).is_dir() else images
+            )
+            batch = self.read(f, images=root, masks=masks)
+            batches.append((f, batch))
+            warnings += batch.warnings
+        if len(batches) == 1:
+            batch = batches[0][1]
+            batch.warnings = warnings
+            return batch
+        import os
+
+        common = Path(os.path.commonpath([str(b.images_root.resolve()) for _, b in batches]))
+        cats: dict[Any, dict[str, Any]] = {}
+        out_imgs: list[dict[str, Any]] = []
+        out_anns: list[dict[str, Any]] = []
+        for f, batch in batches:
+            for c in batch.categories:
+                known = cats.setdefault(c.get("id"), c)
+                if known.get("name") != c.get("name"):
+                    raise DataError(
+                        f"{folder}: category id {c.get('id')} is {known.get('name')!r} in one file and "
+                        f"{c.get('name')!r} in {f.name}",
+                        source=str(f),
+                        hint="import the files one at a time into stores of their own",
+                    )
+            prefix = os.path.relpath(batch.images_root.resolve(), common).replace(os.sep, "/")
+            split = split_of(subset_of(f))
+            ids: dict[Any, int] = {}
+            for img in batch.images:
+                if not isinstance(img, dict):
+                    continue
+                ids[img.get("id")] = len(out_imgs) + 1
+                new = {**img, "id": len(out_imgs) + 1}
+                name = img.get("file_name")
+                if isinstance(name, str) and prefix != ".":
+                    new["file_name"] = f"{prefix}/{name}"
+                if split and "split" not in img:
+                    new["split"] = split
+                out_imgs.append(new)
+            for a in batch.annotations:
+                if isinstance(a, dict):
+                    out_anns.append(
+                        {**a, "id": len(out_anns) + 1, "image_id": ids.get(a.get("image_id"), -1)}
+                    )
+        return ImportBatch(
+            format=self.name,
+            source=str(folder.resolve()),
+            images_root=common,
+            images=out_imgs,
+            annotations=out_anns,
+            categories=list(cats.values()),
+            info=batches[0][1].info,
+            licenses=batches[0][1].licenses,
+            warnings=warnings,
+            private_keys=any(b.private_keys for _, b in batches),
         )
 
     def export(

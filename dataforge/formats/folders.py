@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from dataforge.errors import UsageError
+from dataforge.errors import DataError, UsageError
 from dataforge.formats.base import ExportResult, ImportBatch
 from dataforge.formats.common import copy_store_images, flat_name, is_image, list_images, prepare_out_dir, rel
 
@@ -25,6 +25,27 @@ if TYPE_CHECKING:
     from dataforge.store import Store
 
 SPLITS = frozenset({"train", "val", "valid", "validation", "test"})
+#: files that hold labels in some format (COCO/Label Studio JSON, VOC/CVAT XML, YOLO TXT, CSV, YAML)
+LABEL_SUFFIXES = frozenset({".json", ".xml", ".txt", ".csv", ".yaml", ".yml", ".tfrecord", ".record"})
+
+
+def annotation_files(path: Path, depth: int = 3) -> list[Path]:
+    """Label files within ``depth`` levels of ``path`` (sorted): what a folder of images holds
+    when it is a dataset of some format rather than class folders."""
+    found: list[Path] = []
+    level = [path]
+    for _ in range(depth):
+        nxt = []
+        for d in level:
+            for p in sorted(d.iterdir()):
+                if p.name.startswith("."):
+                    continue
+                if p.is_dir():
+                    nxt.append(p)
+                elif p.suffix.lower() in LABEL_SUFFIXES:
+                    found.append(p)
+        level = nxt
+    return found
 
 
 class ClassFoldersFormat:
@@ -42,8 +63,8 @@ class ClassFoldersFormat:
         entries = list(path.iterdir())
         dirs = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
         others = [p for p in entries if p.is_file() and not is_image(p) and not p.name.startswith(".")]
-        if not dirs or others:
-            return False
+        if not dirs or others or annotation_files(path):
+            return False  # a folder with label files is a dataset of another format, never classes
         # some image directly inside a class folder
         return any(is_image(f) for d in dirs for f in d.iterdir()) or any(
             is_image(f) for d in dirs for s in d.iterdir() if s.is_dir() for f in s.iterdir()
@@ -72,6 +93,14 @@ class ClassFoldersFormat:
                 if split:
                     record["split"] = "val" if split in ("valid", "validation") else split
                 imgs.append(record)
+        unread = annotation_files(path)
+        if unread:
+            raise DataError(
+                f"{path}: holds label files that class folders do not read ({len(unread)}, e.g. "
+                f"{', '.join(rel(p, path) for p in unread[:3])}); the folder names would become the labels",
+                source=str(path),
+                hint="import it with its own format (--format auto lists what it sees), or move those files away",
+            )
         return ImportBatch(
             format=self.name,
             source=str(path.resolve()),

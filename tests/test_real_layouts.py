@@ -1,0 +1,161 @@
+"""Datasets laid out as other tools write them, imported with `--format auto`: each either imports
+right or is refused naming what was seen, never imported wrong (issue 20).
+
+COCO layouts (file and folder names as each tool writes them):
+- the COCO download: ``annotations/instances_train2017.json`` + ``train2017/`` beside it;
+- Datumaro's COCO export: ``annotations/instances_<subset>.json`` + ``images/<subset>/``;
+- CVAT's COCO 1.0 export: ``annotations/instances_default.json`` + ``images/`` (no subset);
+- Roboflow's COCO export: ``<train|valid|test>/_annotations.coco.json`` beside the images;
+- a folder holding only ``instances_default.json``, the images elsewhere (``--images``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dataforge.api import import_dataset
+from dataforge.errors import DataError, UsageError
+from dataforge.formats import detect_format
+from dataforge.store import Store
+from tests.conftest import jpeg_bytes
+
+
+def coco_doc(names: list[str], *, first_id: int = 1, boxes_per_image: int = 1) -> dict[str, Any]:
+    """A COCO dict for 40x30 images ``names`` (ids from ``first_id``: subsets of the COCO download
+    number their images apart), each with ``boxes_per_image`` boxes of alternating class."""
+    images = [{"id": first_id + i, "file_name": n, "width": 40, "height": 30} for i, n in enumerate(names)]
+    anns = [
+        {
+            "id": 100 * img["id"] + k,
+            "image_id": img["id"],
+            "category_id": 1 + (img["id"] + k) % 2,
+            "bbox": [2 + k, 3, 10, 8],
+            "area": 80,
+            "iscrowd": 0,
+        }
+        for img in images
+        for k in range(boxes_per_image)
+    ]
+    cats = [{"id": 1, "name": "cat", "supercategory": ""}, {"id": 2, "name": "dog", "supercategory": ""}]
+    return {"info": {}, "licenses": [], "images": images, "annotations": anns, "categories": cats}
+
+
+def write(root: Path, rel: str, doc: dict[str, Any]) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+
+
+def images_at(folder: Path, names: list[str]) -> None:
+    for n in names:
+        (folder / n).parent.mkdir(parents=True, exist_ok=True)
+        (folder / n).write_bytes(jpeg_bytes((40, 30)))
+
+
+def imported(src: Path, store: Path, **kw: Any) -> Store:
+    assert detect_format(src).name == "coco"
+    import_dataset(source=src, store=store, format="auto", **kw)
+    return Store.open(store)
+
+
+def test_the_coco_download_layout(tmp_path: Path) -> None:
+    src = tmp_path / "coco"
+    write(src, "annotations/instances_train2017.json", coco_doc(["000000000009.jpg", "000000000025.jpg"]))
+    write(src, "annotations/instances_val2017.json", coco_doc(["000000000139.jpg"], first_id=1))
+    images_at(src / "train2017", ["000000000009.jpg", "000000000025.jpg"])
+    images_at(src / "val2017", ["000000000139.jpg"])
+    s = imported(src, tmp_path / "store")
+    assert sorted((i["file_name"], i["split"]) for i in s.images) == [
+        ("train2017/000000000009.jpg", "train"),
+        ("train2017/000000000025.jpg", "train"),
+        ("val2017/000000000139.jpg", "val"),
+    ]
+    assert len(s.annotations) == 3  # both subsets' ids were 1..: renumbered apart, none lost
+    by_file = {i["file_name"]: i["id"] for i in s.images}
+    assert {a["image_id"] for a in s.annotations} == set(by_file.values())
+
+
+def test_datumaros_layout_is_coco_not_class_folders(tmp_path: Path) -> None:
+    """The kind that was imported as class folders: every image labelled "images", no boxes."""
+    src = tmp_path / "datumaro"
+    write(src, "annotations/instances_train.json", coco_doc(["a.jpg", "b.jpg"], boxes_per_image=2))
+    write(src, "annotations/instances_val.json", coco_doc(["c.jpg"], first_id=3))
+    images_at(src / "images" / "train", ["a.jpg", "b.jpg"])
+    images_at(src / "images" / "val", ["c.jpg"])
+    s = imported(src, tmp_path / "store")
+    assert sorted(i["file_name"] for i in s.images) == ["train/a.jpg", "train/b.jpg", "val/c.jpg"]
+    assert len(s.annotations) == 5 and sorted(c.name for c in s.categories) == ["cat", "dog"]
+    assert all(not i.get("labels") for i in s.images)
+
+
+def test_cvats_coco_export(tmp_path: Path) -> None:
+    src = tmp_path / "cvat"
+    write(src, "annotations/instances_default.json", coco_doc(["frame_000000.jpg", "frame_000001.jpg"]))
+    images_at(src / "images", ["frame_000000.jpg", "frame_000001.jpg"])
+    s = imported(src, tmp_path / "store")
+    assert sorted(i["file_name"] for i in s.images) == ["frame_000000.jpg", "frame_000001.jpg"]
+    assert all(i.get("split") is None for i in s.images) and len(s.annotations) == 2
+
+
+def test_roboflows_coco_export(tmp_path: Path) -> None:
+    src = tmp_path / "roboflow"
+    for split, names in (
+        ("train", ["x_jpg.rf.1.jpg", "y_jpg.rf.2.jpg"]),
+        ("valid", ["z_jpg.rf.3.jpg"]),
+        ("test", ["w.jpg"]),
+    ):
+        write(src, f"{split}/_annotations.coco.json", coco_doc(names, first_id=0))  # Roboflow counts from 0
+        images_at(src / split, names)
+    (src / "README.roboflow.txt").write_text("exported from roboflow")
+    s = imported(src, tmp_path / "store")
+    assert sorted((i["file_name"], i["split"]) for i in s.images) == [
+        ("test/w.jpg", "test"),
+        ("train/x_jpg.rf.1.jpg", "train"),
+        ("train/y_jpg.rf.2.jpg", "train"),
+        ("valid/z_jpg.rf.3.jpg", "val"),
+    ]
+    assert len(s.annotations) == 4
+
+
+def test_a_folder_with_only_instances_default_and_the_images_elsewhere(tmp_path: Path) -> None:
+    write(tmp_path / "labels", "instances_default.json", coco_doc(["p.jpg", "q.jpg"]))
+    images_at(tmp_path / "pictures", ["p.jpg", "q.jpg"])
+    s = imported(tmp_path / "labels", tmp_path / "store", images=tmp_path / "pictures")
+    assert len(s.images) == 2 and len(s.annotations) == 2
+
+
+def test_two_files_for_one_subset_are_refused(tmp_path: Path) -> None:
+    """instances_ and person_keypoints_ of one subset hold the same images: importing both would
+    bring each image in twice."""
+    src = tmp_path / "coco"
+    write(src, "annotations/instances_val2017.json", coco_doc(["a.jpg"]))
+    write(src, "annotations/person_keypoints_val2017.json", coco_doc(["a.jpg"]))
+    images_at(src / "val2017", ["a.jpg"])
+    with pytest.raises(
+        DataError,
+        match=r"2 annotation files for subset 'val2017' \(instances_val2017.json, person_keypoints_val2017.json\)",
+    ):
+        import_dataset(source=src, store=tmp_path / "store", format="auto")
+    assert not (tmp_path / "store").exists()
+
+
+def test_class_folders_with_label_files_are_never_imported_as_classes(tmp_path: Path) -> None:
+    """Folders of images that also hold label files in no layout dataforge reads: `--format auto`
+    refuses and names the files; `--format folders` refuses too (the folder names would become the
+    labels and the files' labels would be lost)."""
+    src = tmp_path / "odd"
+    images_at(src / "images" / "train", ["a.jpg"])
+    (src / "labels").mkdir()
+    (src / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    with pytest.raises(
+        UsageError, match=r"could not detect the dataset format \(it holds 1 label files, e.g. labels/a.txt"
+    ):
+        detect_format(src)
+    with pytest.raises(
+        DataError, match=r"holds label files that class folders do not read \(1, e.g. labels/a.txt\)"
+    ):
+        import_dataset(source=src, store=tmp_path / "store", format="folders")
