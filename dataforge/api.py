@@ -54,10 +54,8 @@ def import_dataset(
         raise UsageError(f"format {fmt.name!r} cannot be imported")
     with paused_gc():  # a large import builds millions of acyclic dicts
         if isinstance(fmt, EmbedsImages):  # parsed, checked and written per process
-            if images is not None:
-                raise UsageError(
-                    f"format {fmt.name!r} holds its images in its files: --images does not apply"
-                )
+            if images is not None:  # for records that name their images without holding them
+                options["images"] = Path(images)
             return ingest_records(
                 Path(store), fmt.scan(src, **options), on_error=on_error, split=split, tags=tags
             )

@@ -134,7 +134,15 @@ def test_tfrecord_od_api_sample_matches_facts(tmp_path: Path) -> None:
     key = "tfrecord/datumaro-tf_detection_api_dataset"
     res = import_dataset(INTEROP / key, store=tmp_path / "s", on_error="skip")
     assert [(s.kind, s.reason) for s in res.skipped] == [("annotation", "unknown category")]
-    assert "class/label 0 ('') is not in the label map" in res.skipped[0].message
+    assert (
+        "class/label 0: the TF Object Detection API keeps 0 for the implicit background"
+        in res.skipped[0].message
+    )
+    assert "--option class0=skip" in res.skipped[0].message
+    # the explicit way through: class 0 left out and counted, nothing else skipped
+    explicit = import_dataset(INTEROP / key, store=tmp_path / "s0", class0="skip")
+    assert not explicit.skipped
+    assert any("1 objects of class 0 (the OD API's background) left out" in w for w in explicit.warnings)
     store = Store.open(tmp_path / "s")
     assert [[c.id, c.name] for c in store.categories] == FACTS[key]["train"]["label_map"]
     by_split = {r.split: r for r in store}
@@ -155,6 +163,7 @@ def test_tfrecord_roboflow_sample_without_embedded_images(tmp_path: Path) -> Non
     key = "tfrecord/datumaro-roboflow_tfrecord"
     res = import_dataset(INTEROP / key, store=tmp_path / "s", on_error="skip")
     assert res.images == 0
+    assert "pass --images FOLDER to read the images from there" in res.skipped[0].message
     assert res.skipped_by_reason["image: no embedded image"] == sum(
         len(f["records"]) for f in FACTS[key].values()
     )

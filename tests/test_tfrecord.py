@@ -251,17 +251,44 @@ def test_export_of_a_box_beyond_float32_is_a_clear_error(coco_factory, tmp_path:
         export_dataset(tmp_path / "s", format="tfrecord", out=tmp_path / "tf")
 
 
-def test_images_option_is_refused_for_a_format_that_holds_its_images(coco_factory, tmp_path: Path) -> None:
-    """TFRecord embeds its images: an ``--images`` folder would be ignored, so it is an error."""
-    from dataforge.errors import UsageError
-    from dataforge.formats import get_format
-    from dataforge.formats.base import EmbedsImages
+def test_records_that_name_their_images_read_them_from_images(tmp_path: Path) -> None:
+    """Some exporters write image/filename and an empty image/encoded. Without --images that is a
+    one-line error per image saying to pass it; with --images each image is read by its name, as
+    written or by its base name (the exporter's folders are not this machine's), its real size
+    probed and its boxes made absolute with it."""
+    from dataforge.formats.tfrecord.example import encode_example
+    from dataforge.formats.tfrecord.framing import write_record
+    from dataforge.store import Store
+    from tests.conftest import jpeg_bytes
 
-    assert isinstance(get_format("tfrecord"), EmbedsImages)
-    assert not isinstance(get_format("coco"), EmbedsImages)
-    src = coco_factory([(1, "1.jpg", (32, 16))], [(1, 1, "cat", [1, 2, 10, 5])])
-    import_dataset(src, store=tmp_path / "s")
-    export_dataset(tmp_path / "s", format="tfrecord", out=tmp_path / "tf")
-    with pytest.raises(UsageError, match="'tfrecord' holds its images in its files: --images does not apply"):
-        import_dataset(tmp_path / "tf", store=tmp_path / "t", images=src.parent)
-    assert not (tmp_path / "t").exists()
+    def record(name: str) -> bytes:
+        return encode_example(
+            {"image/encoded": [b""], "image/filename": [name.encode()], "image/object/class/text": [b"cat"]},
+            {
+                "image/object/bbox/xmin": [0.25],
+                "image/object/bbox/ymin": [0.5],
+                "image/object/bbox/xmax": [0.75],
+                "image/object/bbox/ymax": [1.0],
+            },
+            {"image/width": [40], "image/height": [20], "image/object/class/label": [1]},
+        )
+
+    src = tmp_path / "records" / "data.tfrecord"
+    src.parent.mkdir()
+    with src.open("wb") as f:
+        write_record(f, record("a.jpg"))
+        write_record(f, record("C:\\Users\\me\\export\\b.jpg"))
+    (src.parent / "label_map.pbtxt").write_text("item { id: 1 name: 'cat' }\n")
+    with pytest.raises(
+        DataError, match=r"data.tfrecord record 0: image/encoded is empty.*pass --images FOLDER"
+    ):
+        import_dataset(src, store=tmp_path / "none")
+    pics = tmp_path / "pictures"
+    pics.mkdir()
+    (pics / "a.jpg").write_bytes(jpeg_bytes((40, 20)))
+    (pics / "b.jpg").write_bytes(jpeg_bytes((40, 20)))
+    res = import_dataset(src, store=tmp_path / "s", images=pics)
+    assert res.images == 2 and not res.skipped
+    store = Store.open(tmp_path / "s")
+    assert sorted(a["bbox"] for a in store.annotations) == [[10.0, 10.0, 20.0, 10.0]] * 2
+    assert sorted(r.file_name for r in store) == ["data/a.jpg", "data/b.jpg"]  # not data/C:/Users/...

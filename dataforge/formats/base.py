@@ -102,7 +102,8 @@ class EmbedsImages(Protocol):
     """A format whose files hold the images themselves (TFRecord; a tar or a zip could be one):
     beside ``read`` it offers ``scan``, and ``dataforge import`` then takes the direct path
     (``dataforge.ingest.direct``), which parses, checks and copies the images out of the files in
-    parallel processes without holding them in memory. ``--images`` does not apply to it."""
+    parallel processes without holding them in memory. ``--images`` is where the images of records
+    that only name them are (some exporters write file names alone)."""
 
     def scan(self, path: Path, **options: Any) -> RecordScan:
         """Every record's place in ``path``, from what is cheap to read (headers, an index)."""

@@ -49,7 +49,7 @@ class TfrecordFormat:
         return path.is_dir() and any(is_tfrecord(p) for p in list(path.iterdir()) + list(path.glob("*/*")))
 
     def read(self, path: Path, *, images: Path | None = None, **options: Any) -> ImportBatch:
-        scan = self.scan(path, **options)
+        scan = self.scan(path, images=images, **options)
         return scan.batch(map_ranges(scan.parse_range, scan.n))
 
     def scan(self, path: Path, **options: Any) -> TfrecordScan:

@@ -4,6 +4,7 @@ parsed into image records (the image left in the file, probed and hashed) and an
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,34 @@ def _damaged(where_file: str, exc: RecordError, *, after: bool) -> dict[str, Any
     }
 
 
+@dataclass(frozen=True)
+class ReadOptions:
+    """How records are read: ``images``, the folder of the images records only name (with
+    ``--images``); ``skip_class0``, leave out objects of class 0 (``class0=skip``)."""
+
+    images: Path | None = None
+    skip_class0: bool = False
+
+
+def _stored_name(filename: str) -> str:
+    """A record's image/filename as a store name: an absolute path from the exporter's machine
+    (``/home/me/x.jpg``, ``C:\\data\\x.jpg``) becomes its base name."""
+    flat = filename.replace("\\", "/")
+    if flat.startswith("/") or (len(flat) > 1 and flat[1] == ":"):
+        return flat.rsplit("/", 1)[-1]
+    return flat
+
+
+def _external(images: Path, filename: str, split: str | None) -> str:
+    """Where, under ``images``, the image a record names is: ``<split>/<filename>``, the filename
+    as written, or its base name (the exporter's folders are not this machine's), first found."""
+    base = os.path.basename(filename.replace("\\", "/"))
+    for cand in ([f"{split}/{filename}", f"{split}/{base}"] if split else []) + [filename, base]:
+        if (images / cand).is_file():
+            return cand
+    return filename  # not there: the import reports the missing file by this name
+
+
 def _position(data: bytes, part: bytes) -> int:
     """Where ``part`` (a value parsed out of ``data``) lies in ``data``: found by its first 64 bytes
     and checked in place, which is 5x faster than searching for all of it."""
@@ -63,6 +92,7 @@ def _record(
     imgs: list[dict[str, Any]],
     anns: list[dict[str, Any]],
     label_map: dict[int, str],
+    opts: ReadOptions | None = None,
 ) -> None:
     """Parse record ``index`` (at ``offset`` of ``file_path``) into an image record and its annotations.
 
@@ -89,7 +119,8 @@ def _record(
         v = parse_example(data, FORMAT_KEYS).get("image/format")
         fmt = _text(v[0]).lower() if v else ""
         filename = f"{source_id or image_id}.{IMAGE_FORMATS.get(fmt, 'jpg')}"
-    record["file_name"] = f"{split}/{filename}" if split else filename
+    name = _stored_name(filename)
+    record["file_name"] = f"{split}/{name}" if split else name
     v = get("image/encoded")
     encoded = v[0] if v else b""
     size: tuple[int, int] | None = None
@@ -109,8 +140,14 @@ def _record(
                     sha256_bytes(encoded),
                 )
             )
+    elif opts is not None and opts.images is not None:  # the record names its image: read it there
+        record["_src"] = _external(opts.images, filename, split)
     else:
-        record["_problem"] = problem("no embedded image", f"{where}: image/encoded is empty ({filename})")
+        record["_problem"] = problem(
+            "no embedded image",
+            f"{where}: image/encoded is empty: the record names its image ({filename}) without holding "
+            "it; pass --images FOLDER to read the images from there",
+        )
     w, h = get("image/width"), get("image/height")
     if w and h:
         w, h = w[0], h[0]
@@ -136,6 +173,7 @@ def _record(
             where,
             anns,
             label_map,
+            record if opts is not None and opts.skip_class0 else None,
         )
 
 
@@ -149,6 +187,7 @@ def _objects(
     where: str,
     anns: list[dict[str, Any]],
     label_map: dict[int, str],
+    skip_class0: dict[str, Any] | None = None,
 ) -> None:
     """A record's ``n`` objects as annotations. Boxes are made absolute with the image's real
     ``size`` (probed by the caller) here, in the parsing process; what the import must report
@@ -160,26 +199,34 @@ def _objects(
     next_id = len(anns) + 1
     xs0, ys0, xs1, ys1 = cols
     n_labels = len(labels)
+    skipped = 0
     for k in range(n):
-        ann: dict[str, Any] = {"id": next_id + k, "image_id": image_id}
+        label = labels[k] if k < n_labels else None
+        if label == 0 and type(label) is int and skip_class0 is not None and 0 not in label_map:
+            skipped += 1  # the OD API's background class, left out on request (counted)
+            continue
+        ann: dict[str, Any] = {"id": next_id + k - skipped, "image_id": image_id}
         anns.append(ann)
         if not same_length:
             ann["_where"] = at = f"{where} object {k}"
             ann["_problem"] = problem("bad bbox", f"{at}: bbox lists have different lengths")
             continue
-        label = labels[k] if k < n_labels else None
         if type(label) is int and label in label_map:
             ann["category_id"] = label
         else:
             text = _text(texts[k]) if k < len(texts) else ""
-            if not label_map and text:
+            if not label_map and text and label != 0:
                 ann["_text"], ann["_label"] = text, label
             else:
                 ann["_where"] = at = f"{where} object {k}"
-                ann["_problem"] = problem(
-                    "unknown category",
-                    f"{at}: class/label {label!r} ({text!r}) is not in the label map",
+                why = (
+                    "class/label 0: the TF Object Detection API keeps 0 for the implicit "
+                    "background class (label maps start at 1), so no object should have it; pass "
+                    "--option class0=skip to leave such objects out (they are counted)"
+                    if label == 0
+                    else f"class/label {label!r} ({text!r}) is not in the label map"
                 )
+                ann["_problem"] = problem("unknown category", f"{at}: {why}")
                 continue
         x0, y0, x1, y1 = xs0[k], ys0[k], xs1[k], ys1[k]
         if size is None or not type(x0) is type(y0) is type(x1) is type(y1) is float:  # the import reports it
@@ -193,6 +240,8 @@ def _objects(
         ann["segmentation"] = []
         if not (bw > 0 and bh > 0 and area < _INF):  # empty or not finite: the import reports it
             ann["_where"] = f"{where} object {k}"
+    if skipped and skip_class0 is not None:
+        skip_class0["_class0"] = skipped
 
 
 class TfrecordScan:
@@ -207,6 +256,7 @@ class TfrecordScan:
         self.tasks: list[tuple[int, int, int, int]] = []  # (file number, record number, offset, length)
         self.sources: list[tuple[str, str, str | None]] = []  # (path, name in messages, split)
         self.damaged: list[dict[str, Any]] = []  # a problem image for each file whose framing breaks
+        self.opts = ReadOptions()
 
     @property
     def n(self) -> int:
@@ -219,7 +269,9 @@ class TfrecordScan:
 
     @property
     def direct(self) -> bool:
-        return not self.damaged
+        """Whether the records can go the direct way: no damaged file, every image embedded (no
+        ``--images``), nothing to count aside (class 0)."""
+        return not self.damaged and self.opts.images is None and not self.opts.skip_class0
 
     def where(self, k: int) -> str:
         """Record ``k`` as messages name it: ``train.tfrecord record 12``."""
@@ -240,7 +292,9 @@ class TfrecordScan:
                 except RecordError as exc:
                     imgs.append({"id": k + 1, **_damaged(where_file, exc, after=False)})
                     continue
-                _record(data, offset, k + 1, where_file, index, file_path, split, imgs, anns, label_map)
+                _record(
+                    data, offset, k + 1, where_file, index, file_path, split, imgs, anns, label_map, self.opts
+                )
         return imgs, anns
 
     def example(self, k: int) -> tuple[dict[str, Any], list[dict[str, Any]], bytes]:
@@ -258,7 +312,9 @@ class TfrecordScan:
             os.close(fd)
         imgs: list[dict[str, Any]] = []
         anns: list[dict[str, Any]] = []
-        _record(data, offset, k + 1, where_file, index, file_path, split, imgs, anns, self.label_map)
+        _record(
+            data, offset, k + 1, where_file, index, file_path, split, imgs, anns, self.label_map, self.opts
+        )
         emb = imgs[0].get("_embedded")
         if emb is None:
             return imgs[0], anns, b""
@@ -277,6 +333,12 @@ class TfrecordScan:
             anns.extend(part_anns)
         for n, bad in enumerate(self.damaged, len(self.tasks) + 1):  # a damaged header ends its file
             imgs.append({"id": n, **bad})
+        class0 = sum(img.pop("_class0", 0) for img in imgs)
+        warnings = (
+            [f"{self.source}: {class0} objects of class 0 (the OD API's background) left out (class0=skip)"]
+            if class0
+            else []
+        )
         text_ids: dict[str, int] = {}
         if not self.label_map:  # categories come from class/text, numbered in order of appearance
             for a in anns:
@@ -292,19 +354,24 @@ class TfrecordScan:
         return ImportBatch(
             format=self.format,
             source=self.source,
-            images_root=self.images_root,
+            images_root=self.opts.images if self.opts.images is not None else self.images_root,
             images=imgs,
             annotations=anns,
             categories=[{"id": k, "name": v} for k, v in sorted(cats.items())],
+            warnings=warnings,
             private_keys=True,
         )
 
 
-def scan(path: Path, **options: Any) -> TfrecordScan:
+def scan(path: Path, *, images: Path | None = None, class0: str = "fail", **options: Any) -> TfrecordScan:
     """Every record's place in a ``.tfrecord`` file or a folder of shards, from the record headers
-    alone, with the label maps found beside them (see :class:`RecordScan`)."""
+    alone, with the label maps found beside them (see :class:`RecordScan`). ``images``: where the
+    images of records that only name them (empty ``image/encoded``) are; ``class0="skip"`` leaves
+    out the objects of class 0 (the OD API's background) and counts them."""
     if options:
-        raise UsageError(f"tfrecord import: unknown options {sorted(options)}")
+        raise UsageError(f"tfrecord import: unknown options {sorted(options)} (known: class0)")
+    if class0 not in ("fail", "skip"):
+        raise UsageError(f"tfrecord import: class0 must be fail or skip, not {class0!r}")
     root = path if path.is_dir() else path.parent
     files = [path] if path.is_file() else sorted(p for p in root.rglob("*") if is_tfrecord(p))
     label_map: dict[int, str] = {}
@@ -312,6 +379,7 @@ def scan(path: Path, **options: Any) -> TfrecordScan:
         if lm.is_file():
             label_map.update(parse_label_map(read_text(lm, what="label map")))
     scan = TfrecordScan(str(path.resolve()), root, label_map)
+    scan.opts = ReadOptions(images=images, skip_class0=class0 == "skip")
     for f in files:
         where_file = rel(f, root) if f != path else f.name
         scan.sources.append((str(f), where_file, split_of(f, root)))
