@@ -159,3 +159,72 @@ def test_class_folders_with_label_files_are_never_imported_as_classes(tmp_path: 
         DataError, match=r"holds label files that class folders do not read \(1, e.g. labels/a.txt\)"
     ):
         import_dataset(source=src, store=tmp_path / "store", format="folders")
+
+
+def test_cvats_yolo_export_with_the_images_elsewhere(tmp_path: Path) -> None:
+    """CVAT's YOLO 1.1 export without images ("save images" off): obj.data, obj.names, train.txt
+    listing data/obj_train_data/<name>, the label .txt files in obj_train_data/. With --images the
+    listed names are found there by their tail; without, each image is missing (one-line errors)."""
+    src = tmp_path / "cvat-yolo"
+    (src / "obj_train_data").mkdir(parents=True)
+    (src / "obj.names").write_text("cat\ndog\n")
+    (src / "obj.data").write_text(
+        "classes = 2\ntrain = data/train.txt\nnames = data/obj.names\nbackup = backup/\n"
+    )
+    (src / "train.txt").write_text(
+        "data/obj_train_data/frame_000000.jpg\ndata/obj_train_data/frame_000001.jpg\n"
+    )
+    (src / "obj_train_data" / "frame_000000.txt").write_text("1 0.5 0.5 0.25 0.5\n")
+    (src / "obj_train_data" / "frame_000001.txt").write_text("0 0.25 0.25 0.1 0.2\n")
+    with pytest.raises(DataError, match=r"frame_000000.jpg.*missing on disk"):
+        import_dataset(source=src, store=tmp_path / "none", format="auto")
+    images_at(tmp_path / "frames", ["frame_000000.jpg", "frame_000001.jpg"])
+    import_dataset(source=src, store=tmp_path / "store", format="auto", images=tmp_path / "frames")
+    s = Store.open(tmp_path / "store")
+    got = sorted(
+        (i["file_name"], a["category_id"], a["bbox"])
+        for i in s.images
+        for a in s.index.anns_by_image[i["id"]]
+    )
+    names = {c.id: c.name for c in s.categories}
+    assert [(f, names[c], b) for f, c, b in got] == [
+        ("train/frame_000000.jpg", "dog", [15.0, 7.5, 10.0, 15.0]),
+        ("train/frame_000001.jpg", "cat", [8.0, 4.5, 4.0, 6.0]),
+    ]
+
+
+def labelimg_xml(name: str, folder: str, path: str, box: tuple[int, int, int, int]) -> str:
+    """An XML as LabelImg writes it: <folder> the images folder's name, <path> the author's path."""
+    x0, y0, x1, y1 = box
+    return (
+        f"<annotation><folder>{folder}</folder><filename>{name}</filename><path>{path}</path>"
+        "<source><database>Unknown</database></source><size><width>40</width><height>30</height>"
+        "<depth>3</depth></size><segmented>0</segmented><object><name>cat</name><pose>Unspecified</pose>"
+        f"<truncated>0</truncated><difficult>0</difficult><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin>"
+        f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object></annotation>"
+    )
+
+
+def test_labelimgs_voc_with_images_in_a_sibling_folder(tmp_path: Path) -> None:
+    """XMLs in annotations/, images in images/ (<folder>images</folder>), <path> from the author's
+    Windows machine; one XML whose <filename> is stale but whose <path> names the file. Found by
+    <folder>, then by <path>'s base name; the report says which rule found them."""
+    src = tmp_path / "labelimg"
+    (src / "annotations").mkdir(parents=True)
+    images_at(src / "images", ["dog1.jpg", "dog2.jpg"])
+    (src / "annotations" / "dog1.xml").write_text(
+        labelimg_xml("dog1.jpg", "images", "C:\\Users\\ann\\images\\dog1.jpg", (2, 3, 12, 13))
+    )
+    (src / "annotations" / "dog2.xml").write_text(
+        labelimg_xml("old-name.jpg", "images", "C:\\Users\\ann\\images\\dog2.jpg", (4, 5, 14, 15))
+    )
+    res = import_dataset(source=src, store=tmp_path / "store", format="auto")
+    s = Store.open(tmp_path / "store")
+    assert len(s.images) == 2 and len(s.annotations) == 2
+    assert any(
+        "images found by: <folder> images/ (1), <folder> images/ by <path>'s file name (1)" in w
+        for w in res.warnings
+    )
+    # the annotations folder itself, the images beside it
+    import_dataset(source=src / "annotations", store=tmp_path / "store2", format="voc")
+    assert len(Store.open(tmp_path / "store2").images) == 2

@@ -196,6 +196,59 @@ class _MaskReader:
             )
 
 
+class _ImageFinder:
+    """Where an XML's image is when it is not where VOC puts it (``JPEGImages/`` or beside the
+    XML): LabelImg writes ``<folder>images</folder>`` and ``<path>`` from the author's machine,
+    with the XMLs in ``annotations/``. Tried in order: ``--images``; ``<folder>`` relative to the
+    dataset root; ``JPEGImages/``; ``images/``; the XML's folder; each with ``<filename>`` and
+    then the base name of ``<path>``. The images must lie under one folder (``base``: ``--images``,
+    else the dataset root, or its parent when ``<folder>`` is a sibling of the XMLs' folder), so
+    that the import can refuse names that leave it."""
+
+    def __init__(self, root: Path, images: Path | None) -> None:
+        self.root, self.images = root, images
+        self.base = images if images is not None else root
+
+    def find(self, doc: Any, filename: str, usual_dir: Path, xml: Path) -> tuple[Path, str] | None:
+        """``(the image's path, the rule)``, or None when the usual place has it (or nothing does)."""
+        if (usual_dir / filename).is_file() and self.images is None:
+            return None
+        names = [filename]
+        path_tag = _text(doc, "path")
+        if path_tag:
+            base_name = path_tag.replace("\\", "/").rsplit("/", 1)[-1]
+            if base_name and base_name != filename:
+                names.append(base_name)
+        folder = _text(doc, "folder")
+        dirs: list[tuple[str, Path]] = []
+        if self.images is not None:
+            dirs += [
+                ("--images", usual_dir if _inside(usual_dir, self.images) else self.images),
+                ("--images", self.images),
+            ]
+        else:
+            if folder:
+                if not (self.root / folder).is_dir() and (self.root.parent / folder).is_dir():
+                    self.base = self.root.parent  # annotations/ was given; images/ is beside it
+                dirs.append((f"<folder> {folder}/", self.base / folder))
+            dirs += [
+                ("JPEGImages/", self.root / "JPEGImages"),
+                ("images/", self.base / "images"),
+                ("the XML's folder", xml.parent),
+            ]
+        for rule, d in dirs:
+            for k, name in enumerate(names):
+                cand = d / name
+                if cand.is_file() and _inside(cand, self.base):
+                    return cand, rule + (" by <path>'s file name" if k else "")
+        return None
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    real, top = os.path.realpath(path), os.path.realpath(folder)
+    return real == top or real.startswith(top + os.sep)
+
+
 class VocFormat:
     name: ClassVar[str] = "voc"
     description: ClassVar[str] = (
@@ -250,6 +303,9 @@ class VocFormat:
             xmls = sorted(root.rglob("*.xml")) if path.is_dir() else [path]
             image_dir = images or root
             splits = {}
+        finder = _ImageFinder(root, images)
+        found_by: dict[str, int] = {}
+        found_at: dict[int, Path] = {}
         cats: dict[str, int] = {}
         imgs: list[dict[str, Any]] = []
         anns: list[dict[str, Any]] = []
@@ -285,6 +341,10 @@ class VocFormat:
             src = src_dir / filename
             record["file_name"] = rel(src, image_dir) if str(src).startswith(str(image_dir)) else filename
             record["_src"] = rel(src, image_dir) if str(src).startswith(str(image_dir)) else filename
+            hit = finder.find(doc, filename, src_dir, xml)
+            if hit is not None:  # found by a rule: read from there (the store name stays)
+                found_at[i], rule = hit
+                found_by[rule] = found_by.get(rule, 0) + 1
             size = doc.find("size")
             w, h = _text(size, "width"), _text(size, "height")
             if w and h and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0:
@@ -337,10 +397,17 @@ class VocFormat:
             for c in categories:
                 if c["name"] in values:
                     c["label_value"] = values[c["name"]]
+        if found_by:
+            for record in imgs:  # relative to the images' one folder, known now that all are found
+                if record["id"] in found_at:
+                    record["_src"] = rel(found_at[record["id"]], finder.base)
+                elif "_src" in record:
+                    record["_src"] = rel(image_dir / record["_src"], finder.base)
+            warnings.append("images found by: " + ", ".join(f"{rule} ({n})" for rule, n in found_by.items()))
         return ImportBatch(
             format=self.name,
             source=str(path.resolve()),
-            images_root=image_dir,
+            images_root=finder.base if found_by else image_dir,
             images=imgs,
             annotations=anns,
             categories=categories,

@@ -134,7 +134,37 @@ class YoloFormat:
             root, names, entries = self._darknet(path, warnings)
         else:
             root, names, entries = self._ultralytics(path, warnings)
-        return self._batch(path, root, names, entries, warnings)
+        found: dict[int, str] | None = None
+        if images is not None:
+            found = self._elsewhere(entries, root, images, warnings)
+        return self._batch(path, root, names, entries, warnings, images, found)
+
+    @staticmethod
+    def _elsewhere(
+        entries: list[tuple[str | None, Path]], root: Path, images: Path, warnings: list[str]
+    ) -> dict[int, str]:
+        """With ``--images``: each listed image's place under ``images`` (its index -> the path
+        there), found by the listed path's tail: ``obj_train_data/a.jpg`` in a CVAT list is looked
+        for as ``obj_train_data/a.jpg``, then ``a.jpg``. The label files stay where the list puts
+        them. Images found nowhere keep their listed name, and the import reports them missing."""
+        out: dict[int, str] = {}
+        missing = 0
+        for i, (_split, img_path) in enumerate(entries, start=1):
+            try:
+                parts = img_path.relative_to(root).parts
+            except ValueError:  # an absolute path from the exporter's machine
+                parts = img_path.parts[1:] if img_path.is_absolute() else img_path.parts
+            parts = tuple(p for p in parts if p not in ("..", "."))
+            tails = ["/".join(parts[k:]) for k in range(len(parts))]
+            hit = next((t for t in tails if (images / t).is_file()), None)
+            out[i] = hit if hit is not None else tails[-1]
+            missing += hit is None
+        if entries:
+            warnings.append(
+                f"images read from {images}, matched by the listed paths' tails"
+                + (f"; {missing} of {len(entries)} not found there" if missing else "")
+            )
+        return out
 
     def _ultralytics(
         self, yml: Path, warnings: list[str]
@@ -265,11 +295,15 @@ class YoloFormat:
         names: list[str],
         entries: list[tuple[str | None, Path]],
         warnings: list[str],
+        images_dir: Path | None = None,
+        found: dict[int, str] | None = None,
     ) -> ImportBatch:
+        """``found``: each image's path under ``images_dir`` (``--images``), else they are read
+        where the dataset lists them."""
         images: list[dict[str, Any]] = []
         anns: list[dict[str, Any]] = []
         for i, (split, img_path) in enumerate(entries, start=1):
-            src = rel(img_path, root)
+            src = found[i] if found is not None else rel(img_path, root)
             name = f"{split}/{img_path.name}" if split else src
             record: dict[str, Any] = {"id": i, "file_name": name, "_src": src}
             if split:
@@ -289,7 +323,7 @@ class YoloFormat:
         return ImportBatch(
             format=self.name,
             source=str(source.resolve()),
-            images_root=root,
+            images_root=images_dir if found is not None and images_dir is not None else root,
             images=_dedupe_names(images),
             annotations=anns,
             categories=cats,
