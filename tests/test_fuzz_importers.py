@@ -30,6 +30,7 @@ EXPORTS = {
     "csv": "annotations.csv",
     "labelstudio": "tasks.json",
     "folders": "",
+    "openimages": "",
 }
 CVAT = """<annotations><version>1.1</version><meta><task><labels><label><name>cat</name></label></labels></task></meta>
 <image id="0" name="a.jpg" width="40" height="20"><box label="cat" xtl="1" ytl="1" xbr="5" ybr="6" occluded="0">

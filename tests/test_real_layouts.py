@@ -228,3 +228,130 @@ def test_labelimgs_voc_with_images_in_a_sibling_folder(tmp_path: Path) -> None:
     # the annotations folder itself, the images beside it
     import_dataset(source=src / "annotations", store=tmp_path / "store2", format="voc")
     assert len(Store.open(tmp_path / "store2").images) == 2
+
+
+OI_HEADER = "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside"
+
+
+def test_open_images_as_the_download_and_fiftyone_lay_it_out(tmp_path: Path) -> None:
+    """validation-annotations-bbox.csv, class-descriptions-boxable.csv (no header), validation/<id>.jpg:
+    detected by its header (the CSV importer stopped at "no image column"), MIDs named, IsGroupOf
+    as iscrowd, the other flags as attributes (-1: unknown, left out), coordinates made pixels."""
+    src = tmp_path / "oi"
+    images_at(src / "validation", ["0001eeaf4aed83f9.jpg", "000595fe6fee6369.jpg"])
+    (src / "class-descriptions-boxable.csv").write_text("/m/01yrx,Cat\n/m/0bt9lr,Dog\n")
+    (src / "validation-annotations-bbox.csv").write_text(
+        OI_HEADER
+        + "\n0001eeaf4aed83f9,xclick,/m/01yrx,1,0.25,0.75,0.1,0.5,0,1,0,0,-1\n"
+        + "000595fe6fee6369,xclick,/m/0bt9lr,1,0.0,0.5,0.0,1.0,1,0,1,-1,0\n"
+    )
+    assert (
+        detect_format(src).name == "openimages"
+        and detect_format(src / "validation-annotations-bbox.csv").name == "openimages"
+    )
+    import_dataset(source=src, store=tmp_path / "store", format="auto")
+    s = Store.open(tmp_path / "store")
+    cats = {c["id"]: c for c in s.data["categories"]}
+    got = sorted(
+        (
+            i["file_name"],
+            i["split"],
+            cats[a["category_id"]]["name"],
+            cats[a["category_id"]]["mid"],
+            a["bbox"],
+            a["iscrowd"],
+            a.get("attributes"),
+        )
+        for i in s.images
+        for a in s.index.anns_by_image[i["id"]]
+    )
+    assert got == [
+        (
+            "validation/0001eeaf4aed83f9.jpg",
+            "val",
+            "Cat",
+            "/m/01yrx",
+            [10.0, 3.0, 20.0, 12.0],
+            0,
+            {
+                "IsOccluded": False,
+                "IsTruncated": True,
+                "IsDepiction": False,
+                "Source": "xclick",
+                "Confidence": "1",
+            },
+        ),
+        (
+            "validation/000595fe6fee6369.jpg",
+            "val",
+            "Dog",
+            "/m/0bt9lr",
+            [0.0, 0.0, 20.0, 30.0],
+            1,
+            {
+                "IsOccluded": True,
+                "IsTruncated": False,
+                "IsInside": False,
+                "Source": "xclick",
+                "Confidence": "1",
+            },
+        ),
+    ]
+
+
+def test_open_images_as_datumaro_writes_it_and_back(tmp_path: Path) -> None:
+    """annotations/oidv6-train-annotations-bbox.csv, annotations/oidv6-class-descriptions.csv (with its
+    LabelName,DisplayName header), images/train/<id>.jpg; then export and import again: the same
+    boxes (1e-9 of a pixel), names, MIDs, group flags."""
+    src = tmp_path / "dm"
+    images_at(src / "images" / "train", ["a1.jpg", "b2.jpg"])
+    (src / "annotations").mkdir()
+    (src / "annotations" / "oidv6-class-descriptions.csv").write_text(
+        "LabelName,DisplayName\n/m/01yrx,Cat\n/m/0bt9lr,Dog\n"
+    )
+    (src / "annotations" / "oidv6-train-annotations-bbox.csv").write_text(
+        OI_HEADER
+        + "\na1,activemil,/m/01yrx,1,0.1,0.3,0.2,0.6,0,0,0,0,0\nb2,activemil,/m/0bt9lr,1,0.5,0.9,0.3,0.9,0,0,1,0,0\n"
+    )
+    from dataforge.api import export_dataset
+
+    import_dataset(source=src, store=tmp_path / "a", format="auto")
+    export_dataset(tmp_path / "a", format="openimages", out=tmp_path / "out")
+    assert (tmp_path / "out" / "train-annotations-bbox.csv").is_file()
+    import_dataset(source=tmp_path / "out", store=tmp_path / "b", format="auto")
+
+    def boxes(path: Path) -> list:
+        s = Store.open(path)
+        names = {c["id"]: (c["name"], c["mid"]) for c in s.data["categories"]}
+        return sorted(
+            (i["file_name"].rsplit("/", 1)[-1], names[a["category_id"]], a["iscrowd"], a["bbox"])
+            for i in s.images
+            for a in s.index.anns_by_image[i["id"]]
+        )
+
+    first, again = boxes(tmp_path / "a"), boxes(tmp_path / "b")
+    assert (
+        [x[:3] for x in first]
+        == [x[:3] for x in again]
+        == [("a1.jpg", ("Cat", "/m/01yrx"), 0), ("b2.jpg", ("Dog", "/m/0bt9lr"), 1)]
+    )
+    for x, y in zip(first, again, strict=True):
+        assert x[3] == pytest.approx(y[3], abs=1e-9)
+
+
+def test_open_images_without_descriptions_and_with_a_bad_row(tmp_path: Path) -> None:
+    src = tmp_path / "oi"
+    images_at(src / "test", ["c3.jpg"])
+    (src / "test-annotations-bbox.csv").write_text(
+        OI_HEADER + "\nc3,xclick,/m/01yrx,1,0.1,0.3,0.2,0.6,0,0,0,0,0\n"
+    )
+    res = import_dataset(source=src, store=tmp_path / "s", format="auto")
+    assert [c.name for c in Store.open(tmp_path / "s").categories] == ["/m/01yrx"]
+    assert any("1 classes have no description" in w for w in res.warnings)
+    (src / "test-annotations-bbox.csv").write_text(
+        OI_HEADER + "\nc3,xclick,/m/01yrx,1,0.1,wide,0.2,0.6,0,0,0,0,0\n"
+    )
+    with pytest.raises(
+        DataError, match=r"test-annotations-bbox.csv:2: XMin, XMax, YMin, YMax must be numbers"
+    ):
+        import_dataset(source=src, store=tmp_path / "t", format="auto")

@@ -111,9 +111,12 @@ class CsvFormat:
     can_export: ClassVar[bool] = True
 
     def detect(self, path: Path) -> bool:
+        from dataforge.formats.open_images import is_box_csv
+
         if path.is_file():
-            return path.suffix.lower() == ".csv"
-        return path.is_dir() and bool(_box_tables(path)) and not (path / "Annotations").is_dir()
+            return path.suffix.lower() == ".csv" and not is_box_csv(path)  # Open Images has its own
+        tables = _box_tables(path) if path.is_dir() else []
+        return bool(tables) and not (path / "Annotations").is_dir() and not any(is_box_csv(p) for p in tables)
 
     def read(
         self,
