@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dataforge.errors import DataforgeError, ImageError, UsageError
-from dataforge.formats import detect_format, get_format
+from dataforge.errors import DataError, DataforgeError, ImageError, UsageError
+from dataforge.formats import accounting, detect_format, get_format
 from dataforge.formats.base import EmbedsImages, ExportResult, OnError
 from dataforge.formats.common import EXPORT_INCOMPLETE
 from dataforge.ingest import ImportResult, ingest
 from dataforge.ingest.direct import ingest_records
+from dataforge.jsonio import write_json
 from dataforge.runtime import paused_gc
 from dataforge.splits import normalize_ratios, random_split, stratified_split
 from dataforge.store import Store
@@ -43,9 +44,11 @@ def import_dataset(
     split: str | None = None,
     tags: Iterable[str] = (),
     link: bool = False,
+    categories: PathLike | None = None,
     **options: Any,
 ) -> ImportResult:
-    """Import a dataset into a store (created if missing). All-or-nothing unless ``on_error="skip"``."""
+    """Import a dataset into a store (created if missing). All-or-nothing unless ``on_error="skip"``.
+    ``categories``: a ``categories.json`` an export wrote: its categories keep their store ids."""
     src = Path(source)
     if not src.exists():
         raise UsageError(f"{src}: no such file or directory")
@@ -53,6 +56,14 @@ def import_dataset(
     if not fmt.can_import:
         raise UsageError(f"format {fmt.name!r} cannot be imported")
     with paused_gc():  # a large import builds millions of acyclic dicts
+        if categories is not None:  # the table's ids: the records are read first, then renumbered
+            from dataforge.ingest.category_table import apply_category_table
+
+            if isinstance(fmt, EmbedsImages) and images is not None:
+                options["images"] = Path(images)
+            batch = fmt.read(src, images=Path(images) if images is not None else None, **options)
+            apply_category_table(batch, Path(categories), Path(store))
+            return ingest(Path(store), batch, on_error=on_error, split=split, tags=tags, link=link)
         if isinstance(fmt, EmbedsImages):  # parsed, checked and written per process
             if images is not None:  # for records that name their images without holding them
                 options["images"] = Path(images)
@@ -142,9 +153,12 @@ def export_dataset(
     out: PathLike,
     where: str | None = None,
     split: str | None = None,
+    strict: bool = False,
     **options: Any,
 ) -> ExportResult:
-    """Export the matched images of a store with a format plugin.
+    """Export the matched images of a store with a format plugin; ``categories.json`` beside it
+    holds the category table used, and the result counts what was kept, approximated and dropped
+    per label type (``strict``: any loss is an error instead).
 
     An export writes into a new or empty folder and marks it incomplete until it ends. One that
     fails (a store image gone missing, a full disk) raises a ``DataforgeError`` and removes what it
@@ -163,6 +177,14 @@ def export_dataset(
     with paused_gc():
         s = Store.open(store)
         ids = [img["id"] for img in s.select(where, split=split)]
+        counts = accounting.present(s, ids)
+        lost = accounting.losses(fmt, counts)
+        if strict and lost:
+            raise DataError(
+                f"--strict: the {fmt.name} format cannot hold all of it: "
+                + ", ".join(f"{n} {what}" for what, n in lost.items()),
+                hint="export to a format that holds them, leave them out (--where), or drop --strict",
+            )
         if ours:
             out_dir.mkdir(parents=True, exist_ok=True)
             marker.write_text(
@@ -173,6 +195,14 @@ def export_dataset(
             )
         try:
             result = fmt.export(s, out_dir, image_ids=ids, **options)
+            if strict and result.approximated:
+                raise DataError(
+                    f"--strict: the {fmt.name} format could only approximate "
+                    + ", ".join(f"{n} {what}" for what, n in result.approximated.items())
+                    + "; nothing was written",
+                    hint="drop --strict to accept the approximation",
+                )
+            write_json(out_dir / "categories.json", accounting.category_table(s, fmt.name, result))
         except BaseException as exc:
             if ours:
                 _remove_export(out_dir, keep_dir=existed)
@@ -182,27 +212,17 @@ def export_dataset(
         if ours:
             marker.unlink()
         _count_uncarried(s, ids, fmt, result)
+        accounting.account(fmt, counts, result)
+        result.files.append(out_dir / "categories.json")
         return result
 
 
 def _count_uncarried(store: Store, ids: list[int], fmt: Any, result: ExportResult) -> None:
-    """Masks and keypoints a format cannot hold are dropped loudly: counted in ``result.dropped``
-    (the CLI warns with the count), never silently. Semantic regions written by a format that has
-    instance masks only are counted as approximated."""
+    """Semantic regions written by a format that has instance masks only are counted as
+    approximated (what a format cannot hold at all: :func:`dataforge.formats.accounting.losses`)."""
     carries: frozenset[str] = getattr(fmt, "carries", frozenset())
-    if carries >= {"masks", "keypoints", "semantic"}:
-        return
     wanted = set(ids)
     anns = [a for a in store.annotations if a["image_id"] in wanted]
-    for kind, present in (
-        ("masks", lambda a: bool(a.get("segmentation"))),
-        ("keypoints", lambda a: bool(a.get("keypoints"))),
-    ):
-        if kind not in carries:
-            n = sum(1 for a in anns if present(a))
-            if n:
-                why = "holds boxes only" if not carries else f"holds no {kind}"
-                result.dropped[f"annotations' {kind} (the {fmt.name} format {why})"] = n
     if "masks" in carries and "semantic" not in carries:
         n = sum(1 for a in anns if a.get("semantic") and a.get("segmentation"))
         if n:

@@ -191,9 +191,7 @@ def test_instance_masks_export_as_class_maps_and_say_what_was_merged(tmp_path: P
     res = export_dataset(store.root, format="masks", out=tmp_path / "out")
     assert res.approximated == {"instance masks (merged into their class's pixels)": n_masks}
     n_points = sum(1 for a in store.annotations if a.get("keypoints"))
-    assert n_points and res.dropped == {
-        "annotations' keypoints (the masks format holds no keypoints)": n_points
-    }
+    assert n_points and res.dropped == {"keypoints (the masks format holds no keypoints)": n_points}
     value_of_name = {
         row.split(",")[1]: int(row.split(",")[0])
         for row in (tmp_path / "out" / "classes.csv").read_text().splitlines()[1:]

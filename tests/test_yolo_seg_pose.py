@@ -140,8 +140,8 @@ def test_an_ultralytics_seg_dataset_and_its_bad_lines(tmp_path: Path) -> None:
 
 def test_formats_without_masks_or_keypoints_count_them_as_dropped(shapes: Path, tmp_path: Path, cli) -> None:
     r = cli("export", shapes, "--format", "csv", "--out", tmp_path / "csv")
-    assert r.code == 0 and "masks (the csv format holds boxes only) could not be written" in r.err
-    assert "keypoints (the csv format holds boxes only)" in r.err
+    assert r.code == 0 and "masks (the csv format holds no masks) could not be written" in r.err
+    assert "keypoints (the csv format holds no keypoints)" in r.err
     r = cli("export", shapes, "--format", "voc", "--out", tmp_path / "voc")  # VOC holds masks (its PNGs)
     assert r.code == 0 and "masks" not in r.err and "keypoints (the voc format holds no keypoints)" in r.err
 

@@ -23,6 +23,7 @@ def cmd_import(a: argparse.Namespace) -> int:
         split=a.split,
         tags=a.tag or [],
         link=a.link,
+        categories=a.categories,
     )
     how = " (detected)" if a.format == "auto" else ""
     out(
@@ -78,6 +79,11 @@ def add_import(add: Commands) -> None:
         "--tag", action="append", metavar="TAG", help="add this tag to every imported image (repeatable)"
     )
     sp.add_argument("--link", action="store_true", help="hard-link images into the store instead of copying")
+    sp.add_argument(
+        "--categories",
+        metavar="CATEGORIES_JSON",
+        help="the categories.json an export wrote: its categories get their store ids back (round trips)",
+    )
     sp.add_argument(
         "--option",
         action="append",
@@ -267,12 +273,16 @@ def cmd_export(a: argparse.Namespace) -> int:
     if a.link:
         opts["link"] = True
     opts.update(format_options(a.option))
-    res = export_dataset(a.store, format=a.format, out=a.out, where=a.where, split=a.split, **opts)
+    res = export_dataset(
+        a.store, format=a.format, out=a.out, where=a.where, split=a.split, strict=a.strict, **opts
+    )
+    from dataforge.formats.accounting import summary
+
     out(f"exported {res.images} images, {res.annotations} annotations to {res.out} ({a.format})")
+    out(f"  {summary(a.format, res)}")
     for note in res.notes:
         out(f"  {note}")
-    for what, n in res.approximated.items():
-        out(f"  approximated: {n} {what}")
+    out(f"  category table: {res.out / 'categories.json'} (import back with --categories to keep the ids)")
     for what, n in res.dropped.items():
         err(f"warning: {n} {what} could not be written in this format and were dropped")
     return 0
@@ -291,6 +301,11 @@ def add_export(add: Commands) -> None:
     sp.add_argument("--where", help=WHERE_HELP)
     sp.add_argument("--split", help="export only this split")
     sp.add_argument("--link", action="store_true", help="hard-link images instead of copying")
+    sp.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse to drop or approximate anything (masks, keypoints, labels the format cannot hold)",
+    )
     sp.add_argument(
         "--option",
         action="append",

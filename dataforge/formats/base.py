@@ -156,6 +156,11 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)
     #: what the format could only write approximately, by kind (e.g. RLE masks traced as polygons)
     approximated: dict[str, int] = field(default_factory=dict)
+    #: what it wrote as it is, by label type (boxes, masks, keypoints, semantic regions, image labels)
+    kept: dict[str, int] = field(default_factory=dict)
+    #: store category id -> the format's own id or index (COCO id, YOLO index, label map id), where
+    #: the format numbers categories; written to ``categories.json`` beside the export
+    category_ids: dict[int, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

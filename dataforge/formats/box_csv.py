@@ -109,6 +109,7 @@ class CsvFormat:
     description: ClassVar[str] = "CSV, one row per box (or per image for classification); columns by header"
     can_import: ClassVar[bool] = True
     can_export: ClassVar[bool] = True
+    image_labels: ClassVar[bool] = True  # image-level labels (see formats.accounting)
 
     def detect(self, path: Path) -> bool:
         from dataforge.formats.open_images import is_box_csv

@@ -83,6 +83,7 @@ class CocoFormat:
     )
     can_import: ClassVar[bool] = True
     can_export: ClassVar[bool] = True
+    image_labels: ClassVar[bool] = True  # image-level labels (see formats.accounting)
     #: the label types beyond boxes it holds (an export counts the others as dropped)
     carries: ClassVar[frozenset[str]] = frozenset({"masks", "keypoints", "semantic"})
 
@@ -92,11 +93,15 @@ class CocoFormat:
                 return False
             with open(path, "rb") as f:
                 head = f.read(4096)
-            return head.lstrip()[:1] == b"{" and (
-                b'"images"' in head
-                or b'"annotations"' in head
-                or b'"categories"' in head
-                or b'"info"' in head
+            return (
+                head.lstrip()[:1] == b"{"
+                and b'"dataforge_categories"' not in head
+                and (
+                    b'"images"' in head
+                    or b'"annotations"' in head
+                    or b'"categories"' in head
+                    or b'"info"' in head
+                )
             )
         return path.is_dir() and bool(self.annotation_files(path))
 
@@ -305,6 +310,7 @@ class CocoFormat:
             annotations=len(anns),
             files=[ann_path],
             notes=[f"category ids: {category_ids}"],
+            category_ids=dict(cmap),
         )
 
 

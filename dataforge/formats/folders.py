@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from dataforge.store import Store
 
 SPLITS = frozenset({"train", "val", "valid", "validation", "test"})
+#: the category table every export writes beside it (not labels)
+CATEGORY_TABLE = "categories.json"
 #: files that hold labels in some format (COCO/Label Studio JSON, VOC/CVAT XML, YOLO TXT, CSV, YAML)
 LABEL_SUFFIXES = frozenset({".json", ".xml", ".txt", ".csv", ".yaml", ".yml", ".tfrecord", ".record"})
 
@@ -42,7 +44,7 @@ def annotation_files(path: Path, depth: int = 3) -> list[Path]:
                     continue
                 if p.is_dir():
                     nxt.append(p)
-                elif p.suffix.lower() in LABEL_SUFFIXES:
+                elif p.suffix.lower() in LABEL_SUFFIXES and p.name != CATEGORY_TABLE:
                     found.append(p)
         level = nxt
     return found
@@ -55,6 +57,8 @@ class ClassFoldersFormat:
     )
     can_import: ClassVar[bool] = True
     can_export: ClassVar[bool] = True
+    image_labels: ClassVar[bool] = True  # image-level labels (see formats.accounting)
+    boxes: ClassVar[bool] = False  # it holds no boxes (see formats.accounting)
     generic: ClassVar[bool] = True  # chosen by --format auto only when no other format fits
 
     def detect(self, path: Path) -> bool:
@@ -62,7 +66,11 @@ class ClassFoldersFormat:
             return False
         entries = list(path.iterdir())
         dirs = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
-        others = [p for p in entries if p.is_file() and not is_image(p) and not p.name.startswith(".")]
+        others = [
+            p
+            for p in entries
+            if p.is_file() and not is_image(p) and not p.name.startswith(".") and p.name != CATEGORY_TABLE
+        ]
         if not dirs or others or annotation_files(path):
             return False  # a folder with label files is a dataset of another format, never classes
         # some image directly inside a class folder

@@ -286,6 +286,7 @@ class LabelMapsFormat:
     description: ClassVar[str] = "semantic label maps: images/ + masks/ PNGs + a class table (ADE20K, Kaggle)"
     can_import: ClassVar[bool] = True
     can_export: ClassVar[bool] = True
+    boxes: ClassVar[bool] = False  # it holds no boxes (see formats.accounting)
     carries: ClassVar[frozenset[str]] = frozenset({"masks", "semantic"})
 
     @staticmethod

@@ -82,6 +82,7 @@ class LabelStudioJsonFormat:
     )
     can_import: ClassVar[bool] = True
     can_export: ClassVar[bool] = True
+    image_labels: ClassVar[bool] = True  # image-level labels (see formats.accounting)
     carries: ClassVar[frozenset[str]] = frozenset({"masks", "keypoints"})
 
     def detect(self, path: Path) -> bool:

@@ -298,4 +298,5 @@ class OpenImagesFormat:
             annotations=n,
             files=files,
             notes=["ImageID: the file's base name without extension (a clash within a subset gets ~2, ~3)"],
+            category_ids=dict(labels),
         )

@@ -452,6 +452,7 @@ class YoloFormat:
             dropped={**({"degenerate boxes": dropped} if dropped else {}), **labels.dropped},
             approximated=dict(labels.approximated),
             notes=[f"task: {task}", "class ids 0..K-1 in store category-id order, listed in data.yaml"],
+            category_ids=dict(yolo_id),
         )
 
 

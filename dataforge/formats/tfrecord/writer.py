@@ -90,6 +90,7 @@ def export(
         files=files,
         dropped={"degenerate boxes": dropped} if dropped else {},
         notes=["label map ids 1..K in store category-id order (label_map.pbtxt)"],
+        category_ids=dict(tf_id),
     )
 
 
