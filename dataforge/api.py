@@ -45,10 +45,13 @@ def import_dataset(
     tags: Iterable[str] = (),
     link: bool = False,
     categories: PathLike | None = None,
+    exif: str = "keep",
     **options: Any,
 ) -> ImportResult:
     """Import a dataset into a store (created if missing). All-or-nothing unless ``on_error="skip"``.
-    ``categories``: a ``categories.json`` an export wrote: its categories keep their store ids."""
+    ``categories``: a ``categories.json`` an export wrote: its categories keep their store ids.
+    ``exif="rotate"``: images with an EXIF orientation are turned upright, their labels with them
+    (the default, ``"keep"``, stores pixels and labels as the files have them)."""
     src = Path(source)
     if not src.exists():
         raise UsageError(f"{src}: no such file or directory")
@@ -63,7 +66,11 @@ def import_dataset(
                 options["images"] = Path(images)
             batch = fmt.read(src, images=Path(images) if images is not None else None, **options)
             apply_category_table(batch, Path(categories), Path(store))
-            return ingest(Path(store), batch, on_error=on_error, split=split, tags=tags, link=link)
+            return ingest(Path(store), batch, on_error=on_error, split=split, tags=tags, link=link, exif=exif)
+        if isinstance(fmt, EmbedsImages) and exif == "rotate":
+            raise UsageError(
+                f"--exif rotate: not available for {fmt.name}, whose images are copied out of its files as they are"
+            )
         if isinstance(fmt, EmbedsImages):  # parsed, checked and written per process
             if images is not None:  # for records that name their images without holding them
                 options["images"] = Path(images)
@@ -71,7 +78,7 @@ def import_dataset(
                 Path(store), fmt.scan(src, **options), on_error=on_error, split=split, tags=tags
             )
         batch = fmt.read(src, images=Path(images) if images is not None else None, **options)
-        return ingest(Path(store), batch, on_error=on_error, split=split, tags=tags, link=link)
+        return ingest(Path(store), batch, on_error=on_error, split=split, tags=tags, link=link, exif=exif)
 
 
 @dataclass

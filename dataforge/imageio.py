@@ -23,19 +23,46 @@ _PNG_IEND = b"IEND\xaeB`\x82"
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """What a probe found: ``width``/``height`` in pixels, ``format`` (``"jpeg"``, ``"png"``, ...)."""
+    """What a probe found: ``width``/``height`` in pixels (as stored, before any EXIF rotation),
+    ``format`` (``"jpeg"``, ``"png"``, ...), ``orientation``: the EXIF orientation tag (1 upright;
+    2..8 mirrored and/or rotated when a viewer shows it; phone cameras write 6 and 8)."""
 
     width: int
     height: int
     format: str
+    orientation: int = 1
 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+def _exif_orientation(seg: bytes) -> int:
+    """The orientation tag (0x0112) of an APP1 ``Exif`` segment's first IFD, 1 when absent or bad."""
+    if not seg.startswith(b"Exif\x00\x00") or len(seg) < 14:
+        return 1
+    tiff = seg[6:]
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None:
+        return 1
+    try:
+        (ifd,) = struct.unpack(order + "I", tiff[4:8])
+        (count,) = struct.unpack(order + "H", tiff[ifd : ifd + 2])
+        for k in range(count):
+            at = ifd + 2 + 12 * k
+            tag, kind = struct.unpack(order + "HH", tiff[at : at + 4])
+            if tag == 0x0112 and kind == 3:  # SHORT
+                (value,) = struct.unpack(order + "H", tiff[at + 8 : at + 10])
+                return value if 1 <= value <= 8 else 1
+    except struct.error:
+        return 1
+    return 1
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int, int] | None:
+    """A JPEG's width, height (its frame header) and EXIF orientation."""
     i, n = 2, len(data)
+    orientation = 1
     while i + 4 <= n:
         if data[i] != 0xFF:
             return None
@@ -47,11 +74,13 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
             i += 2
             continue
         (seg_len,) = struct.unpack(">H", data[i + 2 : i + 4])
+        if marker == 0xE1 and orientation == 1:
+            orientation = _exif_orientation(data[i + 4 : i + 2 + seg_len])
         if marker in _JPEG_SOF:
             if i + 9 > n:
                 return None
             h, w = struct.unpack(">HH", data[i + 5 : i + 9])
-            return w, h
+            return w, h, orientation
         i += 2 + seg_len
     return None
 
@@ -62,7 +91,7 @@ def _fast_probe(data: bytes) -> ImageInfo | None:
         size = _jpeg_size(data)
         if size is None or not data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
             return None
-        return ImageInfo(size[0], size[1], "jpeg")
+        return ImageInfo(size[0], size[1], "jpeg", size[2])
     if data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR":
         if not data.rstrip(b"\x00").endswith(_PNG_IEND):
             return None
@@ -89,6 +118,7 @@ def probe_bytes(data: bytes, *, where: str = "image") -> ImageInfo:
             fmt = (img.format or "unknown").lower()
             img.load()
             w, h = img.size
+            orientation = int(img.getexif().get(0x0112, 1) or 1)
     except UnidentifiedImageError:
         raise ImageError(
             f"{where}: not an image file that Pillow can read (first bytes {data[:8]!r})",
@@ -101,4 +131,4 @@ def probe_bytes(data: bytes, *, where: str = "image") -> ImageInfo:
         ) from None
     if w <= 0 or h <= 0:
         raise ImageError(f"{where}: image has no pixels ({w}x{h})", item=where, reason="empty image")
-    return ImageInfo(w, h, fmt)
+    return ImageInfo(w, h, fmt, orientation if 1 <= orientation <= 8 else 1)

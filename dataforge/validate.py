@@ -84,6 +84,15 @@ def validate_store(store: Store, *, check_files: bool = True, workers: int | Non
             err("duplicate-image-id", f"image id {iid} is used by {n} images", image_id=iid)
     images = {i["id"]: i for i in store.images}
     cats_by_id = {c.get("id"): c for c in store.data["categories"]}
+    for i in store.images:
+        if i.get("exif_orientation") not in (None, 1):
+            warn(
+                "exif-orientation",
+                f"image {i['id']} ({i['file_name']}): EXIF orientation {i['exif_orientation']}: viewers "
+                "and some tools show it rotated or mirrored, while its boxes are in the stored pixels' "
+                "frame (dataforge's, COCO's); a tool that applies EXIF first would misplace them",
+                image_id=i["id"],
+            )
     for c in store.data["categories"]:
         why = category_keypoint_problem(c)
         if why:

@@ -24,6 +24,7 @@ def cmd_import(a: argparse.Namespace) -> int:
         tags=a.tag or [],
         link=a.link,
         categories=a.categories,
+        exif=a.exif,
     )
     how = " (detected)" if a.format == "auto" else ""
     out(
@@ -79,6 +80,13 @@ def add_import(add: Commands) -> None:
         "--tag", action="append", metavar="TAG", help="add this tag to every imported image (repeatable)"
     )
     sp.add_argument("--link", action="store_true", help="hard-link images into the store instead of copying")
+    sp.add_argument(
+        "--exif",
+        choices=["keep", "rotate"],
+        default="keep",
+        help="keep (default): pixels and labels as the files store them, EXIF orientation recorded; "
+        "rotate: turn images upright as viewers show them, and their labels with them",
+    )
     sp.add_argument(
         "--categories",
         metavar="CATEGORIES_JSON",

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from dataforge.boxes import OUT_OF_BOUNDS_TOLERANCE_PX
-from dataforge.errors import DataError, ImageError
+from dataforge.errors import DataError, ImageError, UsageError
 from dataforge.formats.base import Embedded, ErrorPolicy, ImportBatch, OnError, Skipped
 from dataforge.ingest.checks import (
     assign_ids,
@@ -48,6 +48,17 @@ from dataforge.ingest.make_records import ImageRecords, finish_annotations, plan
 from dataforge.jsonio import write_json
 from dataforge.store.staging import recover, write_journal
 from dataforge.store.store import REPORTS_DIR, Store, check_tag, utc_now
+
+
+def exif_warning(turned: list[dict[str, Any]]) -> str:
+    """One line for the images whose EXIF orientation is not 1 (phone photos)."""
+    first = turned[0]
+    return (
+        f"{len(turned)} images carry an EXIF orientation other than 1 (e.g. {first['file_name']}: "
+        f"{first['exif_orientation']}): viewers show them rotated or mirrored, while the store keeps "
+        "their pixels and boxes as the file stores them; `dataforge validate` lists them, and "
+        "`--exif rotate` turns pixels and labels upright on import"
+    )
 
 
 @dataclass
@@ -96,8 +107,12 @@ def ingest(
     tags: Iterable[str] = (),
     link: bool = False,
     workers: int | None = None,
+    exif: str = "keep",
 ) -> ImportResult:
-    """Import ``batch`` into the store at ``store_path`` (created if missing). See module docs."""
+    """Import ``batch`` into the store at ``store_path`` (created if missing). See module docs.
+    ``exif="rotate"``: images with an EXIF orientation are turned upright, their labels with them."""
+    if exif not in ("keep", "rotate"):
+        raise UsageError(f"--exif {exif!r}: choose keep or rotate")
     tags = list(tags)
     for t in tags:
         check_tag(t)
@@ -105,7 +120,7 @@ def ingest(
     cats, images = check_batch(batch, policy)
     details: dict[str, Any] = {"format": batch.format, "source": batch.source, "on_error": on_error}
     with Store.edit(store_path, "import", create=True, details=details) as store:
-        return ingest_open(store, batch, policy, cats, images, details, split, tags, link, workers)
+        return ingest_open(store, batch, policy, cats, images, details, split, tags, link, workers, exif)
 
 
 def check_batch(
@@ -130,6 +145,7 @@ def ingest_open(
     tags: list[str],
     link: bool = False,
     workers: int | None = None,
+    exif: str = "keep",
 ) -> ImportResult:
     """The part of :func:`ingest` done under the store lock, in a ``Store.edit`` block."""
     if not os.path.isdir(batch.images_root) and not all(
@@ -140,7 +156,7 @@ def ingest_open(
             hint="pass --images DIR (the folder that file_name values are relative to)",
         )
     before = {img["file_name"] for img in store.images}
-    job = _Import(store, batch, policy, cats, images, split, tags, link, workers)
+    job = _Import(store, batch, policy, cats, images, split, tags, link, workers, exif)
     try:
         result = job.run()
     except BaseException:
@@ -180,6 +196,8 @@ class _Import:
     tags: list[str]
     link: bool
     workers: int | None
+    #: "rotate": images turned upright by their EXIF orientation, labels with them ("keep": as stored)
+    exif: str = "keep"
     #: copies running in helper processes, for the caller to cancel on failure
     running: list[BackgroundCopy] = field(default_factory=list)
     #: the batch's warnings, then the import's own
@@ -207,6 +225,8 @@ class _Import:
             for path in unwanted:
                 os.unlink(path)
         size_of = {iid: (r.width, r.height) for iid, r in ok.items()}
+        turned = {iid: r.turned for iid, r in ok.items() if r.turned is not None}
+        stored_size = {**size_of, **{iid: (t[1], t[2]) for iid, t in turned.items()}}  # the labels' frame
         if deferred:
             pending = [
                 a for a in batch.annotations if not (isinstance(a, dict) and a.get("image_id") in dropped)
@@ -217,13 +237,25 @@ class _Import:
                 dropped,
                 policy,
             )
-            normalized_to_absolute(pending, size_of)
+            normalized_to_absolute(pending, stored_size)
             anns, boxes = check_annotations(
                 dataclasses.replace(batch, annotations=pending), all_image_ids, self.cats, policy
             )
         else:
             assert checked is not None
             anns, boxes = without_images(*checked, dropped, policy)
+        if turned:
+            from dataforge.exif import turn_annotation
+
+            for a in anns:
+                t = turned.get(a["image_id"])
+                if t is not None:
+                    turn_annotation(a, *t)
+            boxes = None  # moved: the bounds check reads them from the annotations
+            self.warnings.append(
+                f"{len(turned)} images turned upright by their EXIF orientation (--exif rotate), their "
+                "labels with them; JPEGs re-encoded at quality 95"
+            )
         anns = self._drop_boxes_outside(anns, boxes, size_of)
         anns = self._drop_bad_shapes(anns, size_of)
         new_images, new_cats, id_changes, now = self._merge(ok, anns)
@@ -266,7 +298,12 @@ class _Import:
     ) -> tuple[list[Staged], BackgroundCopy | None, tuple[list[dict[str, Any]], Any] | None]:
         """Put the images in place (journaled) and, unless boxes wait for the image sizes, check the
         annotations meanwhile: (staged images, the background copy of embedded ones, checked annotations)."""
-        stager = ImageStager(str(self.batch.images_root), str(self.store.images_dir), link=self.link)
+        stager = ImageStager(
+            str(self.batch.images_root),
+            str(self.store.images_dir),
+            link=self.link,
+            turn=self.exif == "rotate",
+        )
         # Images inside container files (TFRecord) were probed and hashed by the reader: the checks
         # need nothing more, so helper processes copy them out in the background, beside them.
         embedded = [job for job in jobs if isinstance(job[3], Embedded)]
@@ -384,9 +421,23 @@ class _Import:
         new_images = []
         for iid, (img, name) in self.images.items():
             r = ok[iid]
-            new_images.append(
-                make(img, iid, name, img_map[iid], self.final_names[iid], r.width, r.height, r.sha256)
+            record = make(
+                img,
+                iid,
+                name,
+                img_map[iid],
+                self.final_names[iid],
+                r.width,
+                r.height,
+                r.sha256,
+                r.orientation,
             )
+            if r.turned is not None:
+                record["source"]["exif_turned"] = r.turned[0]
+            new_images.append(record)
+        sideways = [r for r in new_images if r.get("exif_orientation")]
+        if sideways:
+            self.warnings.append(exif_warning(sideways))
         new_ann_ids, anns_changed = assign_ids(
             [a.get("id") for a in anns], {a["id"] for a in store.annotations}, allow_zero=False
         )

@@ -42,6 +42,9 @@ class Staged:
     height: int = 0
     sha256: str = ""
     path: str | None = None  # where it was written in the store
+    orientation: int = 1  # the EXIF orientation tag (1: upright)
+    #: with ``--exif rotate``: the orientation applied to the pixels and the stored size before it
+    turned: tuple[int, int, int] | None = None
     error: ImageError | None = None
 
 
@@ -49,7 +52,8 @@ class ImageStager:
     """Copies images from ``src_root`` (the import's images folder) into ``dest`` (the store's
     ``images/``)."""
 
-    def __init__(self, src_root: str, dest: str, *, link: bool = False) -> None:
+    def __init__(self, src_root: str, dest: str, *, link: bool = False, turn: bool = False) -> None:
+        self.turn = turn  # --exif rotate: turn images upright as viewers show them
         self.src_root = os.path.abspath(src_root)
         self.real_root = os.path.realpath(src_root)
         self.dest = dest
@@ -114,6 +118,7 @@ class ImageStager:
                 res.error = exc
                 return b"", res
             res.width, res.height, res.sha256 = info.width, info.height, sha256_bytes(embedded)
+            res.orientation = info.orientation
             return embedded, res
         src = os.path.join(self.src_root, name)
         try:
@@ -132,7 +137,14 @@ class ImageStager:
             finally:
                 os.close(fd)
             info = probe_bytes(data, where=f"image {orig_id} ({name})")
+            if self.turn and info.orientation != 1:
+                from dataforge.exif import turn_image, turned_size
+
+                data = turn_image(data, info.format)
+                res.turned = (info.orientation, info.width, info.height)
+                info = type(info)(*turned_size(info.orientation, info.width, info.height), info.format)
             res.width, res.height, res.sha256 = info.width, info.height, sha256_bytes(data)
+            res.orientation = info.orientation
             return data, res
         except ImageError as exc:
             res.error = exc
@@ -145,7 +157,9 @@ class ImageStager:
         if parent not in self._made:
             os.makedirs(parent, exist_ok=True)
             self._made.add(parent)
-        if not (self.link and name and _try_link(os.path.join(self.src_root, name), path)):
+        if not (
+            self.link and name and res.turned is None and _try_link(os.path.join(self.src_root, name), path)
+        ):
             write_new_file(path, data)
         res.path = path
         return res

@@ -51,6 +51,7 @@ class ImageRecords:
         width: int,
         height: int,
         sha256: str,
+        orientation: int = 1,
     ) -> dict[str, Any]:
         source: dict[str, Any] = {
             "format": self.format,
@@ -85,6 +86,10 @@ class ImageRecords:
         record["height"] = height
         record["sha256"] = sha256
         record["tags"] = tag_list
+        if orientation != 1:  # shown rotated or mirrored; the boxes are in the stored pixels' frame
+            record["exif_orientation"] = orientation
+        else:
+            record.pop("exif_orientation", None)
         if self.split is not None:
             record["split"] = self.split
         elif not isinstance(record.get("split"), str):
