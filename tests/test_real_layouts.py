@@ -355,3 +355,55 @@ def test_open_images_without_descriptions_and_with_a_bad_row(tmp_path: Path) -> 
         DataError, match=r"test-annotations-bbox.csv:2: XMin, XMax, YMin, YMax must be numbers"
     ):
         import_dataset(source=src, store=tmp_path / "t", format="auto")
+
+
+AWKWARD = ["a b/Café 1.JPG", "日本/sub dir/x.jpeg", "UPPER/IMG_0001.JPG"]
+
+
+@pytest.mark.parametrize("layout", ["coco", "yolo", "voc", "csv"])
+def test_awkward_file_names_in_every_layout(tmp_path: Path, layout: str) -> None:
+    """Spaces, non-ASCII names, upper-case extensions and nested folders, as people's datasets
+    have them: each imports with every image and box, under the names it was given."""
+    src = tmp_path / layout
+    boxes = {n: [2.0 + k, 3.0, 10.0, 8.0] for k, n in enumerate(AWKWARD)}
+    if layout == "coco":
+        doc = coco_doc(AWKWARD)
+        for a, n in zip(doc["annotations"], AWKWARD, strict=True):
+            a["bbox"], a["category_id"] = boxes[n], 1
+        write(src, "annotations.json", doc)
+        images_at(src / "images", AWKWARD)
+        entry = src / "annotations.json"
+    elif layout == "yolo":
+        images_at(src / "images" / "train", AWKWARD)
+        (src / "data.yaml").write_text("path: .\ntrain: images/train\nnames: [cat, dog]\n")
+        for n, (x, y, w, h) in boxes.items():
+            label = src / "labels" / "train" / Path(n).with_suffix(".txt")
+            label.parent.mkdir(parents=True, exist_ok=True)
+            label.write_text(f"0 {(x + w / 2) / 40} {(y + h / 2) / 30} {w / 40} {h / 30}\n")
+        entry = src
+    elif layout == "voc":
+        images_at(src / "JPEGImages", AWKWARD)
+        for n, (x, y, w, h) in boxes.items():
+            xml = src / "Annotations" / Path(n).with_suffix(".xml")
+            xml.parent.mkdir(parents=True, exist_ok=True)
+            xml.write_text(
+                f"<annotation><filename>{Path(n).name}</filename><size><width>40</width><height>30</height>"
+                f"<depth>3</depth></size><object><name>cat</name><bndbox><xmin>{x}</xmin><ymin>{y}</ymin>"
+                f"<xmax>{x + w}</xmax><ymax>{y + h}</ymax></bndbox></object></annotation>",
+                encoding="utf-8",
+            )
+        entry = src
+    else:
+        images_at(src / "images", AWKWARD)
+        rows = ["filename,class,xmin,ymin,xmax,ymax"] + [
+            f'"{n}",cat,{x},{y},{x + w},{y + h}' for n, (x, y, w, h) in boxes.items()
+        ]
+        (src / "boxes.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+        entry = src / "boxes.csv"
+    res = import_dataset(source=entry, store=tmp_path / "store", format="auto")
+    assert res.format == layout
+    s = Store.open(tmp_path / "store")
+    got = {i["file_name"].rsplit("/", 1)[-1]: s.index.anns_by_image[i["id"]][0]["bbox"] for i in s.images}
+    assert got.keys() == {Path(n).name for n in AWKWARD}
+    for n, box in boxes.items():
+        assert got[Path(n).name] == pytest.approx(box, abs=1e-6)

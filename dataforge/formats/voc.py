@@ -263,8 +263,8 @@ class VocFormat:
             return path.suffix.lower() == ".xml" and _VOC_ROOT.search(path.read_bytes()[:512]) is not None
         if not path.is_dir():
             return False
-        if (path / "Annotations").is_dir():
-            return any((path / "Annotations").glob("*.xml"))
+        if (path / "Annotations").is_dir():  # subfolders too (one per sequence or subset)
+            return next((path / "Annotations").rglob("*.xml"), None) is not None
         xmls = sorted(path.glob("*.xml"))[:1] or sorted(path.glob("*/*.xml"))[:1]
         return bool(xmls) and _VOC_ROOT.search(xmls[0].read_bytes()[:512]) is not None
 
