@@ -46,6 +46,7 @@ def import_dataset(
     link: bool = False,
     categories: PathLike | None = None,
     exif: str = "keep",
+    strict: bool = False,
     **options: Any,
 ) -> ImportResult:
     """Import a dataset into a store (created if missing). All-or-nothing unless ``on_error="skip"``.
@@ -62,14 +63,26 @@ def import_dataset(
         if categories is not None:  # the table's ids: the records are read first, then renumbered
             from dataforge.ingest.category_table import apply_category_table
 
-            if isinstance(fmt, EmbedsImages) and images is not None:
-                options["images"] = Path(images)
             batch = fmt.read(src, images=Path(images) if images is not None else None, **options)
             apply_category_table(batch, Path(categories), Path(store))
-            return ingest(Path(store), batch, on_error=on_error, split=split, tags=tags, link=link, exif=exif)
+            return ingest(
+                Path(store),
+                batch,
+                on_error=on_error,
+                split=split,
+                tags=tags,
+                link=link,
+                exif=exif,
+                strict=strict,
+            )
         if isinstance(fmt, EmbedsImages) and exif == "rotate":
             raise UsageError(
                 f"--exif rotate: not available for {fmt.name}, whose images are copied out of its files as they are"
+            )
+        if isinstance(fmt, EmbedsImages) and strict:  # the records' losses are known once parsed
+            batch = fmt.read(src, images=Path(images) if images is not None else None, **options)
+            return ingest(
+                Path(store), batch, on_error=on_error, split=split, tags=tags, link=link, strict=strict
             )
         if isinstance(fmt, EmbedsImages):  # parsed, checked and written per process
             if images is not None:  # for records that name their images without holding them
@@ -78,7 +91,9 @@ def import_dataset(
                 Path(store), fmt.scan(src, **options), on_error=on_error, split=split, tags=tags
             )
         batch = fmt.read(src, images=Path(images) if images is not None else None, **options)
-        return ingest(Path(store), batch, on_error=on_error, split=split, tags=tags, link=link, exif=exif)
+        return ingest(
+            Path(store), batch, on_error=on_error, split=split, tags=tags, link=link, exif=exif, strict=strict
+        )
 
 
 @dataclass

@@ -84,6 +84,12 @@ class ImportReport(BaseModel):
     skipped_by_reason: dict[str, int]
     skipped: list[SkippedItem]
     warnings: list[str]
+    #: per label type (boxes, masks, keypoints, semantic regions, image labels): what was imported
+    kept: dict[str, int] = Field(default_factory=dict)
+    #: what the source held that dataforge stored only approximately, by kind
+    approximated: dict[str, int] = Field(default_factory=dict)
+    #: what the source held that dataforge does not store (shapes it has no type for), by kind
+    dropped: dict[str, int] = Field(default_factory=dict)
 
 
 class DetectionPrediction(BaseModel):

@@ -118,3 +118,30 @@ def test_exports_with_a_table_still_import_by_auto_detection(shapes: Path, tmp_p
     assert detect_format(tmp_path / "f").name == "folders" and detect_format(tmp_path / "c").name == "coco"
     import_dataset(tmp_path / "c", store=tmp_path / "s")
     assert len(Store.open(tmp_path / "s").annotations) == counts(shapes)["boxes"]
+
+
+CVAT_ODD = """<annotations><version>1.1</version><meta><task><labels><label><name>cat</name></label></labels></task></meta>
+<image id="0" name="a.jpg" width="40" height="20"><box label="cat" xtl="1" ytl="1" xbr="5" ybr="6" occluded="0"/>
+<ellipse label="cat" cx="10" cy="10" rx="3" ry="2" occluded="0"/><points label="cat" points="3,3;5,5"/></image></annotations>"""
+
+
+def test_every_import_says_what_it_kept_approximated_and_dropped(tmp_path: Path) -> None:
+    """CVAT: an ellipse has no dataforge type (dropped, counted), points become keypoints named
+    1..K (approximated); the report and the result hold the counts; --strict refuses and writes
+    nothing."""
+    from tests.conftest import jpeg_bytes
+
+    (tmp_path / "cvat" / "images").mkdir(parents=True)
+    (tmp_path / "cvat" / "images" / "a.jpg").write_bytes(jpeg_bytes((40, 20)))
+    (tmp_path / "cvat" / "ann.xml").write_text(CVAT_ODD)
+    res = import_dataset(tmp_path / "cvat" / "ann.xml", store=tmp_path / "s")
+    assert res.kept == {"boxes": 2, "keypoints": 1}
+    assert res.dropped == {"ellipses (dataforge has no such shape)": 1}
+    assert res.approximated == {"points and polylines (read as keypoints named 1..K)": 1}
+    report = json.loads(res.report.read_text())
+    assert report["kept"] == res.kept and report["dropped"] == res.dropped
+    with pytest.raises(
+        DataError, match=r"--strict: .*ann.xml holds what dataforge cannot store as it is: 1 ellipses"
+    ):
+        import_dataset(tmp_path / "cvat" / "ann.xml", store=tmp_path / "t", strict=True)
+    assert not (tmp_path / "t").exists()

@@ -25,11 +25,15 @@ def cmd_import(a: argparse.Namespace) -> int:
         link=a.link,
         categories=a.categories,
         exif=a.exif,
+        strict=a.strict,
     )
     how = " (detected)" if a.format == "auto" else ""
     out(
         f"imported {res.images} images, {res.annotations} annotations into {res.store} [format: {res.format}{how}]"
     )
+    from dataforge.formats.accounting import summary
+
+    out(f"  {summary(res.format, res)}")
     if res.new_categories:
         out(f"new categories: {', '.join(res.new_categories)}")
     changed = {k: v for k, v in res.id_changes.items() if v}
@@ -80,6 +84,11 @@ def add_import(add: Commands) -> None:
         "--tag", action="append", metavar="TAG", help="add this tag to every imported image (repeatable)"
     )
     sp.add_argument("--link", action="store_true", help="hard-link images into the store instead of copying")
+    sp.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse to import when the source holds what dataforge would drop or approximate",
+    )
     sp.add_argument(
         "--exif",
         choices=["keep", "rotate"],

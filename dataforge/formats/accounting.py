@@ -36,20 +36,26 @@ def held(fmt: Any) -> frozenset[str]:
 
 def present(store: Any, ids: list[int]) -> dict[str, int]:
     """How many of each label type the selected images hold."""
+    wanted = set(ids)
+    return present_in(
+        [img for img in store.images if img["id"] in wanted],
+        [a for a in store.annotations if a["image_id"] in wanted],
+    )
+
+
+def present_in(images: list[dict[str, Any]], annotations: list[dict[str, Any]]) -> dict[str, int]:
+    """How many of each label type these store records hold (an import's kept counts)."""
     from dataforge.masks import has_mask
 
-    wanted = set(ids)
     counts = dict.fromkeys(TYPES, 0)
-    for a in store.annotations:
-        if a["image_id"] not in wanted:
-            continue
+    for a in annotations:
         if a.get("semantic"):
             counts["semantic regions"] += 1
             continue
         counts["boxes"] += 1
         counts["masks"] += has_mask(a.get("segmentation"))
         counts["keypoints"] += bool(a.get("keypoints"))
-    counts["image labels"] = sum(len(img.get("labels") or ()) for img in store.images if img["id"] in wanted)
+    counts["image labels"] = sum(len(img.get("labels") or ()) for img in images)
     return {t: n for t, n in counts.items() if n}
 
 
@@ -82,8 +88,8 @@ def account(fmt: Any, counts: dict[str, int], result: ExportResult) -> None:
             result.kept[t] = counts[t]
 
 
-def summary(fmt_name: str, result: ExportResult) -> str:
-    """One line: kept, approximated and dropped, with counts."""
+def summary(fmt_name: str, result: Any) -> str:
+    """One line of an export's or an import's ``kept``, ``approximated`` and ``dropped``, with counts."""
     parts = ["kept " + (", ".join(f"{n} {t}" for t, n in result.kept.items()) or "no labels")]
     if result.approximated:
         parts.append("approximated " + ", ".join(f"{n} {w}" for w, n in result.approximated.items()))

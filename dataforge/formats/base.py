@@ -67,6 +67,10 @@ class ImportBatch:
     warnings: list[str] = field(default_factory=list)
     #: True when records carry the private ``_`` keys below (they are stripped before storing)
     private_keys: bool = False
+    #: what the source holds that the reader could not carry, ``"what (why)"`` -> count
+    dropped: dict[str, int] = field(default_factory=dict)
+    #: what the reader could carry only approximately, ``"what (how)"`` -> count
+    approximated: dict[str, int] = field(default_factory=dict)
 
 
 class RecordScan(Protocol):

@@ -230,6 +230,8 @@ class CvatFormat:
             if labels:
                 record["labels"] = labels
         warnings = []
+        dropped = {f"{k}s (dataforge has no such shape)": n for k, n in sorted(other.items())}
+        approximated = {}
         if other:
             warnings.append(
                 f"{path.name}: not imported (dataforge has no such shapes): "
@@ -257,6 +259,11 @@ class CvatFormat:
             ann.pop("_points", None)
             ann.pop("_label", None)
         if point_shapes:
+            approximated["points and polylines (read as keypoints named 1..K)"] = sum(
+                1
+                for a in anns
+                if a.get("keypoints") and a.get("category_id") in {cats.get(n) for n in point_shapes}
+            )
             warnings.append(
                 f"{path.name}: points and polylines imported as keypoints named 1..K "
                 f"({', '.join(sorted(point_shapes))}); polylines keep their order in the skeleton"
@@ -270,6 +277,8 @@ class CvatFormat:
             categories=categories,
             warnings=warnings,
             private_keys=True,
+            dropped=dropped,
+            approximated=approximated,
         )
 
     @staticmethod

@@ -201,6 +201,7 @@ class LabelStudioJsonFormat:
             ],
             warnings=warnings,
             private_keys=True,
+            dropped={f"{k} regions (dataforge has no such type)": n for k, n in sorted(other.items())},
         )
 
     @staticmethod

@@ -72,6 +72,11 @@ class ImportResult:
     report: Path | None
     id_changes: dict[str, int] = field(default_factory=dict)
     format: str = ""
+    #: per label type: what was imported (boxes, masks, keypoints, semantic regions, image labels)
+    kept: dict[str, int] = field(default_factory=dict)
+    #: what the source held that was stored approximately, or not at all, by kind (the reader's count)
+    approximated: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
 
     @property
     def skipped_by_reason(self) -> dict[str, int]:
@@ -108,11 +113,20 @@ def ingest(
     link: bool = False,
     workers: int | None = None,
     exif: str = "keep",
+    strict: bool = False,
 ) -> ImportResult:
     """Import ``batch`` into the store at ``store_path`` (created if missing). See module docs.
-    ``exif="rotate"``: images with an EXIF orientation are turned upright, their labels with them."""
+    ``exif="rotate"``: images with an EXIF orientation are turned upright, their labels with them.
+    ``strict``: anything the reader could not carry, or only approximately, is an error."""
     if exif not in ("keep", "rotate"):
         raise UsageError(f"--exif {exif!r}: choose keep or rotate")
+    if strict and (batch.dropped or batch.approximated):
+        lost = {**batch.dropped, **batch.approximated}
+        raise DataError(
+            f"--strict: {batch.source} holds what dataforge cannot store as it is: "
+            + ", ".join(f"{n} {what}" for what, n in lost.items()),
+            hint="drop --strict to import the rest (the report counts what was left out)",
+        )
     tags = list(tags)
     for t in tags:
         check_tag(t)
@@ -264,8 +278,19 @@ class _Import:
             copying.wait()
             for path in unwanted:
                 os.unlink(path)
+        from dataforge.formats.accounting import present_in
+
+        kept = present_in(new_images, anns)
         report = write_report(
-            store, batch.source, batch.format, policy, self.warnings, len(new_images), len(anns), now
+            store,
+            batch.source,
+            batch.format,
+            policy,
+            self.warnings,
+            len(new_images),
+            len(anns),
+            now,
+            accounts={"kept": kept, "approximated": batch.approximated, "dropped": batch.dropped},
         )
         store.after_write(lambda: os.unlink(journal))
         store.add_records(new_images, anns)
@@ -279,6 +304,9 @@ class _Import:
             report=report,
             id_changes=id_changes,
             format=batch.format,
+            kept=kept,
+            approximated=dict(batch.approximated),
+            dropped=dict(batch.dropped),
         )
 
     def _name_files(self) -> list[Job]:
@@ -487,6 +515,7 @@ def write_report(
     n_images: int,
     n_anns: int,
     now: str,
+    accounts: dict[str, dict[str, int]] | None = None,
 ) -> Path:
     reports = store.root / REPORTS_DIR
     reports.mkdir(exist_ok=True)
@@ -508,6 +537,7 @@ def write_report(
                 for s in policy.skipped
             ],
             "warnings": warnings,
+            **(accounts or {}),
         }
     )
     write_json(path, report.model_dump(mode="json"))
