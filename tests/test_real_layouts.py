@@ -407,3 +407,23 @@ def test_awkward_file_names_in_every_layout(tmp_path: Path, layout: str) -> None
     assert got.keys() == {Path(n).name for n in AWKWARD}
     for n, box in boxes.items():
         assert got[Path(n).name] == pytest.approx(box, abs=1e-6)
+
+
+def test_makesense_ai_csv_export(tmp_path: Path) -> None:
+    """makesense.ai writes label_name,bbox_x,bbox_y,bbox_width,bbox_height,image_name,image_width,
+    image_height: boxes, not image labels (bbox_x was not a known header: the rows became labels)."""
+    src = tmp_path / "makesense"
+    images_at(src, ["p1.jpg", "p2.jpg"])
+    (src / "labels_my-project_2026-12-07.csv").write_text(
+        "label_name,bbox_x,bbox_y,bbox_width,bbox_height,image_name,image_width,image_height\n"
+        "cat,2,3,10,8,p1.jpg,40,30\ndog,5,6,7,9,p2.jpg,40,30\n"
+    )
+    import_dataset(source=src, store=tmp_path / "s", format="auto")
+    s = Store.open(tmp_path / "s")
+    assert sorted(a["bbox"] for a in s.annotations) == [[2.0, 3.0, 10.0, 8.0], [5.0, 6.0, 7.0, 9.0]]
+    assert all(not i.get("labels") for i in s.images)
+    (src / "labels_my-project_2026-12-07.csv").write_text(
+        "label_name,bbox_width,bbox_height,image_name\ncat,10,8,p1.jpg\n"
+    )
+    with pytest.raises(DataError, match=r"box columns are incomplete \(bbox_height, bbox_width\)"):
+        import_dataset(source=src, store=tmp_path / "t", format="auto")

@@ -44,8 +44,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "ymin": ("ymin", "y_min", "y1", "top"),
     "xmax": ("xmax", "x_max", "x2", "right"),
     "ymax": ("ymax", "y_max", "y2", "bottom"),
-    "x": ("x",),
-    "y": ("y",),
+    "x": ("x", "bbox_x", "box_x"),  # bbox_x...: makesense.ai's CSV export
+    "y": ("y", "bbox_y", "box_y"),
     "w": ("w", "box_width", "bbox_width"),
     "h": ("h", "box_height", "bbox_height"),
     "bbox": ("bbox", "box", "bounding_box"),
@@ -158,6 +158,14 @@ class CsvFormat:
                 or {"xmin", "ymin", "xmax", "ymax"} <= cols.keys()
                 or {"x", "y", "w", "h"} <= cols.keys()
             )
+            partial = sorted(cols.keys() & {"xmin", "ymin", "xmax", "ymax", "x", "y", "w", "h"})
+            if partial and not has_box:  # never read a box list as image labels
+                raise DataError(
+                    f"{where}: box columns are incomplete ({', '.join(rows[0][cols[r]] for r in partial)}); "
+                    "a box needs xmin, ymin, xmax, ymax, or x, y, width, height",
+                    source=str(f),
+                    hint="name the missing ones with --option columns=ROLE:HEADER",
+                )
             file_split = f.stem.split("-")[0] if f.stem.split("-")[0] in ("train", "val", "test") else None
             for line_no, row in enumerate(rows[1:], start=2):
                 if not any(c.strip() for c in row):
