@@ -427,3 +427,33 @@ def test_makesense_ai_csv_export(tmp_path: Path) -> None:
     )
     with pytest.raises(DataError, match=r"box columns are incomplete \(bbox_height, bbox_width\)"):
         import_dataset(source=src, store=tmp_path / "t", format="auto")
+
+
+def test_kaggles_global_wheat_detection_csv(tmp_path: Path) -> None:
+    """train.csv: image_id (no extension), width, height, bbox as "[x, y, w, h]", source; images in
+    train/. No class column: refused with the way through (--option label=wheat); then each box is
+    read as x, y, width, height (its boxes are not valid as corners), which the report says."""
+    src = tmp_path / "global-wheat-detection"
+    images_at(src / "train", ["b6ab77fd7.jpg", "b53afdf5c.jpg"])
+    (src / "train.csv").write_text(
+        "image_id,width,height,bbox,source\n"
+        'b6ab77fd7,40,30,"[12.0, 3.0, 10.0, 8.0]",usask_1\n'
+        'b6ab77fd7,40,30,"[2.0, 5.0, 6.0, 9.0]",usask_1\n'
+        'b53afdf5c,40,30,"[20.0, 10.0, 15.0, 12.0]",arvalis_1\n'
+    )
+    with pytest.raises(DataError, match=r"train.csv: boxes but no class column.*--option label=NAME"):
+        import_dataset(source=src / "train.csv", store=tmp_path / "none")
+    res = import_dataset(source=src / "train.csv", store=tmp_path / "s", label="wheat")
+    s = Store.open(tmp_path / "s")
+    assert sorted(a["bbox"] for a in s.annotations) == [
+        [2.0, 5.0, 6.0, 9.0],
+        [12.0, 3.0, 10.0, 8.0],
+        [20.0, 10.0, 15.0, 12.0],
+    ]
+    assert [c.name for c in s.categories] == ["wheat"] and sorted(i["file_name"] for i in s.images) == [
+        "train/b53afdf5c.jpg",
+        "train/b6ab77fd7.jpg",
+    ]
+    assert any(
+        "bbox read as [x, y, width, height]: 2 of 3 boxes are not valid as corners" in w for w in res.warnings
+    )

@@ -10,8 +10,10 @@ Import finds the columns by their header (case-insensitive), or by ``--option co
 
 With no box columns the file is classification: the class becomes an image-level label. A row
 whose box cells are empty is an image without objects. ``--option columns=image:img,label:cls,
-xmin:left,ymin:top,xmax:right,ymax:bottom`` maps other headers; ``--option box=xywh`` reads a
-``bbox`` string as x, y, width, height. Image names without an extension are matched to a file
+xmin:left,ymin:top,xmax:right,ymax:bottom`` maps other headers. A ``bbox`` string is read as
+corners (x1, y1, x2, y2) unless some of the file's boxes are not valid as corners while all are valid
+as x, y, width, height (COCO's order, and Kaggle's: ``[834.0, 222.0, 56.0, 36.0]``), which the
+report then says; ``--option box=xyxy|xywh`` decides instead. Image names without an extension are matched to a file
 with that stem. Images are looked up in ``--images``, else ``images/`` beside the CSV, else the
 CSV's folder.
 
@@ -125,13 +127,15 @@ class CsvFormat:
         *,
         images: Path | None = None,
         columns: str | None = None,
-        box: str = "xyxy",
+        box: str = "auto",
+        label: str | None = None,
         **options: Any,
     ) -> ImportBatch:
         if options:
-            raise UsageError(f"csv import: unknown options {sorted(options)} (known: columns, box)")
-        if box not in ("xyxy", "xywh"):
-            raise UsageError(f"csv import: box must be xyxy or xywh, not {box!r}")
+            raise UsageError(f"csv import: unknown options {sorted(options)} (known: columns, box, label)")
+        if box not in ("auto", "xyxy", "xywh"):
+            raise UsageError(f"csv import: box must be auto, xyxy or xywh, not {box!r}")
+        warnings: list[str] = []
         files = [path] if path.is_file() else _box_tables(path)
         if not files:
             raise DataError(f"{path}: no .csv files", source=str(path))
@@ -158,6 +162,14 @@ class CsvFormat:
                 or {"xmin", "ymin", "xmax", "ymax"} <= cols.keys()
                 or {"x", "y", "w", "h"} <= cols.keys()
             )
+            if has_box and "label" not in cols and label is None:
+                raise DataError(
+                    f"{where}: boxes but no class column (looked for {', '.join(ALIASES['label'])}; "
+                    f"columns: {', '.join(rows[0])})",
+                    source=str(f),
+                    hint="name it with --option columns=label:HEADER, or give every box one class with "
+                    "--option label=NAME (a one-class set such as Kaggle's wheat heads)",
+                )
             partial = sorted(cols.keys() & {"xmin", "ymin", "xmax", "ymax", "x", "y", "w", "h"})
             if partial and not has_box:  # never read a box list as image labels
                 raise DataError(
@@ -167,6 +179,7 @@ class CsvFormat:
                     hint="name the missing ones with --option columns=ROLE:HEADER",
                 )
             file_split = f.stem.split("-")[0] if f.stem.split("-")[0] in ("train", "val", "test") else None
+            strings: list[tuple[dict[str, Any], list[float]]] = []  # bbox-string boxes, read below
             for line_no, row in enumerate(rows[1:], start=2):
                 if not any(c.strip() for c in row):
                     continue
@@ -180,7 +193,7 @@ class CsvFormat:
                 name = row[cols["image"]].strip().replace("\\", "/")
                 if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
                     if stems is None:
-                        stems = {os.path.splitext(p)[0]: p for p in _all_files(root)}
+                        stems = _stems(_all_files(root))
                     name = stems.get(name, name)
                 img = by_name.get(name)
                 if img is None:
@@ -192,28 +205,43 @@ class CsvFormat:
                     for key in ("width", "height"):
                         if key in cols and row[cols[key]].strip().isdigit():
                             img[key] = int(row[cols[key]])
-                label = row[cols["label"]].strip() if "label" in cols else ""
+                label_cell = row[cols["label"]].strip() if "label" in cols else (label or "")
                 if not has_box:
-                    if label:
-                        img.setdefault("labels", []).append(cats.setdefault(label, len(cats) + 1))
+                    if label_cell:
+                        img.setdefault("labels", []).append(cats.setdefault(label_cell, len(cats) + 1))
                     continue
                 values = self._box(row, cols, box)
-                if values is None and not label:
+                if values is None and not label_cell:
                     continue  # an image without objects
                 ann: dict[str, Any] = {"id": len(anns) + 1, "image_id": img["id"], "_where": loc}
                 anns.append(ann)
-                if not label:
+                if not label_cell:
                     ann["_problem"] = problem("no label", f"{loc}: the class cell is empty")
                 elif values is None:
                     ann["_problem"] = problem("bad bbox", f"{loc}: the box cells are empty or not numbers")
                 else:
-                    ann["category_id"] = cats.setdefault(label, len(cats) + 1)
+                    ann["category_id"] = cats.setdefault(label_cell, len(cats) + 1)
                     x1, y1, a, b = values
+                    if "bbox" in cols and box == "auto":
+                        strings.append((ann, values))
+                        continue
                     ann["bbox"] = (
                         [x1, y1, a, b]
                         if box == "xywh" or {"x", "w"} <= cols.keys()
                         else [x1, y1, a - x1, b - y1]
                     )
+            if strings:
+                as_corners = all(v[2] > v[0] and v[3] > v[1] for _, v in strings)
+                as_sizes = all(v[2] > 0 and v[3] > 0 for _, v in strings)
+                wh = not as_corners and as_sizes
+                if wh:  # COCO's and Kaggle's [x, y, width, height]
+                    bad = sum(1 for _, v in strings if not (v[2] > v[0] and v[3] > v[1]))
+                    warnings.append(
+                        f"{where}: bbox read as [x, y, width, height]: {bad} of {len(strings)} boxes are "
+                        "not valid as corners (--option box=xyxy|xywh to say which)"
+                    )
+                for ann, (x1, y1, a, b) in strings:
+                    ann["bbox"] = [x1, y1, a, b] if wh else [x1, y1, a - x1, b - y1]
         return ImportBatch(
             format=self.name,
             source=str(path.resolve()),
@@ -221,6 +249,7 @@ class CsvFormat:
             images=list(by_name.values()),
             annotations=anns,
             categories=[{"id": c, "name": n} for n, c in cats.items()],
+            warnings=warnings,
             private_keys=True,
         )
 
@@ -283,6 +312,20 @@ class CsvFormat:
             store, out, [(img["file_name"], f"images/{img['file_name']}") for img in images], link=link
         )
         return ExportResult(out=out, images=len(images), annotations=n, files=files)
+
+
+def _stems(files: list[str]) -> dict[str, str]:
+    """Image name without extension -> its file: by relative path, and by base name where that is
+    unique (Kaggle's ``image_id`` names ``train/<id>.jpg`` by its id alone)."""
+    images = [p for p in files if os.path.splitext(p)[1].lower() in IMAGE_EXTENSIONS]
+    out = {os.path.splitext(p)[0]: p for p in images}
+    bases: dict[str, list[str]] = {}
+    for p in images:
+        bases.setdefault(os.path.splitext(os.path.basename(p))[0], []).append(p)
+    for stem, paths in bases.items():
+        if len(paths) == 1:
+            out.setdefault(stem, paths[0])
+    return out
 
 
 def _all_files(root: Path) -> list[str]:
