@@ -143,6 +143,7 @@ def test_tfrecord_od_api_sample_matches_facts(tmp_path: Path) -> None:
     explicit = import_dataset(INTEROP / key, store=tmp_path / "s0", class0="skip")
     assert not explicit.skipped
     assert any("1 objects of class 0 (the OD API's background) left out" in w for w in explicit.warnings)
+    assert explicit.dropped == {"objects of class 0 (the OD API's background; class0=skip)": 1}
     store = Store.open(tmp_path / "s")
     assert [[c.id, c.name] for c in store.categories] == FACTS[key]["train"]["label_map"]
     by_split = {r.split: r for r in store}

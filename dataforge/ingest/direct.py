@@ -255,6 +255,7 @@ class _Direct:
             n_images,
             n_anns,
             self.now,
+            accounts={"kept": {"boxes": n_anns} if n_anns else {}},  # TFRecord holds boxes alone
         )
         journal = self.journal
         assert journal is not None
@@ -275,6 +276,7 @@ class _Direct:
                 "categories": self.cats_changed,
             },
             format=self.scan.format,
+            kept={"boxes": n_anns} if n_anns else {},
         )
 
 

@@ -360,6 +360,7 @@ class TfrecordScan:
             categories=[{"id": k, "name": v} for k, v in sorted(cats.items())],
             warnings=warnings,
             private_keys=True,
+            dropped={"objects of class 0 (the OD API's background; class0=skip)": class0} if class0 else {},
         )
 
 
