@@ -618,3 +618,41 @@ def demo(
     from dataforge.demo import run_demo
 
     return run_demo(Path(directory), quick=quick, task=task, echo=echo)
+
+
+@dataclass
+class LeakageResult:
+    leaks: list[Any]
+    #: leaking clusters per split pair ("train/test")
+    pairs: dict[str, int]
+    moved: int
+
+
+def dedupe(
+    store: PathLike,
+    *,
+    where: str | None = None,
+    threshold: int = 10,
+    near: bool = True,
+    tag: str | None = None,
+    keep: str = "first",
+) -> Any:
+    """Clusters of exact and near-duplicate images (:mod:`dataforge.dedupe`); ``tag``: tag all but
+    one image of each cluster (``keep``: first or last by id)."""
+    from dataforge.dedupe import find_duplicates, tag_duplicates
+
+    res = find_duplicates(Store.open(store), where=where, threshold=threshold, near=near)
+    if tag:
+        res.tagged = tag_duplicates(Path(store), res, tag, keep)
+    return res
+
+
+def leakage(store: PathLike, *, threshold: int = 10, apply: bool = False) -> LeakageResult:
+    """Duplicate clusters that span splits, each with the move that removes it; ``apply`` moves them."""
+    from dataforge.dedupe import apply_moves, find_duplicates
+    from dataforge.dedupe import leakage as find_leaks
+
+    s = Store.open(store)
+    leaks, pairs = find_leaks(s, find_duplicates(s, threshold=threshold))
+    moved = apply_moves(Path(store), leaks) if apply and leaks else 0
+    return LeakageResult(leaks, pairs, moved)

@@ -84,6 +84,16 @@ def validate_store(store: Store, *, check_files: bool = True, workers: int | Non
             err("duplicate-image-id", f"image id {iid} is used by {n} images", image_id=iid)
     images = {i["id"]: i for i in store.images}
     cats_by_id = {c.get("id"): c for c in store.data["categories"]}
+    spans: dict[str, set[str]] = {}
+    for i in store.images:
+        spans.setdefault(i.get("sha256", ""), set()).add(i.get("split") or "(none)")
+    leaking = [sha for sha, splits in spans.items() if len(splits) > 1]
+    if leaking:
+        warn(
+            "leakage",
+            f"{len(leaking)} identical images sit in more than one split (the same file in train and "
+            "test, say); `dataforge leakage` lists them, near duplicates too, with the moves that fix it",
+        )
     for i in store.images:
         if i.get("exif_orientation") not in (None, 1):
             warn(

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from dataforge import __version__
-from dataforge.cli import augment, data, doctor, evaluate, labelstudio, train
+from dataforge.cli import augment, data, doctor, evaluate, labelstudio, quality, train
 from dataforge.cli.args import Commands
 from dataforge.cli.render import err
 from dataforge.errors import DataforgeError
@@ -31,6 +31,7 @@ COMMANDS = (
     train.add_demo,
     data.add_split,
     data.add_validate,
+    quality.add_quality,
     data.add_export,
     evaluate.add_evaluate,
     labelstudio.add_labelstudio,
