@@ -135,22 +135,26 @@ def _bands(h: np.ndarray) -> list[np.ndarray]:
 
 def near_pairs(ids: np.ndarray, ph: np.ndarray, dh: np.ndarray, threshold: int) -> list[tuple[int, int, int]]:
     """``(id a, id b, distance)`` of the images whose pHash or dHash differ in at most ``threshold``
-    bits, among the candidates that agree on a band (:data:`_TABLES`) of either hash."""
-    cand: set[tuple[int, int]] = set()
+    bits, among the candidates that agree on a band (:data:`_TABLES`) of either hash. Vectorized:
+    after sorting a band, the members of a bucket are neighbours, so the pairs ``d`` apart in the
+    order that share a value are the bucket's pairs, for ``d`` up to the largest bucket."""
+    n = len(ids)
+    keys = []
     for values in [*_bands(ph), *_bands(dh)]:
         order = np.argsort(values, kind="stable")
-        sorted_vals = values[order]
-        starts = np.flatnonzero(np.r_[True, sorted_vals[1:] != sorted_vals[:-1]])
-        ends = np.r_[starts[1:], len(order)]
-        big = np.flatnonzero(ends - starts > 1)
-        for s, e in zip(starts[big].tolist(), ends[big].tolist(), strict=True):
-            members = sorted(order[s:e].tolist())
-            cand.update(
-                (members[i], members[j]) for i in range(len(members)) for j in range(i + 1, len(members))
-            )
-    if not cand:
+        v = values[order]
+        d = 1
+        while d < min(n, 256):  # a bucket larger than 256 (blank images) pairs with its 255 neighbours
+            same = v[d:] == v[:-d]
+            if not same.any():
+                break
+            a, b = order[:-d][same], order[d:][same]
+            keys.append(np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b))
+            d += 1
+    if not keys:
         return []
-    pairs = np.array(sorted(cand), dtype=np.int64)
+    unique = np.unique(np.concatenate(keys))
+    pairs = np.stack([unique // n, unique % n], axis=1)
     a, b = pairs[:, 0], pairs[:, 1]
     dp = np.bitwise_count(ph[a] ^ ph[b]).astype(np.int64)
     dd = np.bitwise_count(dh[a] ^ dh[b]).astype(np.int64)
