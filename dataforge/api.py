@@ -141,14 +141,32 @@ def split_store(
     seed: int = 0,
     stratify: bool = False,
     where: str | None = None,
+    group_by: str | None = None,
 ) -> SplitResult:
     """Assign splits to the matched images (all by default): images per split, and boxes per split
-    of each category."""
+    of each category. ``group_by``: ``"cluster"`` (duplicate clusters, :mod:`dataforge.dedupe`) or
+    a field of the image record (``source.video``): a group never spans splits."""
     ratios = normalize_ratios(ratios)
     details: dict[str, Any] = {"ratios": ratios, "seed": seed, "stratify": stratify, "where": where}
+    if group_by:
+        details["group_by"] = group_by
+    groups = _groups(Path(store), group_by, where) if group_by else None
     with Store.edit(store, "split", details=details) as s:
         images = s.select(where)
-        if stratify:
+        deviation: dict[str, float] = {}
+        if groups is not None:
+            from dataforge.splits import grouped_split, split_deviation
+
+            labels = {img["id"]: s.index.labels_of(img["id"]) for img in images}
+            assignment = grouped_split(groups, labels, ratios, seed, stratify=stratify)
+            names_of = s.index.category_names
+            deviation = {
+                names_of[lab]: round(d, 6)
+                for lab, d in split_deviation(assignment, labels, ratios).items()
+                if lab in names_of
+            }
+            details["groups"] = len(set(groups.values()))
+        elif stratify:
             labels = {img["id"]: s.index.labels_of(img["id"]) for img in images}
             assignment = stratified_split(labels, ratios, seed)
         else:
@@ -165,7 +183,37 @@ def split_store(
     return SplitResult(
         images={k: counts.get(k, 0) for k in ratios},
         boxes_by_category={c: {k: v.get(k, 0) for k in ratios} for c, v in sorted(per_cat.items())},
+        deviation=deviation,
     )
+
+
+def _groups(store: Path, group_by: str, where: str | None) -> dict[int, object]:
+    """Image id -> its group: its duplicate cluster, or the value of a field of its record."""
+    s = Store.open(store)
+    if group_by == "cluster":
+        from dataforge.dedupe import find_duplicates
+
+        return {
+            i: ("cluster", n)
+            for n, c in enumerate(find_duplicates(s, where=where).clusters)
+            for i in c.image_ids
+        }
+    path = group_by.split(".")
+    out: dict[int, object] = {}
+    found = 0
+    for img in s.select(where):
+        value: Any = img
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None:
+            out[int(img["id"])] = ("field", repr(value))
+            found += 1
+    if not found:
+        raise UsageError(
+            f"--group-by {group_by!r}: no image has that field",
+            hint="group by `cluster` (duplicates) or a field of the image records, e.g. source.video",
+        )
+    return out
 
 
 def export_dataset(
@@ -293,6 +341,8 @@ class SplitResult:
     images: dict[str, int]
     #: per category name: boxes per split
     boxes_by_category: dict[str, dict[str, int]]
+    #: with group_by: per category name, the largest gap between a split's share of its images and the ratio
+    deviation: dict[str, float] = field(default_factory=dict)
 
 
 def image_lineage(store: PathLike, image_id: int) -> dict[str, Any]:

@@ -123,3 +123,94 @@ def stratified_split(
                     if not remaining[other]:
                         del remaining[other]
     return out
+
+
+def grouped_split(
+    groups: Mapping[int, object],
+    labels_by_image: Mapping[int, set[int]],
+    ratios: Mapping[str, float],
+    seed: int,
+    *,
+    stratify: bool = True,
+) -> dict[int, str]:
+    """Split so that the images of a group (``groups``: image id -> group key; frames of one video,
+    copies of one picture) never span splits. With ``stratify``, iterative stratification over the
+    groups, each weighing as many images of a label as it holds, so per-label shares stay close to
+    the ratios; without, filled by image count. Greedy: the largest groups first, each to the split
+    whose remaining wants it meets best (ties broken by ``seed``)."""
+    rng = np.random.default_rng(seed)
+    names = list(ratios)
+    r = np.array([ratios[n] for n in names], dtype=np.float64)
+    members: dict[object, list[int]] = {}
+    for i in sorted(labels_by_image):
+        members.setdefault(groups.get(i, ("image", i)), []).append(i)
+    keys = sorted(members, key=lambda k: min(members[k]))
+    counts = {  # group -> label -> images of it in the group
+        k: _label_counts([labels_by_image[i] or {EMPTY_LABEL} for i in members[k]]) for k in keys
+    }
+    totals: dict[int, int] = {}
+    for c in counts.values():
+        for lab, n in c.items():
+            totals[lab] = totals.get(lab, 0) + n
+    want_label = {lab: r * n for lab, n in totals.items()}
+    want_total = r * sum(len(m) for m in members.values())
+    out: dict[int, str] = {}
+    n_images = float(want_total.sum())
+    # largest groups first (they have the least room), ties in seeded random order
+    order = [keys[int(j)] for j in rng.permutation(len(keys))]
+    order.sort(key=lambda k: -len(members[k]))
+    for k in order:
+        if stratify:
+            # the split whose wants this group meets best: for each of its labels, the share of that
+            # label the split still wants, weighted by the group's images of it, plus the share of
+            # all images the split still wants
+            score = want_total / n_images
+            for lab, n in counts[k].items():
+                score = score + n * want_label[lab] / max(1, totals[lab])
+        else:
+            score = want_total.copy()
+        best = np.flatnonzero(score == score.max())
+        choice = int(best[0] if len(best) == 1 else best[rng.integers(len(best))])
+        _assign(k, choice, members, counts, want_label, want_total, names, out)
+    return out
+
+
+def _label_counts(label_sets: list[set[int]]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for labels in label_sets:
+        for lab in labels:
+            out[lab] = out.get(lab, 0) + 1
+    return out
+
+
+def _assign(
+    k: object,
+    choice: int,
+    members: Mapping[object, list[int]],
+    counts: Mapping[object, Mapping[int, int]],
+    want_label: dict[int, np.ndarray],
+    want_total: np.ndarray,
+    names: list[str],
+    out: dict[int, str],
+) -> None:
+    for i in members[k]:
+        out[i] = names[choice]
+    want_total[choice] -= len(members[k])
+    for lab, n in counts[k].items():
+        want_label[lab][choice] -= n
+
+
+def split_deviation(
+    assignment: Mapping[int, str], labels_by_image: Mapping[int, set[int]], ratios: Mapping[str, float]
+) -> dict[int, float]:
+    """Per label: the largest difference between a split's share of the label's images and its ratio."""
+    per: dict[int, dict[str, int]] = {}
+    for i, sp in assignment.items():
+        for lab in labels_by_image.get(i) or ():
+            per.setdefault(lab, {}).setdefault(sp, 0)
+            per[lab][sp] += 1
+    out = {}
+    for lab, by in per.items():
+        n = sum(by.values())
+        out[lab] = max(abs(by.get(sp, 0) / n - r) for sp, r in ratios.items())
+    return out

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from dataforge.api import dedupe, import_dataset, leakage, split_store, validate
+from dataforge.errors import UsageError
 from dataforge.store import Store
 from dataforge.synthetic import make_shapes_dataset
 from tests.conftest import run_dataforge
@@ -116,3 +117,50 @@ def test_tag_all_but_one_of_each_cluster(planted: dict, tmp_path: Path) -> None:
     tagged = sorted(i["id"] for i in s.images if "dup" in i.get("tags", []))
     assert res.tagged == len(tagged) == res.duplicates
     assert all(c.image_ids[0] not in tagged and set(c.image_ids[1:]) <= set(tagged) for c in res.clusters)
+
+
+def test_a_duplicate_cluster_never_spans_splits_after_group_by_cluster(planted: dict, tmp_path: Path) -> None:
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(planted["store"], store)
+    res = split_store(
+        store, ratios={"train": 0.7, "val": 0.15, "test": 0.15}, seed=3, stratify=True, group_by="cluster"
+    )
+    assert leakage(store).leaks == []
+    assert sum(res.images.values()) == len(Store.open(store).images)
+    print(f"largest gap per class: {res.deviation}")
+    assert res.deviation and max(res.deviation.values()) <= 0.05  # measured 0.014: groups of 1-2 images
+
+
+def test_frames_of_one_video_stay_together_and_classes_stay_balanced(tmp_path: Path) -> None:
+    """60 images from 12 "videos" (a source.video field): each video's frames stay in one split.
+    Groups of 5 images move a class's share in steps of about 1/12, so a split cannot match a ratio
+    closely; measured over seeds 0-19: the largest gap of a class's share from its ratio was 0.086 to
+    0.157 stratified (median 0.117), 0.133 to 0.282 grouped at random (median 0.217). The test
+    asserts 0.2 for seeds 0-9 and that stratifying does better on average."""
+    make_shapes_dataset(tmp_path / "src", n_images=60, size_wh=(64, 48), max_objects=2, seed=4)
+    doc = json.loads((tmp_path / "src" / "instances.json").read_text())
+    for img in doc["images"]:
+        img["source"] = {"video": f"clip{(img['id'] - 1) // 5:02d}"}
+    (tmp_path / "src" / "instances.json").write_text(json.dumps(doc))
+    import_dataset(source=tmp_path / "src" / "instances.json", store=tmp_path / "s")
+    ratios = {"train": 0.6, "val": 0.2, "test": 0.2}
+    gaps = {True: [], False: []}
+    for stratify in (True, False):
+        for seed in range(10):
+            res = split_store(
+                tmp_path / "s", ratios=ratios, seed=seed, stratify=stratify, group_by="source.video"
+            )
+            gaps[stratify].append(max(res.deviation.values()))
+            by_video: dict[str, set[str]] = {}
+            for img in Store.open(tmp_path / "s").images:
+                by_video.setdefault(img["source"]["video"], set()).add(img["split"])
+            assert len(by_video) == 12 and all(len(v) == 1 for v in by_video.values())
+    print(f"largest gaps, stratified: {gaps[True]}; random: {gaps[False]}")
+    assert max(gaps[True]) <= 0.2 and sum(gaps[True]) < sum(gaps[False])
+    first = split_store(tmp_path / "s", ratios=ratios, seed=0, stratify=True, group_by="source.video")
+    again = split_store(tmp_path / "s", ratios=ratios, seed=0, stratify=True, group_by="source.video")
+    assert again.images == first.images and again.deviation == first.deviation  # deterministic for a seed
+    with pytest.raises(UsageError, match=r"--group-by 'source.camera': no image has that field"):
+        split_store(tmp_path / "s", ratios=ratios, group_by="source.camera")

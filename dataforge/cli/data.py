@@ -223,9 +223,17 @@ def cmd_split(a: argparse.Namespace) -> int:
     from dataforge.api import split_store
     from dataforge.splits import parse_ratios
 
-    res = split_store(a.store, ratios=parse_ratios(a.ratios), seed=a.seed, stratify=a.stratify, where=a.where)
+    res = split_store(
+        a.store,
+        ratios=parse_ratios(a.ratios),
+        seed=a.seed,
+        stratify=a.stratify,
+        where=a.where,
+        group_by=a.group_by,
+    )
     names = list(res.images)
-    out(f"{'stratified' if a.stratify else 'random'} split, seed {a.seed}")
+    grouped = f", groups by {a.group_by} kept whole" if a.group_by else ""
+    out(f"{'stratified' if a.stratify else 'random'} split, seed {a.seed}{grouped}")
     out(
         table(
             [("(images)", *[res.images[n] for n in names])]
@@ -233,6 +241,13 @@ def cmd_split(a: argparse.Namespace) -> int:
             ["", *names],
         )
     )
+    if res.deviation:
+        worst = max(res.deviation.items(), key=lambda kv: kv[1])
+        out(
+            "largest gap between a split's share of a category's images and its ratio: "
+            + ", ".join(f"{c} {d:.3f}" for c, d in sorted(res.deviation.items()))
+            + f" (worst: {worst[0]})"
+        )
     return 0
 
 
@@ -250,6 +265,12 @@ def add_split(add: Commands) -> None:
     )
     sp.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     sp.add_argument("--stratify", action="store_true", help="stratify by category")
+    sp.add_argument(
+        "--group-by",
+        metavar="cluster|FIELD",
+        help="keep groups whole: duplicate clusters (cluster) or images sharing a field's value "
+        "(e.g. source.video: frames of one video stay together)",
+    )
     sp.add_argument("--where", help="only split the images this filter matches; " + WHERE_HELP)
 
 
