@@ -49,6 +49,7 @@ def store_info(store: Store, *, where: str | None = None) -> dict[str, Any]:
     cat_images: defaultdict[str, set[int]] = defaultdict(set)
     cat_boxes: Counter[str] = Counter()
     cat_split_boxes: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    cat_split_images: defaultdict[str, set[tuple[str, int]]] = defaultdict(set)
     widths: list[float] = []
     heights: list[float] = []
     buckets: Counter[str] = Counter()
@@ -64,6 +65,7 @@ def store_info(store: Store, *, where: str | None = None) -> dict[str, Any]:
         cat_images[name].add(iid)
         cat_boxes[name] += 1
         cat_split_boxes[name][split] += 1
+        cat_split_images[name].add((split, iid))
         w, h = a["bbox"][2], a["bbox"][3]
         widths.append(w)
         heights.append(h)
@@ -80,6 +82,12 @@ def store_info(store: Store, *, where: str | None = None) -> dict[str, Any]:
 
     tags = Counter(t for img in images for t in img.get("tags", []))
     labelled = Counter(c for img in images for c in img.get("labels", ()))
+    label_splits: defaultdict[int, Counter[str]] = defaultdict(
+        Counter
+    )  # category -> labelled images per split
+    for img in images:
+        for c in set(img.get("labels") or ()):
+            label_splits[c][split_of[img["id"]]] += 1
     empty = sum(1 for img in images if not store.index.anns_by_image.get(img["id"]))
     sizes = Counter(f"{img['width']}x{img['height']}" for img in images)
     augmented = sum(
@@ -117,6 +125,14 @@ def store_info(store: Store, *, where: str | None = None) -> dict[str, Any]:
                 "labelled_images": labelled[c["id"]],
                 "boxes_by_split": dict(
                     sorted(cat_split_boxes[c["name"]].items(), key=lambda kv: split_order(kv[0]))
+                ),
+                "images_by_split": dict(
+                    sorted(
+                        (
+                            Counter(sp for sp, _ in cat_split_images[c["name"]]) + label_splits[c["id"]]
+                        ).items(),
+                        key=lambda kv: split_order(kv[0]),
+                    )
                 ),
             }
             for c in store.data["categories"]
@@ -158,3 +174,53 @@ def image_lineage(store: Store, image_id: int) -> dict[str, Any]:
         if img["id"] == image_id:
             return {**img, "annotations": len(store.index.anns_by_image.get(image_id, ()))}
     raise UsageError(f"{store.root}: no image with id {image_id}")
+
+
+def balance(info: dict[str, Any]) -> dict[str, Any]:
+    """Class balance from :func:`store_info`: per category its instances (boxes, or image-level
+    labels for classification) and images, in all and per split, its share, and the imbalance ratio
+    (the commonest category's instances over the rarest's, among those present)."""
+    rows = []
+    for c in info["categories"]:
+        instances = c["boxes"] or c["labelled_images"]
+        images = c["images"] or c["labelled_images"]
+        rows.append(
+            {
+                "name": c["name"],
+                "instances": instances,
+                "images": images,
+                "images_by_split": c["images_by_split"],
+            }
+        )
+    total = sum(r["instances"] for r in rows)
+    for r in rows:
+        r["share"] = r["instances"] / total if total else 0.0
+    present = [r["instances"] for r in rows if r["instances"]]
+    return {
+        "categories": sorted(rows, key=lambda r: -r["instances"]),
+        "imbalance_ratio": (max(present) / min(present)) if present else None,
+        "absent": [r["name"] for r in rows if not r["instances"]],
+        "splits": list(info["splits"]),
+    }
+
+
+def balance_plot(bal: dict[str, Any], path: Any) -> None:
+    """Instances per category, stacked by split, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = bal["categories"][::-1][-40:]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * max(len(rows), 3) + 1.2))
+    left = np.zeros(len(rows))
+    for split in bal["splits"]:
+        values = np.array([r["images_by_split"].get(split, 0) for r in rows], dtype=float)
+        ax.barh([r["name"] for r in rows], values, left=left, label=split)
+        left += values
+    ratio = bal["imbalance_ratio"]
+    ax.set_xlabel("images")
+    ax.set_title("class balance" + (f" (imbalance ratio {ratio:.1f})" if ratio else ""))
+    ax.legend(fontsize=7)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)

@@ -55,3 +55,43 @@ def test_tag_errors(store_path: Path) -> None:
         tag_images(store_path, add=["x"], ids=[1, 99])
     with pytest.raises(UsageError, match="invalid tag ' x'"):
         tag_images(store_path, add=[" x"])
+
+
+def test_balance_counts_instances_per_class_and_split(tmp_path: Path) -> None:
+    """Hand-made: cat has 3 boxes on 2 images (train, test), dog 1 box (train); an image-level
+    label counts for classification stores. Imbalance ratio 3/1; the plot is written."""
+    import json
+
+    from dataforge.api import import_dataset, info
+    from dataforge.info import balance
+    from tests.conftest import make_coco
+
+    src = make_coco(
+        tmp_path / "src",
+        [(1, "a.jpg", (40, 30)), (2, "b.jpg", (40, 30)), (3, "c.jpg", (40, 30))],
+        [
+            (1, 1, "cat", [1, 1, 5, 5]),
+            (2, 1, "cat", [6, 6, 5, 5]),
+            (3, 2, "cat", [1, 1, 5, 5]),
+            (4, 1, "dog", [10, 10, 5, 5]),
+        ],
+    )
+    doc = json.loads(src.read_text())
+    for img, split in zip(doc["images"], ("train", "test", "train"), strict=True):
+        img["split"] = split
+    src.write_text(json.dumps(doc))
+    import_dataset(src, store=tmp_path / "s")
+    bal = balance(info(tmp_path / "s"))
+    rows = {r["name"]: r for r in bal["categories"]}
+    assert (rows["cat"]["instances"], rows["cat"]["images"], rows["cat"]["images_by_split"]) == (
+        3,
+        2,
+        {"train": 1, "test": 1},
+    )
+    assert (rows["dog"]["instances"], rows["dog"]["images_by_split"]) == (1, {"train": 1})
+    assert bal["imbalance_ratio"] == 3.0 and rows["cat"]["share"] == 0.75
+    from tests.conftest import run_dataforge
+
+    p = run_dataforge("info", tmp_path / "s", "--balance", "--plot", tmp_path / "b.png")
+    assert p.returncode == 0 and "imbalance ratio (commonest / rarest instances): 3.00" in p.stdout
+    assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

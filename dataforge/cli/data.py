@@ -118,6 +118,38 @@ def cmd_info(a: argparse.Namespace) -> int:
         print_json(image_lineage(a.store, a.image))
         return 0
     d = info(a.store, where=a.where)
+    if a.balance:
+        from dataforge.info import balance, balance_plot
+
+        bal = balance(d)
+        if a.plot:
+            balance_plot(bal, a.plot)
+        if a.json:
+            print_json(bal)
+            return 0
+        splits = bal["splits"]
+        out(
+            table(
+                [
+                    (
+                        r["name"],
+                        r["instances"],
+                        f"{100 * r['share']:.1f}%",
+                        r["images"],
+                        *[r["images_by_split"].get(s, 0) for s in splits],
+                    )
+                    for r in bal["categories"]
+                ],
+                ["category", "instances", "share", "images", *[f"images:{s}" for s in splits]],
+            )
+        )
+        ratio = bal["imbalance_ratio"]
+        out(f"imbalance ratio (commonest / rarest instances): {ratio:.2f}" if ratio else "no instances")
+        if bal["absent"]:
+            out(f"categories without instances: {', '.join(bal['absent'])}")
+        if a.plot:
+            out(f"plot: {a.plot}")
+        return 0
     if a.json:
         print_json(d)
         return 0
@@ -190,6 +222,10 @@ def add_info(add: Commands) -> None:
     sp = add("info", cmd_info, "counts per split and category, box sizes, tags")
     sp.add_argument("store")
     sp.add_argument("--image", type=int, metavar="ID", help="print one image's record and lineage as JSON")
+    sp.add_argument(
+        "--balance", action="store_true", help="class balance: instances, images per split, imbalance ratio"
+    )
+    sp.add_argument("--plot", metavar="PNG", help="with --balance: write a bar chart of it")
     sp.add_argument("--where", help=WHERE_HELP)
     sp.add_argument("--json", action="store_true", help="print JSON")
 
