@@ -248,10 +248,10 @@ def export_dataset(
         s = Store.open(store)
         ids = [img["id"] for img in s.select(where, split=split)]
         counts = accounting.present(s, ids)
-        lost = accounting.losses(fmt, counts)
+        lost = {**accounting.losses(fmt, counts), **accounting.approximations(fmt, counts)}
         if strict and lost:
             raise DataError(
-                f"--strict: the {fmt.name} format cannot hold all of it: "
+                f"--strict: the {fmt.name} format cannot hold all of it as it is: "
                 + ", ".join(f"{n} {what}" for what, n in lost.items()),
                 hint="export to a format that holds them, leave them out (--where), or drop --strict",
             )
@@ -281,22 +281,9 @@ def export_dataset(
             raise
         if ours:
             marker.unlink()
-        _count_uncarried(s, ids, fmt, result)
         accounting.account(fmt, counts, result)
         result.files.append(out_dir / "categories.json")
         return result
-
-
-def _count_uncarried(store: Store, ids: list[int], fmt: Any, result: ExportResult) -> None:
-    """Semantic regions written by a format that has instance masks only are counted as
-    approximated (what a format cannot hold at all: :func:`dataforge.formats.accounting.losses`)."""
-    carries: frozenset[str] = getattr(fmt, "carries", frozenset())
-    wanted = set(ids)
-    anns = [a for a in store.annotations if a["image_id"] in wanted]
-    if "masks" in carries and "semantic" not in carries:
-        n = sum(1 for a in anns if a.get("semantic") and a.get("segmentation"))
-        if n:
-            result.approximated[f"semantic regions (the {fmt.name} format writes them as instance masks)"] = n
 
 
 def _remove_export(out: Path, *, keep_dir: bool) -> None:

@@ -16,7 +16,7 @@ recall on planted copies of each kind.
 from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,6 @@ class DedupeResult:
     hashed: int  # images hashed now (the rest came from the cache)
     threshold: int
     tagged: int = 0
-    report: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duplicates(self) -> int:

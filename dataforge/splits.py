@@ -12,6 +12,7 @@ pseudo-label so that they, too, are spread by the ratios.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -134,10 +135,10 @@ def grouped_split(
     stratify: bool = True,
 ) -> dict[int, str]:
     """Split so that the images of a group (``groups``: image id -> group key; frames of one video,
-    copies of one picture) never span splits. With ``stratify``, iterative stratification over the
-    groups, each weighing as many images of a label as it holds, so per-label shares stay close to
-    the ratios; without, filled by image count. Greedy: the largest groups first, each to the split
-    whose remaining wants it meets best (ties broken by ``seed``)."""
+    copies of one picture) never span splits. Greedy: the largest groups first, each to the split
+    whose remaining wants it meets best: with ``stratify``, the wants of each label the group holds
+    (weighted by its images of it) and of images in all; without, of images alone. Ties are broken
+    by ``seed``."""
     rng = np.random.default_rng(seed)
     names = list(ratios)
     r = np.array([ratios[n] for n in names], dtype=np.float64)
@@ -176,11 +177,7 @@ def grouped_split(
 
 
 def _label_counts(label_sets: list[set[int]]) -> dict[int, int]:
-    out: dict[int, int] = {}
-    for labels in label_sets:
-        for lab in labels:
-            out[lab] = out.get(lab, 0) + 1
-    return out
+    return dict(Counter(lab for labels in label_sets for lab in labels))
 
 
 def _assign(
@@ -204,11 +201,10 @@ def split_deviation(
     assignment: Mapping[int, str], labels_by_image: Mapping[int, set[int]], ratios: Mapping[str, float]
 ) -> dict[int, float]:
     """Per label: the largest difference between a split's share of the label's images and its ratio."""
-    per: dict[int, dict[str, int]] = {}
+    per: dict[int, Counter[str]] = {}
     for i, sp in assignment.items():
         for lab in labels_by_image.get(i) or ():
-            per.setdefault(lab, {}).setdefault(sp, 0)
-            per[lab][sp] += 1
+            per.setdefault(lab, Counter())[sp] += 1
     out = {}
     for lab, by in per.items():
         n = sum(by.values())

@@ -58,7 +58,8 @@ def test_each_format_says_what_it_kept_and_dropped(shapes: Path, tmp_path: Path)
 
 def test_strict_refuses_any_loss_and_writes_nothing(shapes: Path, tmp_path: Path) -> None:
     with pytest.raises(
-        DataError, match=r"--strict: the tfrecord format cannot hold all of it: \d+ masks \(the tfrecord"
+        DataError,
+        match=r"--strict: the tfrecord format cannot hold all of it as it is: \d+ masks \(the tfrecord",
     ):
         export_dataset(shapes, format="tfrecord", out=tmp_path / "tf", strict=True)
     assert not (tmp_path / "tf").exists()
@@ -145,3 +146,23 @@ def test_every_import_says_what_it_kept_approximated_and_dropped(tmp_path: Path)
     ):
         import_dataset(tmp_path / "cvat" / "ann.xml", store=tmp_path / "t", strict=True)
     assert not (tmp_path / "t").exists()
+
+
+def test_strict_refuses_semantic_regions_a_format_would_write_as_instances(tmp_path: Path) -> None:
+    """Semantic regions in YOLO -seg become instance polygons: counted as approximated, and --strict
+    refuses before anything is written (this was counted only after the strict check)."""
+    from dataforge.synthetic import make_shapes_dataset
+
+    make_shapes_dataset(tmp_path / "src", n_images=3, size_wh=(48, 36), max_objects=2, seed=2, masks=True)
+    import_dataset(tmp_path / "src" / "instances.json", store=tmp_path / "i")
+    export_dataset(tmp_path / "i", format="masks", out=tmp_path / "maps")
+    import_dataset(tmp_path / "maps", store=tmp_path / "sem")
+    n = sum(1 for a in Store.open(tmp_path / "sem").annotations if a.get("semantic"))
+    res = export_dataset(tmp_path / "sem", format="yolo", out=tmp_path / "y", task="segment")
+    assert res.approximated["semantic regions (the yolo format writes them as instance masks)"] == n
+    with pytest.raises(
+        DataError,
+        match=rf"--strict: .*{n} semantic regions \(the yolo format writes them as instance masks\)",
+    ):
+        export_dataset(tmp_path / "sem", format="yolo", out=tmp_path / "y2", task="segment", strict=True)
+    assert not (tmp_path / "y2").exists()

@@ -112,7 +112,7 @@ def test_regression_refuses_what_it_cannot_learn(tmp_path: Path) -> None:
     from dataforge.store import Store
     from dataforge.training.data import category_table, samples
 
-    store_path = faces_store(tmp_path, n_images=4)
+    faces_store(tmp_path, n_images=4)  # writes src/ (its images and instances.json)
     data = json.loads((tmp_path / "src" / "instances.json").read_text())
     data["annotations"].append({**data["annotations"][0], "id": 99})
     (tmp_path / "two.json").write_text(json.dumps(data))
@@ -132,7 +132,6 @@ def test_regression_refuses_what_it_cannot_learn(tmp_path: Path) -> None:
     )
     with pytest.raises(UsageError, match="exactly one category with keypoints, found none"):
         train(tmp_path / "boxes", trainer="torchvision-regressor", out=tmp_path / "run", sets=["epochs=1"])
-    assert Store.open(store_path).images  # the faces store itself trains (see the learning test)
 
 
 @pytest.mark.slow

@@ -146,13 +146,8 @@ def evaluate_regression(gt: dict[str, Any], preds: list[dict[str, Any]], *, wors
             if mask.any():
                 per_point.append({"category": cats[cid]["name"], "name": name, **summary(mask)})
     report["per_point"] = per_point
-    by_image: dict[int, list[float]] = {}
-    for (iid, _, _, err, _), ok in zip(rows, found.tolist(), strict=True):
-        if ok:
-            by_image.setdefault(iid, []).append(err)
-    ranked = sorted(by_image.items(), key=lambda kv: (-float(np.mean(kv[1])), kv[0]))[:worst]
+    ranked = sorted(per_image_errors(gt, preds).items(), key=lambda kv: (-kv[1], kv[0]))[:worst]
     report["worst_images"] = [
-        {"image_id": iid, "file_name": files[iid], "mean_error_px": float(np.mean(errs))}
-        for iid, errs in ranked
+        {"image_id": iid, "file_name": files[iid], "mean_error_px": e} for iid, e in ranked
     ]
     return report

@@ -70,7 +70,7 @@ def losses(fmt: Any, counts: dict[str, int]) -> dict[str, int]:
             n -= counts.get("masks", 0)
             t, why = "boxes without a mask", f"the {fmt.name} format holds pixels, not boxes"
         elif t == "semantic regions" and "masks" in has:
-            continue  # written as instance masks: the exporter says so (approximated)
+            continue  # written as instance masks: counted by approximations()
         else:
             why = f"the {fmt.name} format holds no {t}"
         if n > 0:
@@ -78,10 +78,22 @@ def losses(fmt: Any, counts: dict[str, int]) -> dict[str, int]:
     return out
 
 
+def approximations(fmt: Any, counts: dict[str, int]) -> dict[str, int]:
+    """What ``fmt`` holds only approximately of ``counts`` by type (semantic regions in a format of
+    instance masks alone), as ``approximated`` entries; an exporter adds its own (traced polygons)."""
+    has = held(fmt)
+    n = counts.get("semantic regions", 0)
+    if n and "masks" in has and "semantic regions" not in has:
+        return {f"semantic regions (the {fmt.name} format writes them as instance masks)": n}
+    return {}
+
+
 def account(fmt: Any, counts: dict[str, int], result: ExportResult) -> None:
-    """Fill ``result.kept`` and add the format's type losses to ``result.dropped``."""
+    """Fill ``result.kept`` and add the format's type losses and approximations to ``result``."""
     for what, n in losses(fmt, counts).items():
         result.dropped.setdefault(what, n)
+    for what, n in approximations(fmt, counts).items():
+        result.approximated.setdefault(what, n)
     has = held(fmt)
     for t in TYPES:
         if t in has and counts.get(t):
