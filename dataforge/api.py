@@ -693,3 +693,66 @@ def leakage(store: PathLike, *, threshold: int = 10, apply: bool = False) -> Lea
     leaks, pairs = find_leaks(s, find_duplicates(s, threshold=threshold))
     moved = apply_moves(Path(store), leaks) if apply and leaks else 0
     return LeakageResult(leaks, pairs, moved)
+
+
+def mislabels(
+    store: PathLike,
+    predictions: PathLike,
+    *,
+    split: str | None = None,
+    where: str | None = None,
+    min_score: float = 0.5,
+    loose_iou: float = 0.5,
+    method: str = "prune_by_noise_rate",
+    kinds: Sequence[str] | None = None,
+    top: int | None = None,
+    tag: str | None = None,
+    labelstudio_project: str | None = None,
+    url: str | None = None,
+    api_key: str | None = None,
+    document_root: PathLike | None = None,
+) -> Any:
+    """Label-error candidates from a model's predictions, ranked (:mod:`dataforge.mislabels`);
+    ``tag``: tag their images; ``labelstudio_project``: push their images for review, with the
+    store's labels as annotations and the model's predictions as pre-annotations."""
+    from dataforge.evaluation.predictions import load_predictions
+    from dataforge.mislabels import find_mislabels, tag_candidates
+
+    report = find_mislabels(
+        Path(store),
+        Path(predictions),
+        split=split,
+        where=where,
+        min_score=min_score,
+        loose_iou=loose_iou,
+        method=method,
+        kinds=kinds,
+        top=top,
+    )
+    if tag and report.candidates:
+        report.tagged = tag_candidates(Path(store), report, tag)
+    if labelstudio_project and report.candidates:
+        from dataforge.labelstudio.client import LabelStudio
+        from dataforge.labelstudio.sync import push
+
+        root = document_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")
+        if not root:
+            raise UsageError(
+                "no document root: pass --document-root or set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"
+            )
+        ids = sorted({c.image_id for c in report.candidates})
+        wanted = set(ids)
+        preds = [p for p in load_predictions(Path(predictions)) if p.get("image_id") in wanted]
+        r = push(
+            Path(store),
+            labelstudio_project,
+            LabelStudio(url, api_key),
+            document_root=Path(root),
+            where=f"id in {ids}",
+            predictions=preds,
+            with_annotations=True,
+            predictions_source=Path(predictions).name,
+            model_version="dataforge-mislabels",
+        )
+        report.pushed = r["pushed"]
+    return report

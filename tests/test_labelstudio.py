@@ -440,3 +440,51 @@ def test_pull_refuses_regions_it_cannot_store(
     annotate(client, task["id"], result)
     with pytest.raises(DataError, match=message):
         pull(store, title, client)
+
+
+def test_mislabels_pushes_the_top_candidates_for_review(server: LabelStudioServer) -> None:
+    """The candidates' images go to a review project with the store's labels as annotations and
+    the model's predictions as scored pre-annotations; classification predictions as choices."""
+    from dataforge.api import mislabels
+
+    store = shapes_under(server, "shapes-review", n=6)
+    s = Store.open(store)
+    names = {c["id"]: c["name"] for c in s.data["categories"]}
+    # the model: each object as labelled, but the first object of images 1 and 2 called another class
+    preds = []
+    for a in s.annotations:
+        cat = a["category_id"]
+        if a["image_id"] in (1, 2) and a["id"] == min(
+            b["id"] for b in s.annotations if b["image_id"] == a["image_id"]
+        ):
+            cat = next(c for c in names if c != cat)
+        preds.append({"image_id": a["image_id"], "category_id": cat, "bbox": a["bbox"], "score": 0.9})
+    pred_file = server.files_root / "shapes-review" / "preds.json"
+    pred_file.write_text(json.dumps(preds))
+    report = mislabels(
+        store,
+        pred_file,
+        top=1,
+        labelstudio_project="review",
+        url=server.url,
+        api_key=server.token,
+        document_root=server.files_root,
+    )
+    assert [c.kind for c in report.candidates] == ["wrong_class"] and report.pushed == 1
+    client = LabelStudio(server.url, server.token)
+    project = client.find_project("review")
+    assert project is not None
+    (task,) = client.tasks(int(project["id"]))
+    assert task["data"]["dataforge_id"] == report.candidates[0].image_id
+    (ann,) = task["annotations"]
+    shapes = [r for r in ann["result"] if r["type"] in ("rectanglelabels", "polygonlabels", "brushlabels")]
+    assert len(shapes) == len(s.index.anns_by_image[report.candidates[0].image_id])  # the labels as they are
+    labels = sorted(r["value"]["rectanglelabels"][0] for p in task["predictions"] for r in p["result"])
+    assert report.candidates[0].suggested in labels
+    # classification results push as the top class, a scored choice
+    top = [{"image_id": 3, "scores": {names[1]: 0.2, names[2]: 0.7, names[3]: 0.1}}]
+    res = push(store, "classes", client, document_root=server.files_root, predictions=top, where="id == 3")
+    (task,) = client.tasks(res["project"])
+    (choice,) = [r for p in task["predictions"] for r in p["result"]]
+    assert choice["type"] == "choices" and choice["value"]["choices"] == [names[2]]
+    assert task["predictions"][0]["score"] == 0.7

@@ -1,11 +1,13 @@
-"""``dataforge dedupe`` and ``dataforge leakage``."""
+"""``dataforge dedupe``, ``dataforge leakage`` and ``dataforge mislabels``."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from dataforge.cli.args import WHERE_HELP, Commands
 from dataforge.cli.render import out, print_json
+from dataforge.mislabels import KINDS, METHODS
 
 
 def cmd_dedupe(a: argparse.Namespace) -> int:
@@ -64,6 +66,53 @@ def cmd_leakage(a: argparse.Namespace) -> int:
     return 1 if not res.moved else 0
 
 
+def cmd_mislabels(a: argparse.Namespace) -> int:
+    from dataforge.api import mislabels
+    from dataforge.jsonio import write_json
+
+    r = mislabels(
+        a.store,
+        a.predictions,
+        split=a.split,
+        where=a.where,
+        min_score=a.min_score,
+        loose_iou=a.loose_iou,
+        method=a.method,
+        kinds=a.kind,
+        top=a.top,
+        tag=a.tag,
+        labelstudio_project=a.labelstudio,
+        url=a.url,
+        api_key=a.api_key,
+        document_root=a.document_root,
+    )
+    if a.out:
+        write_json(Path(a.out), r.to_dict())
+    if a.json:
+        print_json(r.to_dict())
+        return 0
+    counts = ", ".join(f"{n} {k}" for k, n in r.counts.items()) or "none"
+    skipped = "; skipped: " + ", ".join(f"{n} {why}" for why, n in r.skipped.items()) if r.skipped else ""
+    out(f"{r.task}: {r.images} images looked at, label-error candidates: {counts}{skipped}")
+    for c in r.candidates[:25]:
+        what = {
+            "wrong_class": f"labelled {c.given!r}, the model says {c.suggested!r} (IoU {c.iou})",
+            "missing_box": f"unlabelled {c.suggested!r} at {c.predicted_bbox}",
+            "loose_box": f"{c.given!r} box {c.bbox}, the model's {c.predicted_bbox} (IoU {c.iou})",
+            "label": f"labelled {c.given!r}, the model says {c.suggested!r}",
+        }[c.kind]
+        out(f"  {c.score:.3f}  {c.kind:11s} image {c.image_id} ({c.file_name}): {what}")
+    if len(r.candidates) > 25:
+        out(f"  ... and {len(r.candidates) - 25} more (--json or --out FILE lists them all)")
+    if a.tag:
+        out(
+            f"tagged {r.tagged} images {a.tag!r} and {a.tag}:<kind>; list them with --where \"tag == '{a.tag}'\""
+        )
+    if a.labelstudio:
+        out(f"pushed {r.pushed} images to Label Studio project {a.labelstudio!r} for review")
+    return 0
+
+
 def add_quality(add: Commands) -> None:
     sp = add(
         "dedupe",
@@ -92,4 +141,43 @@ def add_quality(add: Commands) -> None:
     sp.add_argument("store")
     sp.add_argument("--threshold", type=int, default=10, help="as dedupe's (default 10)")
     sp.add_argument("--apply", action="store_true", help="move each leaking cluster into one split")
+    sp.add_argument("--json", action="store_true")
+    sp = add(
+        "mislabels",
+        cmd_mislabels,
+        "label-error candidates from a model's predictions: wrong class, missing or loose box, wrong image label",
+        "Detection: a ground truth the model confidently calls another class (wrong_class), a "
+        "confident prediction on no labelled object (missing_box), a box the model's overlaps by "
+        "IoU 0.1 to --loose-iou (loose_box). Classification: confident learning through cleanlab "
+        "(needs every class's score, out-of-sample: predict on images the model did not train on). "
+        "Ranked by the model's confidence; review the top of the list.",
+    )
+    sp.add_argument("store")
+    sp.add_argument("--predictions", required=True, help="predictions file (dataforge predict's output)")
+    sp.add_argument("--split", help="only this split's images")
+    sp.add_argument("--where", help=WHERE_HELP)
+    sp.add_argument(
+        "--min-score", type=float, default=0.5, help="detection: a prediction counts from this score (0.5)"
+    )
+    sp.add_argument(
+        "--loose-iou", type=float, default=0.5, help="detection: a box is loose below this IoU (0.5)"
+    )
+    sp.add_argument(
+        "--method",
+        default="prune_by_noise_rate",
+        choices=METHODS,
+        help="classification: cleanlab's filter_by (default prune_by_noise_rate; "
+        "predicted_neq_given finds more, less precisely)",
+    )
+    sp.add_argument("--kind", action="append", choices=KINDS, help="only these kinds (repeatable)")
+    sp.add_argument("--top", type=int, help="keep the N most likely candidates")
+    sp.add_argument("--tag", help="tag the candidates' images TAG and TAG:<kind>")
+    sp.add_argument("--labelstudio", metavar="PROJECT", help="push the candidates' images to this project")
+    sp.add_argument("--url", help="Label Studio URL (default: $LABEL_STUDIO_URL)")
+    sp.add_argument("--api-key", help="Label Studio API key (default: $LABEL_STUDIO_API_KEY)")
+    sp.add_argument(
+        "--document-root",
+        help="Label Studio's local-files root (default: $LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)",
+    )
+    sp.add_argument("--out", help="write the ranked list as JSON to this file")
     sp.add_argument("--json", action="store_true")

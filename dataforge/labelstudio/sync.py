@@ -72,7 +72,7 @@ def push(
     predictions_source: str = "predictions",
 ) -> dict[str, Any]:
     """Push the selected images as tasks; ``predictions`` (detection results with boxes, masks or
-    keypoints, or semantic results) become pre-annotations with their scores, ``with_annotations``
+    keypoints, semantic results, or classification results as the top class) become pre-annotations with their scores, ``with_annotations``
     the store's objects become ground-truth annotations. The project is created with the controls
     those regions need; an existing project's config must have them (and every category)."""
     store = Store.open(store_path)
@@ -100,7 +100,9 @@ def push(
         }
         preds = by_image.get(img["id"])
         if preds:
-            result, used = store_regions(preds, [], categories, size, "p", scored=True)
+            classes = [int(p["label"]) for p in preds if "label" in p]
+            objects = [p for p in preds if "label" not in p]
+            result, used = store_regions(objects, classes, categories, size, "p", scored=True)
             kinds |= used
             scores = [p["score"] for p in preds if "score" in p]
             task["predictions"] = [
@@ -159,12 +161,19 @@ def _checked_predictions(
 ) -> dict[int, list[dict[str, Any]]]:
     """Predictions checked against the store as ``dataforge evaluate`` checks them (one-line errors
     naming the entry), by image id. Semantic results become semantic regions."""
-    from dataforge.evaluation.predictions import check_detections, check_semantic, is_semantic
+    from dataforge.evaluation.predictions import (
+        check_detections,
+        check_semantic,
+        is_classification,
+        is_semantic,
+    )
     from dataforge.evaluation.regression import is_regression
 
     if not predictions:
         return {}
     gt = {"images": store.images, "annotations": [], "categories": store.data["categories"]}
+    if is_classification(predictions):
+        return _checked_classes(store, predictions, source)
     if is_regression(predictions):
         raise UsageError(
             f"{source}: point-regression results (keypoints without scores) are not pre-annotations",
@@ -178,6 +187,31 @@ def _checked_predictions(
     for p in checked:
         by_image.setdefault(p["image_id"], []).append(p)
     return by_image
+
+
+def _checked_classes(
+    store: Store, predictions: list[dict[str, Any]], source: str
+) -> dict[int, list[dict[str, Any]]]:
+    """Classification results as one ``{"label", "score"}`` per image: the top class (of
+    ``scores``, or ``category_id``), checked against the store's images and categories."""
+    names = {str(c["name"]): int(c["id"]) for c in store.data["categories"]}
+    ids = set(names.values())
+    out: dict[int, list[dict[str, Any]]] = {}
+    for i, p in enumerate(predictions):
+        iid = p.get("image_id")
+        if iid not in store.index.image_by_id:
+            raise DataError(f"{source}: prediction {i}: image_id {iid!r} is not in the store", source=source)
+        if iid in out:
+            raise DataError(f"{source}: prediction {i}: a second prediction for image {iid}", source=source)
+        if isinstance(p.get("scores"), dict) and p["scores"]:
+            key, score = max(p["scores"].items(), key=lambda kv: kv[1])
+            cid = names.get(key, int(key) if str(key).lstrip("-").isdigit() else None)
+        else:
+            cid, score = p.get("category_id"), p.get("score", 1.0)
+        if cid not in ids or not isinstance(score, (int, float)):
+            raise DataError(f"{source}: prediction {i}: not a known category with a score", source=source)
+        out[int(iid)] = [{"label": cid, "score": float(score)}]
+    return out
 
 
 def pull(store_path: Path, project: str, client: LabelStudio, *, on_error: str = "fail") -> dict[str, Any]:
