@@ -673,14 +673,32 @@ def dedupe(
     near: bool = True,
     tag: str | None = None,
     keep: str = "first",
+    embeddings: PathLike | None = None,
+    similarity: float = 0.95,
+    device: str = "auto",
+    fiftyone: str | None = None,
 ) -> Any:
-    """Clusters of exact and near-duplicate images (:mod:`dataforge.dedupe`); ``tag``: tag all but
-    one image of each cluster (``keep``: first or last by id)."""
+    """Clusters of exact and near-duplicate images (:mod:`dataforge.dedupe`); ``embeddings``: also
+    those a classifier's run finds ``similarity`` alike; ``tag``: tag all but one image of each
+    cluster (``keep``: first or last by id); ``fiftyone``: a FiftyOne dataset of the clusters'
+    images with a saved ``duplicates`` view."""
     from dataforge.dedupe import find_duplicates, tag_duplicates
 
-    res = find_duplicates(Store.open(store), where=where, threshold=threshold, near=near)
+    res = find_duplicates(
+        Store.open(store),
+        where=where,
+        threshold=threshold,
+        near=near,
+        embeddings=Path(embeddings) if embeddings else None,
+        similarity=similarity,
+        device=device,
+    )
     if tag:
         res.tagged = tag_duplicates(Path(store), res, tag, keep)
+    if fiftyone:
+        from dataforge.evaluation.fiftyone_export import duplicates_to_fiftyone
+
+        res.fiftyone = duplicates_to_fiftyone(fiftyone, Store.open(store), res)
     return res
 
 

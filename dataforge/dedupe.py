@@ -11,6 +11,10 @@ order and in three fixed shuffles, and images that agree exactly on a band are c
 differs in at most ``threshold`` bits. Pairs join into
 clusters (union-find). A pair whose hashes differ on every band is missed: the tests measure the
 recall on planted copies of each kind.
+
+Semantic near duplicates (the same scene mirrored, re-framed, re-shot) can also come from the user's
+own trained classifier (``--embeddings runs/x``): the features its last layer reads, compared by
+cosine similarity through a faiss index (mutual nearest neighbours, not all pairs).
 """
 
 from __future__ import annotations
@@ -32,9 +36,13 @@ CACHE = Path(".dataforge-cache") / "hashes.json"
 @dataclass
 class Cluster:
     image_ids: list[int]
-    kind: str  # "exact": identical files; "near": perceptual hashes within the threshold
+    #: "exact": identical files; "near": perceptual hashes within the threshold; "semantic": joined
+    #: (also) by a pair only the embeddings found alike
+    kind: str
     #: the largest pHash / dHash distance (bits) of a pair that joined it (0 for exact)
     distance: int = 0
+    #: semantic: the lowest cosine similarity of an embedding pair that joined it
+    similarity: float | None = None
 
 
 @dataclass
@@ -44,6 +52,8 @@ class DedupeResult:
     hashed: int  # images hashed now (the rest came from the cache)
     threshold: int
     tagged: int = 0
+    #: the FiftyOne dataset written (``--fiftyone``): name, samples, clusters, the saved view
+    fiftyone: dict[str, Any] | None = None
 
     @property
     def duplicates(self) -> int:
@@ -162,6 +172,70 @@ def near_pairs(ids: np.ndarray, ph: np.ndarray, dh: np.ndarray, threshold: int) 
     return [(int(ids[i]), int(ids[j]), int(d)) for i, j, d in zip(a[keep], b[keep], dist[keep], strict=True)]
 
 
+#: above this many images the embedding search uses an HNSW graph (approximate) instead of the
+#: exact flat index
+EXACT_SEARCH_MAX = 20_000
+
+
+def embedding_pairs(
+    store: Any, images: list[dict[str, Any]], run: Path, similarity: float, *, device: str = "auto"
+) -> list[tuple[int, int, float]]:
+    """``(id a, id b, cosine similarity)`` of the images that are each other's nearest neighbour by
+    the embeddings of the classifier of ``run`` and at least ``similarity`` alike.
+
+    The embedding is what the model's last linear layer reads, averaged with the mirror image's
+    (a mirrored copy gets the same vector), centred on the selection's mean and L2-normalized;
+    neighbours come from a faiss index (exact inner product up to :data:`EXACT_SEARCH_MAX`
+    images, HNSW above). Mutual nearest neighbours only: a classifier's features put all images of
+    a class close together, and a threshold alone would chain them into one cluster. Identical
+    files are embedded once (the hashes pair them already)."""
+    import faiss
+
+    from dataforge.training.checkpoint import load_checkpoint
+    from dataforge.training.contract import get_trainer
+    from dataforge.training.loop import TorchTrainer
+
+    ckpt = load_checkpoint(run)
+    if ckpt.get("task") != "classification":
+        raise UsageError(
+            f"--embeddings {run}: a {ckpt.get('task')} run; embeddings come from a classifier's run "
+            "(dataforge train --trainer torchvision-classifier)"
+        )
+    trainer = get_trainer(ckpt["trainer"])()
+    if not isinstance(trainer, TorchTrainer):
+        raise UsageError(
+            f"--embeddings {run}: trainer {ckpt['trainer']!r} gives no embeddings (not a TorchTrainer)"
+        )
+    unique: dict[str, dict[str, Any]] = {}
+    for img in images:
+        unique.setdefault(img.get("sha256") or f"id:{img['id']}", img)
+    chosen = list(unique.values())
+    if len(chosen) < 3:
+        return []
+    emb = np.ascontiguousarray(
+        trainer.embeddings(ckpt, [store.record(img) for img in chosen], device=device), dtype=np.float32
+    )
+    emb -= emb.mean(axis=0)  # pooled ReLU features share a large positive part: centred, they spread
+    faiss.normalize_L2(emb)
+    faiss.omp_set_num_threads(usable_cores())
+    index: Any
+    if len(chosen) <= EXACT_SEARCH_MAX:
+        index = faiss.IndexFlatIP(emb.shape[1])
+    else:
+        index = faiss.IndexHNSWFlat(emb.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = 64
+    index.add(emb)
+    sims, nbrs = index.search(emb, 2)  # itself, then its nearest
+    nearest = np.where(nbrs[:, 0] == np.arange(len(chosen)), nbrs[:, 1], nbrs[:, 0])
+    best = np.where(nbrs[:, 0] == np.arange(len(chosen)), sims[:, 1], sims[:, 0])
+    ids = [int(img["id"]) for img in chosen]
+    out = []
+    for i, j in enumerate(nearest.tolist()):
+        if i < j and nearest[j] == i and best[i] >= similarity:
+            out.append((min(ids[i], ids[j]), max(ids[i], ids[j]), round(float(best[i]), 6)))
+    return sorted(out)
+
+
 def find_duplicates(
     store: Any,
     *,
@@ -169,10 +243,16 @@ def find_duplicates(
     threshold: int = 10,
     near: bool = True,
     workers: int | None = None,
+    embeddings: Path | None = None,
+    similarity: float = 0.95,
+    device: str = "auto",
 ) -> DedupeResult:
-    """Clusters of exact (same SHA-256) and near duplicates among the selected images."""
+    """Clusters of exact (same SHA-256) and near duplicates among the selected images; with
+    ``embeddings`` (a classifier's run), also images its embeddings find ``similarity`` alike."""
     if not 0 <= threshold <= 32:
         raise UsageError(f"--threshold {threshold}: a number of differing bits in 0..32 (default 10)")
+    if not 0 < similarity <= 1:
+        raise UsageError(f"--similarity {similarity}: a cosine similarity in (0, 1] (default 0.95)")
     images = store.select(where)
     union = _Union()
     by_sha: dict[str, list[int]] = {}
@@ -191,6 +271,11 @@ def find_duplicates(
         pairs = near_pairs(ids, ph, dh, threshold)
         for a, b, _d in pairs:
             union.join(a, b)
+    semantic: list[tuple[int, int, float]] = []
+    if embeddings is not None:
+        semantic = embedding_pairs(store, images, embeddings, similarity, device=device)
+        for a, b, _s in semantic:
+            union.join(a, b)
     distance: dict[int, int] = {}
     for a, _b, d in pairs:
         root = union.find(a)
@@ -199,11 +284,21 @@ def find_duplicates(
     groups: dict[int, list[int]] = {}
     for iid in sha_of:
         groups.setdefault(union.find(iid), []).append(iid)
+    hashed_pairs = {(min(a, b), max(a, b)) for a, b, _d in pairs}
+    least: dict[int, float] = {}  # per cluster, the least similar embedding pair the hashes did not join
+    for a, b, sim in semantic:
+        if (a, b) not in hashed_pairs and sha_of[a] != sha_of[b]:
+            root = union.find(a)
+            least[root] = min(least.get(root, 1.0), sim)
     clusters = []
     for root, members in groups.items():
         if len(members) > 1:
-            k = "exact" if len({sha_of[m] for m in members}) == 1 else "near"
-            clusters.append(Cluster(sorted(members), k, 0 if k == "exact" else distance.get(root, 0)))
+            if len({sha_of[m] for m in members}) == 1:
+                clusters.append(Cluster(sorted(members), "exact"))
+            elif root in least:
+                clusters.append(Cluster(sorted(members), "semantic", distance.get(root, 0), least[root]))
+            else:
+                clusters.append(Cluster(sorted(members), "near", distance.get(root, 0)))
     clusters.sort(key=lambda c: (-len(c.image_ids), c.image_ids[0]))
     return DedupeResult(len(images), clusters, hashed, threshold)
 

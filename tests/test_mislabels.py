@@ -5,7 +5,7 @@ Detection: a shapes store whose labels get three kinds of planted error (a class
 deleted, a box drawn loose), scored with the predictions of a simulated good detector on the
 clean labels, with the errors real detectors make: jittered boxes, 2% of the objects missed, weak
 guesses of other classes and false positives on the background (and, measured apart, confident
-ones: benchmarks/mislabels_margins.py).
+ones: benchmarks/quality_margins.py --case mislabels).
 Classification: scikit-learn's digits (real scans) with 10% of the labels flipped, scored by a
 real model's out-of-sample probabilities (an SVM, 5-fold cross-fitted).
 """
@@ -176,7 +176,7 @@ def test_detection_finders_recall_and_precision_on_planted_errors(tmp_path: Path
     report = mislabels(store, preds)
     assert report.task == "detection" and report.images == 200
     measured = scores(report, planted)
-    # benchmarks/mislabels_margins.py, seeds 0-9: recall 0.947-1.0 and precision 0.947-1.0 for
+    # benchmarks/quality_margins.py --case mislabels, seeds 0-9: recall 0.947-1.0 and precision 0.947-1.0 for
     # every kind (seeds 0 and 1: all 1.0); with the detector's own confident errors added,
     # precision falls to what they leave (0.56-0.95), which the finders cannot tell apart
     for kind, (recall, precision) in measured.items():
@@ -296,7 +296,7 @@ def test_confident_learning_finds_flipped_digit_labels(digits_flipped: tuple[Pat
     report = mislabels(store, preds)
     assert report.task == "classification" and report.images == 1797
     recall, precision = _found(report, flipped)
-    # benchmarks/mislabels_margins.py, seeds 0-2: recall 0.911-0.922, precision 0.881-0.897. The
+    # benchmarks/quality_margins.py --case mislabels, seeds 0-2: recall 0.911-0.922, precision 0.881-0.897. The
     # model is the limit: where it is confidently wrong out of sample, that reads as a label error
     assert recall >= 0.88 and precision >= 0.85, (recall, precision)
     right = [c for c in report.candidates if Path(c.file_name).name in flipped]

@@ -3,42 +3,66 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 from dataforge.cli.args import WHERE_HELP, Commands
 from dataforge.cli.render import out, print_json
+from dataforge.errors import UsageError
 from dataforge.mislabels import KINDS, METHODS
 
 
 def cmd_dedupe(a: argparse.Namespace) -> int:
     from dataforge.api import dedupe
 
-    res = dedupe(a.store, where=a.where, threshold=a.threshold, near=not a.exact_only, tag=a.tag, keep=a.keep)
+    if a.exact_only and a.embeddings:
+        raise UsageError("--exact-only reads no image; it cannot be combined with --embeddings")
+    res = dedupe(
+        a.store,
+        where=a.where,
+        threshold=a.threshold,
+        near=not a.exact_only,
+        tag=a.tag,
+        keep=a.keep,
+        embeddings=a.embeddings,
+        similarity=a.similarity,
+        device=a.device,
+        fiftyone=a.fiftyone,
+    )
     if a.json:
         print_json(
             {
                 "images": res.images,
                 "duplicates": res.duplicates,
                 "clusters": [c.__dict__ for c in res.clusters],
+                "fiftyone": res.fiftyone,
             }
         )
         return 0
-    exact = sum(1 for c in res.clusters if c.kind == "exact")
+    kinds = Counter(c.kind for c in res.clusters)
+    semantic = f", {kinds['semantic']} semantic (embeddings >= {a.similarity})" if a.embeddings else ""
     out(
-        f"{res.images} images: {len(res.clusters)} clusters of duplicates ({exact} exact, "
-        f"{len(res.clusters) - exact} near, pHash/dHash within {res.threshold} bits), {res.duplicates} "
+        f"{res.images} images: {len(res.clusters)} clusters of duplicates ({kinds['exact']} exact, "
+        f"{kinds['near']} near, pHash/dHash within {res.threshold} bits{semantic}), {res.duplicates} "
         f"images beyond the first of each; {res.hashed} images hashed now, the rest from the cache"
     )
     for c in res.clusters[:20]:
         out(
-            f"  {c.kind:5s} {len(c.image_ids)} images: ids {', '.join(map(str, c.image_ids[:8]))}"
+            f"  {c.kind:8s} {len(c.image_ids)} images: ids {', '.join(map(str, c.image_ids[:8]))}"
             + (" ..." if len(c.image_ids) > 8 else "")
             + (f" (up to {c.distance} bits apart)" if c.kind == "near" else "")
+            + (f" (similarity from {c.similarity})" if c.kind == "semantic" else "")
         )
     if len(res.clusters) > 20:
         out(f"  ... and {len(res.clusters) - 20} more (--json lists them all)")
     if a.tag:
         out(f"tagged {res.tagged} images {a.tag!r} (all but the {a.keep} of each cluster)")
+    if res.fiftyone:
+        f = res.fiftyone
+        out(
+            f"FiftyOne dataset {f['name']!r}: {f['samples']} images of {f['clusters']} clusters, "
+            f"saved view {f['view']!r}; open it with: dataforge app {f['name']}"
+        )
     return 0
 
 
@@ -127,6 +151,19 @@ def add_quality(add: Commands) -> None:
         "--threshold", type=int, default=10, help="differing bits of pHash or dHash (default 10 of 64)"
     )
     sp.add_argument("--exact-only", action="store_true", help="identical files only (no image is read)")
+    sp.add_argument(
+        "--embeddings",
+        metavar="RUN",
+        help="also join images a trained classifier's run finds alike (semantic near duplicates: "
+        "mirrored, re-framed); nearest neighbours through a faiss index",
+    )
+    sp.add_argument(
+        "--similarity", type=float, default=0.95, help="--embeddings: cosine similarity from (default 0.95)"
+    )
+    sp.add_argument("--device", default="auto", help="--embeddings: cpu, cuda, cuda:N or auto")
+    sp.add_argument(
+        "--fiftyone", metavar="NAME", help="write the clusters to a FiftyOne dataset (view 'duplicates')"
+    )
     sp.add_argument("--tag", help="tag every image of each cluster but one with this tag")
     sp.add_argument(
         "--keep", choices=["first", "last"], default="first", help="which one --tag spares (by id)"

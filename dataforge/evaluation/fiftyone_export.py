@@ -279,3 +279,59 @@ def _pair(metric: str, theirs: float, ours: float | None) -> dict[str, Any]:
         "dataforge": ours_f,
         "difference": None if ours_f is None else float(theirs) - ours_f,
     }
+
+
+def duplicates_to_fiftyone(name: str, store: Any, result: Any) -> dict[str, Any]:
+    """The images of ``result``'s duplicate clusters (:class:`dataforge.dedupe.DedupeResult`) as the
+    FiftyOne dataset ``name``: per sample ``dup_cluster`` (0 is the largest cluster), ``dup_kind``,
+    ``dup_size``, ``dup_keep`` (the lowest id of its cluster), ``dup_spans_splits``, ``split`` and
+    ``dataforge_id``; saved views ``duplicates`` (by cluster) and ``leaks`` (the clusters that span
+    splits). A dataset of that name written by an earlier ``dedupe`` is replaced; any other is
+    refused."""
+    fo = _fo()
+    from fiftyone import ViewField as F
+
+    if fo.dataset_exists(name):
+        old = fo.load_dataset(name)
+        if old.info.get("dataforge") != "dedupe":
+            raise UsageError(
+                f"FiftyOne dataset {name!r} exists and was not written by dataforge dedupe",
+                hint="give the duplicates their own dataset: --fiftyone ANOTHER_NAME",
+            )
+        old.delete()
+    ds = fo.Dataset(name)
+    ds.persistent = True
+    ds.info["dataforge"] = "dedupe"
+    ds.info["store"] = str(store.root.resolve())
+    ds.info["threshold_bits"] = result.threshold
+    by_id = store.index.image_by_id
+    samples = []
+    for rank, c in enumerate(result.clusters):
+        spans = len({by_id[i].get("split") for i in c.image_ids}) > 1
+        for iid in c.image_ids:
+            img = by_id[iid]
+            samples.append(
+                fo.Sample(
+                    filepath=str((store.images_dir / img["file_name"]).resolve()),
+                    metadata=fo.ImageMetadata(width=img["width"], height=img["height"]),
+                    dataforge_id=iid,
+                    split=img.get("split") or "",
+                    dup_cluster=rank,
+                    dup_kind=c.kind,
+                    dup_size=len(c.image_ids),
+                    dup_keep=iid == c.image_ids[0],
+                    dup_spans_splits=spans,
+                )
+            )
+    if samples:
+        ds.add_samples(samples, progress=False)
+    ds.save_view("duplicates", ds.sort_by("dup_cluster"))
+    ds.save_view("leaks", ds.match(F("dup_spans_splits")).sort_by("dup_cluster"))
+    ds.save()
+    return {
+        "name": name,
+        "samples": len(samples),
+        "clusters": len(result.clusters),
+        "view": "duplicates",
+        "views": ["duplicates", "leaks"],
+    }

@@ -207,6 +207,43 @@ class TorchTrainer(Trainer):
         """Eval-mode outputs per image: classification ``{"scores": (K,) tensor}``; detection
         ``{"boxes": (N, 4) xyxy, "labels": (N,) model index + 1, "scores": (N,)}``."""
 
+    def embed(self, model: Any, images: Any) -> Any:
+        """Eval-mode feature vectors, ``(N, D)``: what the model's last linear layer reads (a
+        classifier's pooled features), captured while :meth:`infer` runs. ``dataforge dedupe
+        --embeddings`` compares images by them."""
+        import torch
+
+        linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        if not linear:
+            raise UsageError(f"trainer {self.name!r}: its model has no linear layer to take embeddings from")
+        captured: list[Any] = []
+        hook = linear[-1].register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
+        try:
+            self.infer(model, images)
+        finally:
+            hook.remove()
+        return captured[0].flatten(1)
+
+    def embeddings(
+        self, checkpoint: dict[str, Any], images: list[Any], *, device: str = "auto", batch_size: int = 32
+    ) -> Any:
+        """:meth:`embed` of every image averaged with its mirror image's, as a float32 numpy array
+        ``(N, D)``, rows in ``images``' order."""
+        import numpy as np
+        import torch
+
+        model, dev, _items, ds = self.prediction_inputs(checkpoint, images, device)
+        rows = []
+        with torch.no_grad():
+            for start in range(0, len(ds), batch_size):
+                batch = torch.stack([ds[i][0] for i in range(start, min(len(ds), start + batch_size))]).to(
+                    dev
+                )
+                # with its mirror image's: a mirrored copy gets the same vector
+                both = self.embed(model, batch) + self.embed(model, batch.flip(-1))
+                rows.append((both / 2).float().cpu().numpy())
+        return np.concatenate(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+
     def backbone(self, model: Any) -> Any | None:
         """The sub-module ``freeze_backbone`` freezes (None: the trainer has no such notion)."""
         return getattr(model, "backbone", None)
