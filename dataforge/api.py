@@ -702,13 +702,24 @@ def dedupe(
     return res
 
 
-def leakage(store: PathLike, *, threshold: int = 10, apply: bool = False) -> LeakageResult:
-    """Duplicate clusters that span splits, each with the move that removes it; ``apply`` moves them."""
-    from dataforge.dedupe import apply_moves, find_duplicates
+def leakage(
+    store: PathLike, *, threshold: int = 10, apply: bool = False, group_by: str = "cluster"
+) -> LeakageResult:
+    """Duplicate clusters (or, ``group_by`` a field, images sharing its value) that span splits,
+    each with the move that removes it; ``apply`` moves them."""
+    from dataforge.dedupe import Cluster, DedupeResult, apply_moves, find_duplicates
     from dataforge.dedupe import leakage as find_leaks
 
     s = Store.open(store)
-    leaks, pairs = find_leaks(s, find_duplicates(s, threshold=threshold))
+    if group_by == "cluster":
+        found = find_duplicates(s, threshold=threshold)
+    else:
+        members: dict[object, list[int]] = {}
+        for iid, group in _groups(Path(store), group_by, None).items():
+            members.setdefault(group, []).append(iid)
+        clusters = [Cluster(sorted(ids), "group") for ids in members.values() if len(ids) > 1]
+        found = DedupeResult(len(s.images), clusters, 0, threshold)
+    leaks, pairs = find_leaks(s, found)
     moved = apply_moves(Path(store), leaks) if apply and leaks else 0
     return LeakageResult(leaks, pairs, moved)
 

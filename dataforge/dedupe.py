@@ -37,7 +37,8 @@ CACHE = Path(".dataforge-cache") / "hashes.json"
 class Cluster:
     image_ids: list[int]
     #: "exact": identical files; "near": perceptual hashes within the threshold; "semantic": joined
-    #: (also) by a pair only the embeddings found alike
+    #: (also) by a pair only the embeddings found alike; "group": images sharing a field's value
+    #: (``leakage --group-by FIELD``)
     kind: str
     #: the largest pHash / dHash distance (bits) of a pair that joined it (0 for exact)
     distance: int = 0

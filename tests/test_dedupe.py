@@ -147,6 +147,11 @@ def test_frames_of_one_video_stay_together_and_classes_stay_balanced(tmp_path: P
     (tmp_path / "src" / "instances.json").write_text(json.dumps(doc))
     import_dataset(source=tmp_path / "src" / "instances.json", store=tmp_path / "s")
     ratios = {"train": 0.6, "val": 0.2, "test": 0.2}
+    split_store(tmp_path / "s", ratios=ratios, seed=0)  # at random: videos span splits
+    p = run_dataforge("leakage", tmp_path / "s", "--group-by", "source.video")
+    assert p.returncode == 1 and "groups of images sharing source.video span splits" in p.stdout
+    leaks = leakage(tmp_path / "s", group_by="source.video")
+    assert leaks.leaks and all(len(leak.splits) > 1 and len(leak.image_ids) == 5 for leak in leaks.leaks)
     gaps = {True: [], False: []}
     for stratify in (True, False):
         for seed in range(10):
@@ -163,6 +168,7 @@ def test_frames_of_one_video_stay_together_and_classes_stay_balanced(tmp_path: P
     first = split_store(tmp_path / "s", ratios=ratios, seed=0, stratify=True, group_by="source.video")
     again = split_store(tmp_path / "s", ratios=ratios, seed=0, stratify=True, group_by="source.video")
     assert again.images == first.images and again.deviation == first.deviation  # deterministic for a seed
+    assert leakage(tmp_path / "s", group_by="source.video").leaks == []
     with pytest.raises(UsageError, match=r"--group-by 'source.camera': no image has that field"):
         split_store(tmp_path / "s", ratios=ratios, group_by="source.camera")
 

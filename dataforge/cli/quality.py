@@ -69,22 +69,27 @@ def cmd_dedupe(a: argparse.Namespace) -> int:
 def cmd_leakage(a: argparse.Namespace) -> int:
     from dataforge.api import leakage
 
-    res = leakage(a.store, threshold=a.threshold, apply=a.apply)
+    res = leakage(a.store, threshold=a.threshold, apply=a.apply, group_by=a.group_by)
     if a.json:
         print_json({"leaks": [leak.__dict__ for leak in res.leaks], "pairs": res.pairs, "moved": res.moved})
         return 0
+    one, many = (
+        ("duplicate cluster", "duplicate clusters")
+        if a.group_by == "cluster"
+        else (f"group of images sharing {a.group_by}", f"groups of images sharing {a.group_by}")
+    )
     if not res.leaks:
-        out("no duplicate cluster spans two splits")
+        out(f"no {one} spans two splits")
         return 0
     out(
-        f"{len(res.leaks)} duplicate clusters span splits: "
+        f"{len(res.leaks)} {many} span splits: "
         + ", ".join(f"{pair} {n}" for pair, n in sorted(res.pairs.items()))
     )
     for leak in res.leaks[:20]:
         where = ", ".join(f"{sp}: {ids}" for sp, ids in leak.splits.items())
         out(f"  {where} -> move {leak.move['image_ids']} to {leak.move['to']}")
     if res.moved:
-        out(f"moved {res.moved} images: no cluster spans two splits now")
+        out(f"moved {res.moved} images: none spans two splits now")
     else:
         out("apply those moves with --apply")
     return 1 if not res.moved else 0
@@ -178,6 +183,13 @@ def add_quality(add: Commands) -> None:
     sp.add_argument("store")
     sp.add_argument("--threshold", type=int, default=10, help="as dedupe's (default 10)")
     sp.add_argument("--apply", action="store_true", help="move each leaking cluster into one split")
+    sp.add_argument(
+        "--group-by",
+        default="cluster",
+        metavar="cluster|FIELD",
+        help="what must not span splits: duplicate clusters (default) or images sharing a field's "
+        "value, e.g. source.video",
+    )
     sp.add_argument("--json", action="store_true")
     sp = add(
         "mislabels",
