@@ -23,6 +23,18 @@ def _sigmas(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, found {text!r}") from None
 
 
+def _errors(e: dict | None, what: str) -> None:
+    """TIDE's error breakdown: per type, the AP50 it costs (dAP) and how many there are."""
+    if not e:
+        return
+    from dataforge.evaluation.errors import ERROR_TYPES, SPECIAL
+
+    out(f"\nerrors of the {what} (TIDE, AP50 {e['ap']:.4f}): dAP is the AP50 gained if that type were fixed")
+    rows = [(k, f"{e['dAP'][k]:.4f}", str(e["counts"][k])) for k in ERROR_TYPES]
+    rows += [(k, f"{e['dAP'][k]:.4f}", "") for k in SPECIAL]
+    out(table(rows, ["error", "dAP", "count"]))
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from dataforge.api import evaluate
     from dataforge.evaluation.detection import STAT_NAMES
@@ -61,12 +73,15 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
             for c in d.per_class
         ]
         out(table(rows, ["category", "AP", "AP50", "AR100", "VOC AP50"]))
+        _errors(res.report["detection"].get("errors"), "boxes")
     for label, stats, names in (
         ("COCO segm (masks)", res.segm_stats, STAT_NAMES),
         ("COCO keypoints (OKS)", res.keypoint_stats, KEYPOINT_STAT_NAMES),
     ):
         if stats is not None:
             out("\n" + table([(n, f"{v:.4f}") for n, v in zip(names, stats, strict=True)], [label, "value"]))
+    if "segmentation" in res.report:
+        _errors(res.report["segmentation"].get("errors"), "masks")
     if "keypoints" in res.report:
         points = [
             (k["name"], k["matched"], _px(k["mean_px"]), _px(k["median_px"]))

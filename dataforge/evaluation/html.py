@@ -271,10 +271,14 @@ def write_html(
             "<h2>IoU of matched pairs</h2>"
             + f"<img class='plot' alt='IoU histogram' src='{_iou_hist(d['iou_of_matches'], out)}'>"
         )
+        if "errors" in d:
+            parts.append(_errors_section(d["errors"], out, "boxes", "errors_boxes.png"))
         parts.append(_worst(d["worst_images"], gt, predictions, images_dir))
         parts.append("<h2>Conventions</h2>" + _table([[k, v] for k, v in d["conventions"].items()], ["", ""]))
     if "segmentation" in report:
         parts.append(_coco_section("Masks (COCO segm)", report["segmentation"], STAT_NAMES, out, "segm"))
+        if "errors" in report["segmentation"]:
+            parts.append(_errors_section(report["segmentation"]["errors"], out, "masks", "errors_masks.png"))
         if "detection" not in report:
             parts.append(_worst_by_misses(gt, predictions, images_dir))
     if "keypoints" in report:
@@ -317,6 +321,34 @@ def write_html(
     path = out / "report.html"
     path.write_text("".join(parts), encoding="utf-8")
     return path
+
+
+def _errors_section(e: dict[str, Any], out: Path, what: str, name: str) -> str:
+    """TIDE's breakdown: dAP per error type (bars), counts, and per class."""
+    from dataforge.evaluation.errors import ERROR_TYPES, SPECIAL
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    keys = [*ERROR_TYPES, *SPECIAL]
+    ax.barh(keys[::-1], [e["dAP"][k] for k in keys[::-1]], color=["#888"] * 2 + ["#c0392b"] * 6)
+    ax.set_xlabel("dAP (AP50 gained if fixed)")
+    ax.set_title(f"errors of the {what} (TIDE)")
+    src = _save(fig, out, name)
+    s = e["settings"]
+    note = (
+        f"foreground IoU {s['foreground_iou']}, background IoU {s['background_iou']}, at most "
+        f"{s['max_dets_per_image']} predictions per image; AP50 here is TIDE's ({e['ap']:.4f}): "
+        + html.escape(s["ap"])
+    )
+    overall = _table([[k, e["dAP"][k], e["counts"].get(k, "")] for k in keys], ["error", "dAP", "count"])
+    per_class = _table(
+        [[c["name"], c["ap"], *(c["dAP"][k] for k in ERROR_TYPES)] for c in e["per_class"]],
+        ["class", "AP50", *(f"dAP {k}" for k in ERROR_TYPES)],
+    )
+    return (
+        f"<h2>Errors of the {what}</h2><p class='note'>{note}</p><img class='plot' alt='errors' "
+        f"src='{src}'>{overall}<h3>Per class</h3>{per_class}"
+    )
 
 
 def _coco_section(title: str, r: dict[str, Any], names: tuple[str, ...], out: Path, tag: str) -> str:

@@ -219,6 +219,7 @@ def _evaluate(
         report["task"] = "semantic"
         report["semantic"] = evaluate_semantic(gt, checked)
     else:
+        from dataforge.evaluation.errors import breakdown
         from dataforge.evaluation.instances import evaluate_keypoints, evaluate_masks, instance_ground_truth
         from dataforge.masks import rle_bbox
 
@@ -234,8 +235,11 @@ def _evaluate(
             report["detection"] = evaluate_detections(
                 objects, boxed, iou_threshold=iou_threshold, score_threshold=score_threshold
             ).to_dict()
+        if "bbox" in kinds:
+            report["detection"]["errors"] = breakdown(objects, boxed)[0]
         if "segm" in kinds:
             report["segmentation"] = evaluate_masks(objects, checked)
+            report["segmentation"]["errors"] = breakdown(objects, checked, iou_type="segm")[0]
         if "keypoints" in kinds:
             # the predictions of categories with points (a keypoint detector's other boxes have none)
             pointed = [p for p in checked if p["category_id"] in point_cats]
