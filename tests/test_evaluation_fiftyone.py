@@ -66,7 +66,9 @@ def test_evaluate_into_fiftyone(fo_dataset: dict) -> None:
         "print(json.dumps({'n': len(ds), 'persistent': ds.persistent, 'evals': ds.list_evaluations(),\n"
         "  'tp': ds.sum('eval_tp'), 'fp': ds.sum('eval_fp'), 'fn': ds.sum('eval_fn'), 'mAP': res.mAP(),\n"
         "  'box': g.bounding_box, 'w': s.metadata.width, 'h': s.metadata.height, 'id': s.dataforge_id,\n"
-        "  'path': s.filepath, 'has_eval_field': g.has_field('eval')}))\n"
+        "  'path': s.filepath, 'has_eval_field': g.has_field('eval'),\n"
+        "  'tide_pred': ds.count_values('predictions.detections.tide'),\n"
+        "  'tide_gt': ds.count_values('ground_truth.detections.tide')}))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ, **env}
@@ -76,6 +78,11 @@ def test_evaluate_into_fiftyone(fo_dataset: dict) -> None:
     assert info["n"] == 48 and info["persistent"] and info["evals"] == ["eval"] and info["has_eval_field"]
     assert info["mAP"] == report["fiftyone_mAP"]
     assert info["tp"] > 0 and info["fp"] > 0 and info["fn"] > 0
+    # TIDE's error type on every prediction and ground truth, to filter by in the App
+    counts = json.loads((tmp / "eval" / "report.json").read_text())["detection"]["errors"]["counts"]
+    for kind in ("classification", "localization", "both", "duplicate", "background"):
+        assert info["tide_pred"].get(kind, 0) == counts[kind], kind
+    assert info["tide_gt"].get("missed", 0) == counts["missed"] and info["tide_gt"]["tp"] > 0
     store = json.loads((tmp / "pets" / "annotations.json").read_text())
     a = next(x for x in store["annotations"] if x["image_id"] == info["id"])
     x, y, w, h = a["bbox"]

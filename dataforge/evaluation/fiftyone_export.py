@@ -102,6 +102,8 @@ def _detections(
             else:
                 kw["iscrowd"] = int(a.get("iscrowd", 0) or 0)
                 kw["dataforge_id"] = a.get("id")
+            if a.get("_tide"):  # TIDE's error type (evaluation/errors.py), to filter by in the App
+                kw["tide"] = a["_tide"]
             dets.append(fo.Detection(**kw))
         if a.get("keypoints") and cats[a["category_id"]].get("keypoints"):
             kp = _points(fo, a["keypoints"], size_wh, label, predicted=scored)

@@ -187,6 +187,7 @@ def _evaluate(
         "predictions": {"file": str(predictions), "count": len(preds)},
     }
     checked: list[dict[str, Any]] = []
+    tide_table = None
     if is_classification(preds):
         truth = {img["id"]: img["labels"][0] for img in gt["images"] if img.get("labels")}
         if store_ids is not None:  # a split of a store: predictions for its other images are set aside
@@ -235,8 +236,9 @@ def _evaluate(
             report["detection"] = evaluate_detections(
                 objects, boxed, iou_threshold=iou_threshold, score_threshold=score_threshold
             ).to_dict()
+        tide_table = None
         if "bbox" in kinds:
-            report["detection"]["errors"] = breakdown(objects, boxed)[0]
+            report["detection"]["errors"], tide_table = breakdown(objects, boxed)
         if "segm" in kinds:
             report["segmentation"] = evaluate_masks(objects, checked)
             report["segmentation"]["errors"] = breakdown(objects, checked, iou_type="segm")[0]
@@ -253,7 +255,12 @@ def _evaluate(
             raise UsageError("--fiftyone shows detections by their boxes: evaluate with --iou-type bbox too")
         from dataforge.evaluation.fiftyone_export import to_fiftyone
 
-        fo_result = to_fiftyone(fiftyone, report["task"], gt, checked, store / "images", report)
+        fo_gt, fo_preds = gt, checked
+        if report["task"] == "detection" and tide_table is not None:
+            from dataforge.evaluation.errors import ground_truth_errors, prediction_errors
+
+            fo_gt, fo_preds = _with_tide(objects, checked, tide_table, ground_truth_errors, prediction_errors)
+        fo_result = to_fiftyone(fiftyone, report["task"], fo_gt, fo_preds, store / "images", report)
         if report["task"] == "detection":
             fo_result["dataforge_AP"] = report["detection"]["coco_stats"][0]
             fo_result["difference"] = fo_result["fiftyone_mAP"] - fo_result["dataforge_AP"]
@@ -269,6 +276,17 @@ def _evaluate(
         report["report_path"] = str(out / "report.json")
         report["html_path"] = str(html_path)
     return report
+
+
+def _with_tide(
+    gt: dict[str, Any], preds: list[dict[str, Any]], table: Any, for_gt: Any, for_preds: Any
+) -> Any:
+    """Copies of the ground truth and predictions carrying TIDE's error type as ``_tide``."""
+    g_types, p_types = for_gt(table, len(gt["annotations"])), for_preds(table, len(preds))
+    anns = [{**a, "_tide": t} if t else a for a, t in zip(gt["annotations"], g_types, strict=True)]
+    return {**gt, "annotations": anns}, [
+        {**p, "_tide": t} if t else p for p, t in zip(preds, p_types, strict=True)
+    ]
 
 
 @dataclass
