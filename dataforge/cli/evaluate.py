@@ -135,9 +135,29 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         out("\nmore metrics")
         for name, v in shown.items():
             rest = ", ".join(
-                f"{k} {x:.4g}" if isinstance(x, float) else f"{k} {x}" for k, x in v.items() if k != "value"
+                f"{k} {x:.4g}" if isinstance(x, float) else f"{k} {x}"
+                for k, x in v.items()
+                if k != "value" and isinstance(x, (int, float, str))
             )
             out(f"  {name} {v['value']:.4f}" + (f" ({rest})" if rest else ""))
+    ops = res.metrics.get("operating_points")
+    if isinstance(ops, dict) and ops.get("per_class"):
+        out(f"\noperating points (IoU {ops['iou_threshold']}): the best-F1 score threshold per class")
+        op_rows = [
+            (
+                c["name"],
+                _f(c["score_threshold"]),
+                _f(c["precision"]),
+                _f(c["recall"]),
+                _f(c["f1"]),
+                _f(c["precision_at_recall"]["0.5"]),
+                _f(c["precision_at_recall"]["0.8"]),
+            )
+            for c in [*ops["per_class"], {"name": "(all)", **ops["overall"]}]
+        ]
+        out(table(op_rows, ["category", "threshold", "precision", "recall", "F1", "P@R0.5", "P@R0.8"]))
+        if res.report.get("thresholds_path"):
+            out(f"thresholds for deployment: {res.report['thresholds_path']}")
     if res.fiftyone is not None:
         f = res.fiftyone
         out(f"\nFiftyOne dataset {f.dataset!r}: {f.samples} samples, eval_key {f.eval_key!r}")

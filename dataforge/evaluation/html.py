@@ -273,6 +273,8 @@ def write_html(
         )
         if "errors" in d:
             parts.append(_errors_section(d["errors"], out, "boxes", "errors_boxes.png"))
+        if isinstance(d.get("metrics", {}).get("operating_points"), dict):
+            parts.append(_operating_section(d, out))
         parts.append(_worst(d["worst_images"], gt, predictions, images_dir))
         parts.append("<h2>Conventions</h2>" + _table([[k, v] for k, v in d["conventions"].items()], ["", ""]))
     if "segmentation" in report:
@@ -321,6 +323,40 @@ def write_html(
     path = out / "report.html"
     path.write_text("".join(parts), encoding="utf-8")
     return path
+
+
+def _operating_section(d: dict[str, Any], out: Path) -> str:
+    """Per class: the best-F1 threshold and what it gives, precision at fixed recalls; the
+    confusion matrix of the predictions the recommended thresholds keep."""
+    ops = d["metrics"]["operating_points"]
+    levels = [str(r) for r in ops["recall_levels"]]
+    rows = [
+        [
+            c["name"],
+            c["score_threshold"],
+            c["precision"],
+            c["recall"],
+            c["f1"],
+            *(c["precision_at_recall"][r] for r in levels),
+        ]
+        for c in [*ops["per_class"], {"name": "(all)", **ops["overall"]}]
+    ]
+    parts = [
+        f"<h2>Operating points</h2><p class='note'>IoU &ge; {ops['iou_threshold']}; threshold: the score "
+        "with the highest F1 for the class (thresholds.json holds them for deployment); P@R: the best "
+        "precision at a threshold reaching that recall</p>",
+        _table(rows, ["class", "threshold", "precision", "recall", "F1", *(f"P@R{r}" for r in levels)]),
+    ]
+    c = d.get("confusion_at_thresholds")
+    if c:
+        parts.append(
+            f"<h3>Confusion at the recommended thresholds</h3><img class='plot' alt='confusion at thresholds' src='"
+            f"{_heatmap(c['normalized_by_row'], c['labels'], out, 'confusion_thresholds.png', 'at the thresholds (row-normalized)')}'>"
+            + _table(
+                [[p["name"], p["TP"], p["FP"], p["FN"]] for p in c["per_class"]], ["class", "TP", "FP", "FN"]
+            )
+        )
+    return "".join(parts)
 
 
 def _errors_section(e: dict[str, Any], out: Path, what: str, name: str) -> str:

@@ -236,9 +236,9 @@ def _evaluate(
             report["detection"] = evaluate_detections(
                 objects, boxed, iou_threshold=iou_threshold, score_threshold=score_threshold
             ).to_dict()
-        tide_table = None
         if "bbox" in kinds:
             report["detection"]["errors"], tide_table = breakdown(objects, boxed)
+            _at_thresholds(report["detection"], objects, boxed, iou_threshold)
         if "segm" in kinds:
             report["segmentation"] = evaluate_masks(objects, checked)
             report["segmentation"]["errors"] = breakdown(objects, checked, iou_type="segm")[0]
@@ -269,6 +269,9 @@ def _evaluate(
         from dataforge.evaluation.html import write_html
 
         out.mkdir(parents=True, exist_ok=True)
+        if "deployment_thresholds" in report.get("detection", {}):
+            write_json(out / "thresholds.json", report["detection"]["deployment_thresholds"])
+            report["thresholds_path"] = str(out / "thresholds.json")
         write_json(out / "report.json", report)
         images_dir = store / "images" if store is not None else None
         checked_preds = checked if report["task"] in ("detection", "semantic", "regression") else None
@@ -276,6 +279,38 @@ def _evaluate(
         report["report_path"] = str(out / "report.json")
         report["html_path"] = str(html_path)
     return report
+
+
+def _at_thresholds(
+    d: dict[str, Any], gt: dict[str, Any], preds: list[dict[str, Any]], iou_threshold: float
+) -> None:
+    """The recommended score threshold per class (operating points: best F1; the overall one for a
+    class the model never finds) as ``deployment_thresholds``, and the confusion matrix of the
+    predictions they keep as ``confusion_at_thresholds``."""
+    from dataforge.evaluation.detection import detection_confusion
+
+    ops = d.get("metrics", {}).get("operating_points")
+    if not isinstance(ops, dict):
+        return
+    fallback = ops["overall"]["score_threshold"]
+    chosen = {
+        int(c["category_id"]): c["score_threshold"] if c["score_threshold"] is not None else fallback
+        for c in ops["per_class"]
+    }
+    d["deployment_thresholds"] = {
+        "about": "keep a detection of a class when its score is at least the class's threshold (best F1 "
+        "on the evaluated images; the overall best-F1 threshold for a class never found)",
+        "iou_threshold": iou_threshold,
+        "default": fallback,
+        "thresholds": {c["name"]: chosen[int(c["category_id"])] for c in ops["per_class"]},
+        "by_category_id": {str(k): v for k, v in chosen.items()},
+    }
+    kept = [
+        p
+        for p in preds
+        if chosen.get(int(p["category_id"])) is not None and p["score"] >= chosen[int(p["category_id"])]
+    ]
+    d["confusion_at_thresholds"] = detection_confusion(gt, kept, iou_threshold=iou_threshold)
 
 
 def _with_tide(
