@@ -483,12 +483,17 @@ def evaluate(
     fiftyone: str | None = None,
     iou_types: list[str] | None = None,
     kpt_sigmas: list[float] | None = None,
+    bootstrap: int = 1000,
+    bootstrap_seed: int = 0,
+    compare: PathLike | None = None,
 ) -> EvaluationResult:
     """Evaluate predictions (COCO results, COCO-Stuff semantic results, or classification JSON)
     against a store or a COCO file: COCO box, mask (``segm``) and keypoint mAP equal to
     pycocotools', VOC AP, per class; mIoU, pixel accuracy; or accuracy, top-k, F1.
     ``iou_types`` picks among ``bbox``, ``segm`` and ``keypoints`` (default: each the predictions
-    carry); ``kpt_sigmas`` are the OKS sigmas per point. With ``out``,
+    carry); ``kpt_sigmas`` are the OKS sigmas per point. Detections also get TIDE's error
+    breakdown, operating points, and ``bootstrap`` resamples' 95% intervals (0: none);
+    ``compare``: another predictions file, B, paired against these, A. With ``out``,
     ``report.json`` and ``report.html`` there; with ``fiftyone``, a FiftyOne dataset and its
     evaluation beside ours. The scores typed, and the whole report as ``.report``."""
     from dataforge.evaluation.run import EvaluationResult
@@ -506,6 +511,9 @@ def evaluate(
         fiftyone=fiftyone,
         iou_types=iou_types,
         kpt_sigmas=kpt_sigmas,
+        bootstrap=bootstrap,
+        bootstrap_seed=bootstrap_seed,
+        compare=Path(compare) if compare is not None else None,
     )
     return EvaluationResult.from_report(report)
 

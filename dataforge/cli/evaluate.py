@@ -23,6 +23,37 @@ def _sigmas(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, found {text!r}") from None
 
 
+def _ci(c: list[float] | None) -> str:
+    return "-" if c is None else f"[{c[0]:.4f}, {c[1]:.4f}]"
+
+
+def _intervals(b: dict | None) -> None:
+    if not b:
+        return
+    out(f"\n95% intervals ({b['resamples']} bootstrap resamples of the images, seed {b['seed']})")
+    rows = [
+        ("AP", _f(b["AP"]["value"]), _ci(b["AP"]["ci95"])),
+        ("AP50", _f(b["AP50"]["value"]), _ci(b["AP50"]["ci95"])),
+    ]
+    rows += [(f"AP {c['name']}", _f(c["AP"]), _ci(c["ci95"])) for c in b["per_class"]]
+    out(table(rows, ["", "value", "95% interval"]))
+
+
+def _comparison(c: dict | None) -> None:
+    if not c:
+        return
+    out(f"\nB ({c['B']}) against A (these predictions), {c['resamples']} paired resamples")
+    rows = [
+        (k, _f(c[k]["A"]), _f(c[k]["B"]), _f(c[k]["delta"]), _ci(c[k]["ci95"]), _f(c[k]["B_better"]))
+        for k in ("AP", "AP50")
+    ]
+    rows += [
+        (f"AP {r['name']}", _f(r["A"]), _f(r["B"]), _f(r["delta"]), _ci(r["ci95"]), _f(r["B_better"]))
+        for r in c["per_class"]
+    ]
+    out(table(rows, ["", "A", "B", "B - A", "95% interval", "B better"]))
+
+
 def _errors(e: dict | None, what: str) -> None:
     """TIDE's error breakdown: per type, the AP50 it costs (dAP) and how many there are."""
     if not e:
@@ -52,6 +83,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         fiftyone=a.fiftyone,
         iou_types=a.iou_type,
         kpt_sigmas=a.kpt_sigmas,
+        bootstrap=a.bootstrap,
+        bootstrap_seed=a.seed,
+        compare=a.compare,
     )
     if a.json:
         print_json(res.report)
@@ -73,6 +107,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
             for c in d.per_class
         ]
         out(table(rows, ["category", "AP", "AP50", "AR100", "VOC AP50"]))
+        _intervals(res.report["detection"].get("bootstrap"))
+        _comparison(res.report.get("comparison"))
         _errors(res.report["detection"].get("errors"), "boxes")
     for label, stats, names in (
         ("COCO segm (masks)", res.segm_stats, STAT_NAMES),
@@ -193,6 +229,21 @@ def add_evaluate(add: Commands) -> None:
     sp.add_argument("--split", help="evaluate only this split of the store")
     sp.add_argument("--where", help=WHERE_HELP)
     sp.add_argument("--out", help="write report.json here")
+    sp.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="detections: resample the images N times for 95%% intervals of AP, AP50 and per-class AP "
+        "(default 1000; 0: none)",
+    )
+    sp.add_argument("--seed", type=int, default=0, help="the resamples' seed (default 0)")
+    sp.add_argument(
+        "--compare",
+        metavar="B.json",
+        help="another predictions file: B against these (A) on the same resamples, with the images "
+        "where B gained or lost most",
+    )
     sp.add_argument(
         "--iou", type=float, default=0.5, help="IoU for VOC AP and the confusion matrix (default 0.5)"
     )

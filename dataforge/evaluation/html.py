@@ -210,6 +210,7 @@ def write_html(
     gt: dict[str, Any] | None = None,
     predictions: list[dict[str, Any]] | None = None,
     images_dir: Path | None = None,
+    compared: list[dict[str, Any]] | None = None,
 ) -> Path:
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>dataforge evaluation</title>"
@@ -271,6 +272,10 @@ def write_html(
             "<h2>IoU of matched pairs</h2>"
             + f"<img class='plot' alt='IoU histogram' src='{_iou_hist(d['iou_of_matches'], out)}'>"
         )
+        if "bootstrap" in d:
+            parts.append(_bootstrap_section(d["bootstrap"]))
+        if "comparison" in report:
+            parts.append(_comparison_section(report["comparison"], gt, predictions, compared, images_dir))
         if "errors" in d:
             parts.append(_errors_section(d["errors"], out, "boxes", "errors_boxes.png"))
         if isinstance(d.get("metrics", {}).get("operating_points"), dict):
@@ -323,6 +328,70 @@ def write_html(
     path = out / "report.html"
     path.write_text("".join(parts), encoding="utf-8")
     return path
+
+
+def _ci(c: list[float] | None) -> str:
+    return "-" if c is None else f"[{c[0]:.4f}, {c[1]:.4f}]"
+
+
+def _bootstrap_section(b: dict[str, Any]) -> str:
+    rows = [
+        ["AP", b["AP"]["value"], _ci(b["AP"]["ci95"])],
+        ["AP50", b["AP50"]["value"], _ci(b["AP50"]["ci95"])],
+    ]
+    rows += [[f"AP {c['name']}", c["AP"], _ci(c["ci95"])] for c in b["per_class"]]
+    return (
+        f"<h2>How sure: 95% intervals</h2><p class='note'>{b['resamples']} bootstrap resamples of the "
+        f"images (seed {b['seed']}), percentile intervals; COCOeval's matching (area all, 100 "
+        "detections)</p>" + _table(rows, ["", "value", "95% interval"])
+    )
+
+
+def _comparison_section(
+    c: dict[str, Any],
+    gt: dict[str, Any] | None,
+    a: list[dict[str, Any]] | None,
+    b: list[dict[str, Any]] | None,
+    images_dir: Path | None,
+) -> str:
+    rows = [
+        [k, c[k]["A"], c[k]["B"], c[k]["delta"], _ci(c[k]["ci95"]), c[k]["B_better"]] for k in ("AP", "AP50")
+    ]
+    rows += [
+        [f"AP {r['name']}", r["A"], r["B"], r["delta"], _ci(r["ci95"]), r["B_better"]] for r in c["per_class"]
+    ]
+    parts = [
+        f"<h2>A against B</h2><p class='note'>A: these predictions; B: {html.escape(str(c['B']))}. "
+        f"{c['resamples']} paired resamples of the images (seed {c['seed']}): the same images for "
+        "both; B better: the share of resamples where B's value is higher</p>",
+        _table(rows, ["", "A", "B", "B - A", "95% interval", "B better"]),
+    ]
+    if gt is None or images_dir is None or a is None or b is None:
+        return "".join(parts)
+    by_id = {img["id"]: img for img in gt["images"]}
+    for key, title in (("gained", "where B did best"), ("lost", "where B did worst")):
+        figs = []
+        for r in c["images"][key][:6]:
+            img = by_id.get(r["image_id"])
+            g = [x for x in gt["annotations"] if x["image_id"] == r["image_id"]]
+            srcs = [
+                _thumbnail(images_dir, img, g, [p for p in preds if p["image_id"] == r["image_id"]])
+                if img
+                else None
+                for preds in (a, b)
+            ]
+            if all(srcs):
+                figs.append(
+                    f"<figure><img alt='A' src='{srcs[0]}'><img alt='B' src='{srcs[1]}'><figcaption>"
+                    f"{html.escape(str(r['file_name']))}: errors A {r['errors_A']}, B {r['errors_B']}"
+                    "</figcaption></figure>"
+                )
+        if figs:
+            parts.append(
+                f"<h3>{title} (A left, B right; false positives + missed at each set's best-F1 "
+                f"threshold)</h3><div class='thumbs'>{''.join(figs)}</div>"
+            )
+    return "".join(parts)
 
 
 def _operating_section(d: dict[str, Any], out: Path) -> str:

@@ -70,6 +70,9 @@ def evaluate(
     fiftyone: str | None = None,
     iou_types: list[str] | None = None,
     kpt_sigmas: list[float] | None = None,
+    bootstrap: int = 1000,
+    bootstrap_seed: int = 0,
+    compare: Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``predictions`` against a store (or a COCO file); write ``out/report.json`` if ``out``.
 
@@ -88,6 +91,9 @@ def evaluate(
             fiftyone=fiftyone,
             iou_types=iou_types,
             kpt_sigmas=kpt_sigmas,
+            bootstrap=bootstrap,
+            bootstrap_seed=bootstrap_seed,
+            compare=compare,
         )
 
 
@@ -161,11 +167,16 @@ def _evaluate(
     fiftyone: str | None,
     iou_types: list[str] | None,
     kpt_sigmas: list[float] | None,
+    bootstrap: int = 1000,
+    bootstrap_seed: int = 0,
+    compare: Path | None = None,
 ) -> dict[str, Any]:
     if (store is None) == (gt_file is None):
         raise UsageError("give the ground truth as a store or as --gt FILE (one of the two)")
     if not 0 < iou_threshold <= 1:
         raise UsageError(f"--iou must be in (0, 1], not {iou_threshold}")
+    if bootstrap < 0 or 0 < bootstrap < 20:
+        raise UsageError(f"--bootstrap {bootstrap}: 0 (none) or at least 20 resamples (default 1000)")
     if store is not None:
         gt, store_ids = ground_truth_from_store(store, split, where)
     else:
@@ -239,6 +250,14 @@ def _evaluate(
         if "bbox" in kinds:
             report["detection"]["errors"], tide_table = breakdown(objects, boxed)
             _at_thresholds(report["detection"], objects, boxed, iou_threshold)
+            if bootstrap:
+                from dataforge.evaluation.bootstrap import bootstrap as resample
+
+                report["detection"]["bootstrap"] = resample(objects, boxed, n=bootstrap, seed=bootstrap_seed)
+            if compare is not None:
+                report["comparison"] = _compare(
+                    objects, boxed, compare, gt, store_ids, max(bootstrap, 200), bootstrap_seed
+                )
         if "segm" in kinds:
             report["segmentation"] = evaluate_masks(objects, checked)
             report["segmentation"]["errors"] = breakdown(objects, checked, iou_type="segm")[0]
@@ -248,6 +267,11 @@ def _evaluate(
             report["keypoints"] = evaluate_keypoints(objects, pointed, kpt_sigmas)
         if "bbox" in kinds:
             checked = boxed  # what the FiftyOne export and the HTML report draw
+    if compare is not None and "comparison" not in report:
+        raise UsageError(
+            f"--compare pairs two sets of detections (boxes); these predictions are {report['task']}",
+            hint="compare detection results, evaluated by their boxes",
+        )
     if fiftyone is not None:
         if store is None:
             raise UsageError("--fiftyone needs a store (its images), not --gt FILE")
@@ -269,16 +293,45 @@ def _evaluate(
         from dataforge.evaluation.html import write_html
 
         out.mkdir(parents=True, exist_ok=True)
+        compared_b = report.get("comparison", {}).pop("_b", None)
         if "deployment_thresholds" in report.get("detection", {}):
             write_json(out / "thresholds.json", report["detection"]["deployment_thresholds"])
             report["thresholds_path"] = str(out / "thresholds.json")
         write_json(out / "report.json", report)
         images_dir = store / "images" if store is not None else None
         checked_preds = checked if report["task"] in ("detection", "semantic", "regression") else None
-        html_path = write_html(report, out, gt=gt, predictions=checked_preds, images_dir=images_dir)
+        html_path = write_html(
+            report, out, gt=gt, predictions=checked_preds, images_dir=images_dir, compared=compared_b
+        )
         report["report_path"] = str(out / "report.json")
         report["html_path"] = str(html_path)
+    report.get("comparison", {}).pop("_b", None)
     return report
+
+
+def _compare(
+    gt: dict[str, Any],
+    a: list[dict[str, Any]],
+    path: Path,
+    full_gt: dict[str, Any],
+    store_ids: set[int] | None,
+    n: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Predictions B (``path``) against A (``a``, checked) on the same image resamples."""
+    from dataforge.evaluation.bootstrap import compare, image_changes
+    from dataforge.masks import rle_bbox
+
+    other = load_predictions(path)
+    if is_classification(other) or is_semantic(other) or is_regression(other):
+        raise UsageError(f"--compare {path.name}: not detection results (boxes)")
+    b = check_detections(other, full_gt, path.name, store_ids)
+    b = [p if "bbox" in p else {**p, "bbox": rle_bbox(p["segmentation"])} for p in b]
+    res = compare(gt, a, b, n=n, seed=seed)
+    res["A"], res["B"] = "predictions", str(path)
+    res["images"] = image_changes(gt, a, b)
+    res["_b"] = b  # for the HTML report's drawings; dropped before the JSON is written
+    return res
 
 
 def _at_thresholds(
