@@ -77,3 +77,43 @@ def test_best_f1_per_class_equals_a_brute_force_search(tmp_path: Path) -> None:
     kept = [p for p in preds if p["score"] >= deployed["by_category_id"][str(p["category_id"])]]
     confusion = report["detection"]["confusion_at_thresholds"]
     assert sum(r["TP"] + r["FP"] for r in confusion["per_class"]) == len(kept)
+
+
+def test_calibration_of_calibrated_and_overconfident_scores() -> None:
+    """Scores drawn so that a prediction with score s is right with probability s: ECE near 0;
+    the same predictions all scored 0.99: ECE is 0.99 minus the share right."""
+    from dataforge.evaluation.metrics.calibration import reliability
+
+    rng = np.random.default_rng(0)
+    s = rng.uniform(0, 1, 20000)
+    right = rng.uniform(0, 1, s.size) < s
+    calibrated = reliability(s, right)
+    assert calibrated["ece"] < 0.02 and sum(b["count"] for b in calibrated["bins"]) == s.size
+    over = reliability(np.full(s.size, 0.99), right)
+    assert over["ece"] == pytest.approx(0.99 - right.mean(), abs=1e-12)
+    assert over["mce"] == pytest.approx(over["ece"]) and reliability(np.zeros(0), right[:0])["ece"] is None
+
+
+def test_detection_and_classification_reports_carry_calibration(tmp_path: Path) -> None:
+    gt, preds = problem(6, n_images=30)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "p.json").write_text(json.dumps(preds))
+    report = evaluate(tmp_path / "p.json", gt_file=tmp_path / "gt.json", out=tmp_path / "eval", bootstrap=0)
+    cal = report["detection"]["metrics"]["calibration"]
+    scored = report["detection"]["metrics"]["calibration"]["predictions"]
+    assert 0 <= cal["ece"] <= 1 and scored == sum(b["count"] for b in cal["bins"]) > 0
+    assert "Calibration" in (tmp_path / "eval" / "report.html").read_text()
+    images = [
+        {"id": i, "file_name": f"{i}.png", "width": 8, "height": 8, "labels": [1 + i % 2]}
+        for i in range(1, 41)
+    ]
+    cls_gt = {
+        "images": images,
+        "annotations": [],
+        "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+    }
+    (tmp_path / "cgt.json").write_text(json.dumps(cls_gt))
+    preds = [{"image_id": i, "scores": {"a": 0.9, "b": 0.1}} for i in range(1, 41)]  # right half the time
+    (tmp_path / "cp.json").write_text(json.dumps(preds))
+    report = evaluate(tmp_path / "cp.json", gt_file=tmp_path / "cgt.json")
+    assert report["classification"]["metrics"]["calibration"]["ece"] == pytest.approx(0.4, abs=1e-12)

@@ -280,6 +280,8 @@ def write_html(
             parts.append(_errors_section(d["errors"], out, "boxes", "errors_boxes.png"))
         if isinstance(d.get("metrics", {}).get("operating_points"), dict):
             parts.append(_operating_section(d, out))
+        if isinstance(d.get("metrics", {}).get("calibration"), dict):
+            parts.append(_calibration_section(d["metrics"]["calibration"], out, "calibration_detection.png"))
         parts.append(_worst(d["worst_images"], gt, predictions, images_dir))
         parts.append("<h2>Conventions</h2>" + _table([[k, v] for k, v in d["conventions"].items()], ["", ""]))
     if "segmentation" in report:
@@ -324,6 +326,10 @@ def write_html(
             f"<img class='plot' alt='confusion matrix' src='"
             f"{_heatmap(cm['normalized_by_row'], cm['labels'], out, 'confusion.png', 'confusion (row-normalized)')}'>"
         )
+        if isinstance(c.get("metrics", {}).get("calibration"), dict):
+            parts.append(
+                _calibration_section(c["metrics"]["calibration"], out, "calibration_classification.png")
+            )
     parts.append(CHECK + "</body></html>")
     path = out / "report.html"
     path.write_text("".join(parts), encoding="utf-8")
@@ -392,6 +398,42 @@ def _comparison_section(
                 f"threshold)</h3><div class='thumbs'>{''.join(figs)}</div>"
             )
     return "".join(parts)
+
+
+def _calibration_section(c: dict[str, Any], out: Path, name: str) -> str:
+    """Reliability diagram: per score bin, the share right against the mean score."""
+    if not c.get("bins") or c.get("ece") is None:
+        return ""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4, 4))
+    full = [b for b in c["bins"] if b["count"]]
+    ax.plot([0, 1], [0, 1], "--", color="#999", label="calibrated")
+    ax.bar(
+        [(b["low"] + b["high"]) / 2 for b in full],
+        [b["accuracy"] for b in full],
+        width=0.09,
+        color="#2e86c1",
+        alpha=0.8,
+        label="share right",
+    )
+    ax.plot(
+        [b["mean_score"] for b in full], [b["accuracy"] for b in full], "o", color="#c0392b", label="bin mean"
+    )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("score")
+    ax.set_ylabel("share right")
+    ax.legend(loc="upper left", fontsize=8)
+    src = _save(fig, out, name)
+    rows = [
+        [f"{b['low']:.1f}-{b['high']:.1f}", b["count"], b["mean_score"], b["accuracy"]] for b in c["bins"]
+    ]
+    return (
+        f"<h2>Calibration</h2><p class='note'>right: {html.escape(str(c.get('right_means', '')))}; "
+        f"expected calibration error {c['ece']:.4f}, largest bin gap {c['mce']:.4f}, "
+        f"{c['predictions']} predictions</p><img class='plot' alt='reliability diagram' src='{src}'>"
+        + _table(rows, ["score bin", "predictions", "mean score", "share right"])
+    )
 
 
 def _operating_section(d: dict[str, Any], out: Path) -> str:

@@ -52,7 +52,7 @@ class Metric:
     fn: Callable[[Any], Any]
 
 
-METRICS: dict[str, Metric] = {}
+METRICS: dict[tuple[str, str], Metric] = {}  # by (task, name)
 
 
 def metric(
@@ -61,7 +61,7 @@ def metric(
     """Register ``fn(inputs) -> JSON value`` as the report's ``<task>.metrics.<name>``."""
 
     def register(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        METRICS[name] = Metric(name, task, description, fn)
+        METRICS[(task, name)] = Metric(name, task, description, fn)
         return fn
 
     return register
