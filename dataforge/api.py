@@ -486,6 +486,7 @@ def evaluate(
     bootstrap: int = 1000,
     bootstrap_seed: int = 0,
     compare: PathLike | None = None,
+    explain: bool = False,
 ) -> EvaluationResult:
     """Evaluate predictions (COCO results, COCO-Stuff semantic results, or classification JSON)
     against a store or a COCO file: COCO box, mask (``segm``) and keypoint mAP equal to
@@ -493,7 +494,8 @@ def evaluate(
     ``iou_types`` picks among ``bbox``, ``segm`` and ``keypoints`` (default: each the predictions
     carry); ``kpt_sigmas`` are the OKS sigmas per point. Detections also get TIDE's error
     breakdown, operating points, and ``bootstrap`` resamples' 95% intervals (0: none);
-    ``compare``: another predictions file, B, paired against these, A. With ``out``,
+    ``compare``: another predictions file, B, paired against these, A; ``explain``: the settings
+    behind the numbers and the same predictions under VOC and Ultralytics conventions. With ``out``,
     ``report.json`` and ``report.html`` there; with ``fiftyone``, a FiftyOne dataset and its
     evaluation beside ours. The scores typed, and the whole report as ``.report``."""
     from dataforge.evaluation.run import EvaluationResult
@@ -514,6 +516,7 @@ def evaluate(
         bootstrap=bootstrap,
         bootstrap_seed=bootstrap_seed,
         compare=Path(compare) if compare is not None else None,
+        explain=explain,
     )
     return EvaluationResult.from_report(report)
 

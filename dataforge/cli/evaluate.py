@@ -86,6 +86,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         bootstrap=a.bootstrap,
         bootstrap_seed=a.seed,
         compare=a.compare,
+        explain=a.explain,
     )
     if a.json:
         print_json(res.report)
@@ -194,6 +195,18 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         out(table(op_rows, ["category", "threshold", "precision", "recall", "F1", "P@R0.5", "P@R0.8"]))
         if res.report.get("thresholds_path"):
             out(f"thresholds for deployment: {res.report['thresholds_path']}")
+    if "explain" in res.report:
+        e = res.report["explain"]
+        out("\nwhat sets these numbers (--explain)")
+        for k, v in e["settings"].items():
+            out(f"  {k}: {v}")
+        out("\nthe same predictions, scored as other tools score them")
+        out(
+            table(
+                [(c["name"], _f(c["value"]), c["why"]) for c in e["conventions"]],
+                ["convention", "value", "why it differs"],
+            )
+        )
     if res.fiftyone is not None:
         f = res.fiftyone
         out(f"\nFiftyOne dataset {f.dataset!r}: {f.samples} samples, eval_key {f.eval_key!r}")
@@ -238,6 +251,12 @@ def add_evaluate(add: Commands) -> None:
         "(default 1000; 0: none)",
     )
     sp.add_argument("--seed", type=int, default=0, help="the resamples' seed (default 0)")
+    sp.add_argument(
+        "--explain",
+        action="store_true",
+        help="print every setting that changes the detection numbers, and the same predictions scored "
+        "as VOC (all-point, 11-point) and Ultralytics (mAP50-95) score them",
+    )
     sp.add_argument(
         "--compare",
         metavar="B.json",

@@ -73,6 +73,7 @@ def evaluate(
     bootstrap: int = 1000,
     bootstrap_seed: int = 0,
     compare: Path | None = None,
+    explain: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``predictions`` against a store (or a COCO file); write ``out/report.json`` if ``out``.
 
@@ -94,6 +95,7 @@ def evaluate(
             bootstrap=bootstrap,
             bootstrap_seed=bootstrap_seed,
             compare=compare,
+            explain=explain,
         )
 
 
@@ -170,6 +172,7 @@ def _evaluate(
     bootstrap: int = 1000,
     bootstrap_seed: int = 0,
     compare: Path | None = None,
+    explain: bool = False,
 ) -> dict[str, Any]:
     if (store is None) == (gt_file is None):
         raise UsageError("give the ground truth as a store or as --gt FILE (one of the two)")
@@ -254,6 +257,10 @@ def _evaluate(
                 from dataforge.evaluation.bootstrap import bootstrap as resample
 
                 report["detection"]["bootstrap"] = resample(objects, boxed, n=bootstrap, seed=bootstrap_seed)
+            if explain:
+                from dataforge.evaluation.explain import explain as explained
+
+                report["explain"] = explained(report, objects, boxed)
             if compare is not None:
                 report["comparison"] = _compare(
                     objects, boxed, compare, gt, store_ids, max(bootstrap, 200), bootstrap_seed
@@ -267,6 +274,10 @@ def _evaluate(
             report["keypoints"] = evaluate_keypoints(objects, pointed, kpt_sigmas)
         if "bbox" in kinds:
             checked = boxed  # what the FiftyOne export and the HTML report draw
+    if explain and "explain" not in report:
+        raise UsageError(
+            f"--explain explains detection numbers (boxes); these predictions are {report['task']}"
+        )
     if compare is not None and "comparison" not in report:
         raise UsageError(
             f"--compare pairs two sets of detections (boxes); these predictions are {report['task']}",
