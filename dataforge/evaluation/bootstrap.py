@@ -99,60 +99,73 @@ def _coco_match(
 
 
 def match(gt: dict[str, Any], predictions: list[dict[str, Any]], max_dets: int = 100) -> Matched:
-    """COCOeval's matching of boxes (area "all") for every image and class of ``gt``."""
+    """COCOeval's matching of boxes (area "all") for every image and class of ``gt``. Predictions
+    of a class an image has no ground truth of (most of them) are false positives at every
+    threshold without any matching; the rest go through :func:`_coco_match` group by group."""
     images = [int(img["id"]) for img in gt["images"]]
     index = {iid: k for k, iid in enumerate(images)}
     classes = sorted(int(c["id"]) for c in gt["categories"])
     crow = {c: k for k, c in enumerate(classes)}
-    by: dict[tuple[int, int], tuple[list[Any], list[Any]]] = {}
-    positives = np.zeros((len(classes), len(images)), dtype=np.float64)
+    n_img, t = len(images), len(IOU_THRESHOLDS)
+    gts: dict[int, list[Any]] = {}  # key: class row * images + image index
+    positives = np.zeros((len(classes), n_img), dtype=np.float64)
     for a in gt["annotations"]:
         if a.get("semantic"):
             continue
-        key = (int(a["category_id"]), int(a["image_id"]))
-        by.setdefault(key, ([], []))[1].append(a)
+        c, i = crow[int(a["category_id"])], index[int(a["image_id"])]
+        gts.setdefault(c * n_img + i, []).append(a)
         if not a.get("iscrowd"):
-            positives[crow[key[0]], index[key[1]]] += 1
-    for p in predictions:
-        by.setdefault((int(p["category_id"]), int(p["image_id"])), ([], []))[0].append(p)
-    per_class: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]] = {c: [] for c in classes}
-    for (c, iid), (dts, gts) in by.items():
-        if dts and c in per_class and iid in index:
-            scores, matched, ignored = _coco_match(dts, gts, max_dets)
-            per_class[c].append((scores, matched, ignored, index[iid]))
-    rows_image, rows_tp, rows_fp, starts, lengths = [], [], [], [], []
-    n = 0
-    for c in classes:
-        # COCOeval concatenates a class's images in ascending id order (it matters for tied scores)
-        parts = sorted(per_class[c], key=lambda part: images[part[3]])
-        if parts:
-            scores = np.concatenate([p[0] for p in parts])
-            img = np.concatenate([np.full(len(p[0]), p[3], dtype=np.int64) for p in parts])
-            m = np.concatenate([p[1] for p in parts], axis=1)
-            ig = np.concatenate([p[2] for p in parts], axis=1)
-            order = np.argsort(-scores, kind="mergesort")
-        else:
-            img = np.zeros(0, dtype=np.int64)
-            m = ig = np.zeros((len(IOU_THRESHOLDS), 0), dtype=bool)
-            order = np.zeros(0, dtype=np.int64)
-        for ti in range(len(IOU_THRESHOLDS)):
-            keep = order[~ig[ti, order]]  # ignored rows drop out (COCOeval: neither TP nor FP)
-            rows_image.append(img[keep])
-            rows_tp.append(m[ti, keep].astype(np.float64))
-            rows_fp.append((~m[ti, keep]).astype(np.float64))
-            starts.append(n)
-            lengths.append(len(keep))
-            n += len(keep)
+            positives[c, i] += 1
+    n = len(predictions)
+    p_cls = np.fromiter((crow.get(int(p["category_id"]), -1) for p in predictions), dtype=np.int64, count=n)
+    p_img = np.fromiter((index.get(int(p["image_id"]), -1) for p in predictions), dtype=np.int64, count=n)
+    p_score = np.fromiter((p["score"] for p in predictions), dtype=np.float64, count=n)
+    p_id = np.array(images, dtype=np.int64)[np.maximum(p_img, 0)] if n else np.zeros(0, dtype=np.int64)
+    valid = np.flatnonzero((p_cls >= 0) & (p_img >= 0))
+    # class, then image id ascending (COCOeval concatenates a class's images so), then score
+    # descending, ties in the given order (its mergesort)
+    order = valid[np.lexsort((-p_score[valid], p_id[valid], p_cls[valid]))]
+    key = p_cls[order] * n_img + p_img[order]
+    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(order) else np.zeros(0, dtype=np.int64)
+    rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
+    kept = rank < max_dets
+    order, key = order[kept], key[kept]
+    matched = np.zeros((t, len(order)), dtype=bool)
+    ignored = np.zeros((t, len(order)), dtype=bool)
+    if len(order):
+        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+        ends = np.r_[starts[1:], len(order)]
+        for s0, e0 in zip(starts.tolist(), ends.tolist(), strict=True):
+            group = gts.get(int(key[s0]))
+            if group:
+                dts = [predictions[j] for j in order[s0:e0].tolist()]
+                _scores, mt, ig = _coco_match(dts, group, max_dets)
+                matched[:, s0:e0], ignored[:, s0:e0] = mt, ig
+    cls_of = p_cls[order]
+    rows_image, rows_tp, rows_fp, seg_start, seg_len = [], [], [], [], []
+    total = 0
+    bounds = np.searchsorted(cls_of, np.arange(len(classes) + 1))
+    for c in range(len(classes)):
+        sel = np.arange(bounds[c], bounds[c + 1])
+        by_score = sel[np.argsort(-p_score[order[sel]], kind="mergesort")]
+        for ti in range(t):
+            keep = by_score[~ignored[ti, by_score]]  # ignored rows drop out (neither TP nor FP)
+            rows_image.append(p_img[order[keep]])
+            rows_tp.append(matched[ti, keep].astype(np.float64))
+            rows_fp.append((~matched[ti, keep]).astype(np.float64))
+            seg_start.append(total)
+            seg_len.append(len(keep))
+            total += len(keep)
     return _reduced(
         Matched(
             image=np.concatenate(rows_image) if rows_image else np.zeros(0, dtype=np.int64),
             tp=np.concatenate(rows_tp) if rows_tp else np.zeros(0),
             fp=np.concatenate(rows_fp) if rows_fp else np.zeros(0),
-            seg_start=np.array(starts, dtype=np.int64),
-            seg_len=np.array(lengths, dtype=np.int64),
+            seg_start=np.array(seg_start, dtype=np.int64),
+            seg_len=np.array(seg_len, dtype=np.int64),
             positives=positives,
             classes=classes,
-            n_images=len(images),
+            n_images=n_img,
         )
     )
 
@@ -164,19 +177,17 @@ def _reduced(m: Matched) -> Matched:
     seg = np.repeat(np.arange(n_seg), m.seg_len)
     is_tp = m.tp > 0
     tp_rows = np.flatnonzero(is_tp)
-    # for every row, the index (among the true positives) of the next true positive at or after it
-    next_tp = np.cumsum(is_tp[::-1])[::-1]  # true positives from this row to the end
-    k = len(tp_rows) - next_tp  # index of the next true positive
-    fp_rows = np.flatnonzero((m.fp > 0) & (k < len(tp_rows)))
-    fp_rows = (
-        fp_rows[seg[fp_rows] == seg[tp_rows[np.minimum(k[fp_rows], len(tp_rows) - 1)]]]
-        if len(tp_rows)
-        else fp_rows[:0]
-    )
+    # for every false positive, the index (among the true positives) of the next true positive:
+    # the number of true positives before it
+    before = np.cumsum(is_tp, dtype=np.int64) - is_tp
+    fp_rows = np.flatnonzero((m.fp > 0) & (before < len(tp_rows)))
+    if len(tp_rows):
+        fp_rows = fp_rows[seg[fp_rows] == seg[tp_rows[before[fp_rows]]]]  # the next one is its segment's
+    k = before[fp_rows]  # non-decreasing: the CSR rows come in order (duplicates are summed by @)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(k, minlength=len(tp_rows)))]).astype(np.int64)
     counts = csr_matrix(
-        (np.ones(len(fp_rows)), (k[fp_rows], m.image[fp_rows])), shape=(len(tp_rows), m.n_images)
+        (np.ones(len(fp_rows)), m.image[fp_rows].astype(np.int64), indptr), shape=(len(tp_rows), m.n_images)
     )
-    counts.sum_duplicates()
     tp_seg = seg[tp_rows]
     tp_len = np.bincount(tp_seg, minlength=n_seg)
     m.tp_image = m.image[tp_rows]
@@ -206,54 +217,58 @@ def class_ap_many(m: Matched, weights: np.ndarray) -> np.ndarray:
         first = (start == 0)[:, None]
         ctp -= np.where(first, 0.0, ctp[prev])[seg]
         cfp -= np.where(first, 0.0, cfp[prev])[seg]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            precision = ctp / (ctp + cfp + np.spacing(1))
-            recall = ctp / npos[seg]
-        precision = np.nan_to_num(precision)
-        rev_off = ((n_seg - seg) * 2.0)[:, None]
-        env = np.maximum.accumulate((precision + rev_off)[::-1], axis=0)[::-1] - rev_off
-        key = np.where(np.isfinite(recall), recall, 0.0) + (seg * 2.0)[:, None]
-        queries = (RECALL_POINTS[None, :] + (np.arange(n_seg) * 2.0)[:, None]).ravel()
-        end = (start + m.tp_seg_len)[:, None]
-        for j in range(r):
-            at = np.searchsorted(key[:, j], queries, side="left").reshape(n_seg, -1)
-            got = np.where(at < end, env[np.minimum(at, len(env) - 1), j], 0.0)
-            out[:, j] = got.mean(axis=1)
+        out = _segment_ap(ctp, cfp, npos, seg, start[m.tp_seg_len > 0], n_seg)
     out = np.where(npos > 0, out, np.nan)  # (S, R)
     return out.T.reshape(r, len(m.classes), t)
 
 
+def _segment_ap(
+    ctp: np.ndarray, cfp: np.ndarray, npos: np.ndarray, seg: np.ndarray, starts: np.ndarray, n_seg: int
+) -> np.ndarray:
+    """(S, R) COCOeval's AP of each segment from the running true / false positive counts of its
+    rows (rows x R, counted from each segment's start) and its positives ``npos`` (S, R).
+
+    COCOeval takes, at each recall point r, the envelope precision at the first row whose recall
+    is >= r. Row i is that first row for the points it passes that the row before did not: with
+    k_i the number of recall points <= its recall, exactly k_i - k_(i-1) of them. So AP is the sum
+    of envelope x (k_i - k_(i-1)) over the segment's rows, / 101: no search per segment, and the
+    recall comparisons are COCOeval's own floating-point ones."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = ctp / npos[seg]
+        precision = ctp / (ctp + cfp + np.spacing(1))
+    recall = np.where(np.isfinite(recall), recall, 0.0)
+    # the envelope (max precision to the right) within each segment: offsets keep segments apart
+    # (they cost at most ~1e-13 of a precision value; the comparisons of recall do not use them)
+    rev_off = ((n_seg - seg) * 2.0)[:, None]
+    env = np.maximum.accumulate((precision + rev_off)[::-1], axis=0)[::-1] - rev_off
+    k = np.searchsorted(RECALL_POINTS, recall.ravel(), side="right").reshape(recall.shape)
+    prev = np.vstack([np.zeros((1, k.shape[1]), dtype=k.dtype), k[:-1]])
+    prev[starts[starts < len(k)]] = 0  # a segment's first row counts from 0
+    gained = env * (k - prev)
+    out = np.zeros((n_seg, k.shape[1]))
+    if len(gained):
+        nonempty = np.unique(seg)  # rows are grouped by segment, in order
+        firsts = np.searchsorted(seg, nonempty, side="left")
+        out[nonempty] = np.add.reduceat(gained, firsts, axis=0)
+    return out / len(RECALL_POINTS)
+
+
 def class_ap(m: Matched, weights: np.ndarray) -> np.ndarray:
     """(C, T) AP per class and IoU threshold for image ``weights`` (I,), NaN where a class has no
-    ground truth (COCOeval's -1)."""
+    ground truth (COCOeval's -1), from the full table."""
     n_seg = len(m.seg_len)
     t = len(IOU_THRESHOLDS)
-    npos = np.repeat(m.positives @ weights, t)  # (S,)
-    out: np.ndarray = np.full(n_seg, np.nan)
+    npos = np.repeat(m.positives @ weights, t)[:, None]  # (S, 1)
+    out = np.zeros((n_seg, 1))
     if len(m.tp):
         w = weights[m.image]
         seg = np.repeat(np.arange(n_seg), m.seg_len)
         tp = np.cumsum(m.tp * w)
         fp = np.cumsum(m.fp * w)
-        base = np.concatenate([[0.0], tp])[m.seg_start]
-        base_fp = np.concatenate([[0.0], fp])[m.seg_start]
-        tp = tp - base[seg]
-        fp = fp - base_fp[seg]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            recall = tp / npos[seg]
-            precision = tp / (tp + fp + np.spacing(1))
-        # the envelope (max precision to the right) within each segment: offsets keep segments apart
-        rev_off = (n_seg - seg) * 2.0
-        env = np.maximum.accumulate((precision + rev_off)[::-1])[::-1] - rev_off
-        # recall points per segment in one search: recall is non-decreasing inside a segment
-        key = np.where(np.isfinite(recall), recall, 0.0) + seg * 2.0
-        queries = RECALL_POINTS[None, :] + (np.arange(n_seg) * 2.0)[:, None]
-        at = np.searchsorted(key, queries.ravel(), side="left").reshape(n_seg, -1)
-        end = (m.seg_start + m.seg_len)[:, None]
-        inside = at < end
-        got = np.where(inside, env[np.minimum(at, len(env) - 1)], 0.0)
-        out = got.mean(axis=1)
-    result: np.ndarray = np.where(npos > 0, out if len(m.tp) else 0.0, np.nan)
+        tp = tp - np.concatenate([[0.0], tp])[m.seg_start][seg]
+        fp = fp - np.concatenate([[0.0], fp])[m.seg_start][seg]
+        out = _segment_ap(tp[:, None], fp[:, None], npos, seg, m.seg_start[m.seg_len > 0], n_seg)
+    result: np.ndarray = np.where(npos > 0, out, np.nan)[:, 0]
     return result.reshape(len(m.classes), t)
 
 

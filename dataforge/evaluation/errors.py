@@ -78,7 +78,8 @@ def match_table(
     max_dets: int = 100,
     iou_type: str = "bbox",
 ) -> MatchTable:
-    """TIDE's matching and error types (module docstring) for every image of ``gt``."""
+    """TIDE's matching and error types (module docstring) for every image of ``gt``; per image,
+    only the matching itself loops (over the predictions that can match), the rest is array work."""
     key = "bbox" if iou_type == "bbox" else "segmentation"
     if iou_type == "segm":
         from dataforge.masks import to_rle
@@ -100,128 +101,145 @@ def match_table(
     gts_by: dict[int, list[int]] = {}
     for i, a in enumerate(gt["annotations"]):
         gts_by.setdefault(int(a["image_id"]), []).append(i)
-    rows: dict[str, list[Any]] = {
+    p_parts: dict[str, list[np.ndarray]] = {
         k: [] for k in ("image", "cls", "score", "index", "code", "error", "target", "gt")
     }
-    g_rows: dict[str, list[Any]] = {k: [] for k in ("image", "cls", "index", "matched", "usable", "best")}
+    g_parts: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("image", "cls", "index", "matched", "usable", "best")
+    }
+    n_gt = n_pred = 0
     for img in gt["images"]:
         iid = int(img["id"])
-        anns = [gt["annotations"][i] for i in gts_by.get(iid, [])]
-        real = [(i, a) for i, a in zip(gts_by.get(iid, []), anns, strict=True) if not a.get("iscrowd")]
-        crowds = [a for a in anns if a.get("iscrowd")]
-        g0 = len(g_rows["image"])
-        for i, a in real:
-            g_rows["image"].append(iid)
-            g_rows["cls"].append(int(a["category_id"]))
-            g_rows["index"].append(i)
-            g_rows["matched"].append(False)
-            g_rows["usable"].append(False)
-            g_rows["best"].append(-1)
-        order = sorted(preds_by.get(iid, []), key=lambda i: -predictions[i]["score"])[:max_dets]
-        if not order:
-            continue
-        dets = [predictions[i][key] for i in order]
-        p_cls = np.array([int(predictions[i]["category_id"]) for i in order], dtype=np.int64)
-        g_cls = np.array([int(a["category_id"]) for _i, a in real], dtype=np.int64)
-        iou = _iou(dets, [a[key] for _i, a in real], [False] * len(real))
-        same = p_cls[:, None] == g_cls[None, :]
-        cls_iou = iou * same
-        used = np.zeros(len(real), dtype=bool)
-        matched_to = np.full(len(order), -1, dtype=np.int64)
-        for p in range(len(order)):
-            if not len(real):
-                break
-            row = np.where(used, 0.0, cls_iou[p])
-            g = int(np.argmax(row))
-            if row[g] >= foreground:
-                used[g] = True
-                matched_to[p] = g
-        hidden = np.zeros(len(order), dtype=bool)
-        for c in crowds:
-            c_iou = _iou(dets, [c[key]], [True])[:, 0]
-            hidden |= (matched_to < 0) & (c_iou > foreground) & (p_cls == int(c["category_id"]))
-        p0 = len(rows["image"])
-        best_score: dict[int, float] = {}
-        for p, i in enumerate(order):
-            error, target = -1, -1
-            if matched_to[p] < 0:
-                if not len(real):
-                    error = _CODE["background"]
-                else:
-                    g = int(np.argmax(cls_iou[p]))
-                    other = iou[p] * ~same[p]
-                    used_cls = cls_iou[p] * used
-                    if background <= cls_iou[p, g] <= foreground:
-                        error, target = _CODE["localization"], g
-                    elif other.max() >= foreground:
-                        error, target = _CODE["classification"], int(np.argmax(other))
-                    elif used_cls.max() >= foreground:
-                        error = _CODE["duplicate"]
-                    elif iou[p].max() <= background:
-                        error = _CODE["background"]
-                    else:
-                        error = _CODE["both"]
-                if target >= 0 and not used[target]:
-                    g_rows["usable"][g0 + target] = True
-                    score = float(predictions[i]["score"])
-                    if score > best_score.get(target, -1.0):
-                        best_score[target] = score
-                        g_rows["best"][g0 + target] = p0 + p
-            rows["image"].append(iid)
-            rows["cls"].append(int(p_cls[p]))
-            rows["score"].append(float(predictions[i]["score"]))
-            rows["index"].append(i)
-            rows["code"].append(TP if matched_to[p] >= 0 else IGNORED if hidden[p] else error)
-            rows["error"].append(error)
-            rows["target"].append(g0 + target if target >= 0 else -1)
-            rows["gt"].append(g0 + int(matched_to[p]) if matched_to[p] >= 0 else -1)
-        for g in np.flatnonzero(used).tolist():
-            g_rows["matched"][g0 + g] = True
+        idx = gts_by.get(iid, [])
+        real = [i for i in idx if not gt["annotations"][i].get("iscrowd")]
+        crowds = [gt["annotations"][i] for i in idx if gt["annotations"][i].get("iscrowd")]
+        g = len(real)
+        g_cls = np.array([int(gt["annotations"][i]["category_id"]) for i in real], dtype=np.int64)
+        usable = np.zeros(g, dtype=bool)
+        best = np.full(g, -1, dtype=np.int64)
+        used = np.zeros(g, dtype=bool)
+        mine = preds_by.get(iid, [])
+        order = sorted(mine, key=lambda i: -predictions[i]["score"])[:max_dets]
+        if order:
+            n = len(order)
+            p_cls = np.array([int(predictions[i]["category_id"]) for i in order], dtype=np.int64)
+            score = np.array([float(predictions[i]["score"]) for i in order], dtype=np.float64)
+            dets = [predictions[i][key] for i in order]
+            iou = _iou(dets, [gt["annotations"][i][key] for i in real], [False] * g)
+            same = p_cls[:, None] == g_cls[None, :]
+            cls_iou = iou * same
+            matched_to = np.full(n, -1, dtype=np.int64)
+            if g:
+                for p in np.flatnonzero(cls_iou.max(axis=1) >= foreground).tolist():  # only these can match
+                    row = np.where(used, 0.0, cls_iou[p])
+                    k = int(np.argmax(row))
+                    if row[k] >= foreground:
+                        used[k] = True
+                        matched_to[p] = k
+            hidden = np.zeros(n, dtype=bool)
+            for c in crowds:
+                c_iou = _iou(dets, [c[key]], [True])[:, 0]
+                hidden |= (matched_to < 0) & (c_iou > foreground) & (p_cls == int(c["category_id"]))
+            error: np.ndarray = np.full(n, _CODE["background"], dtype=np.int64)
+            target: np.ndarray = np.full(n, -1, dtype=np.int64)
+            if g:
+                rows = np.arange(n)
+                best_cls = np.argmax(cls_iou, axis=1)
+                other = iou * ~same
+                best_other = np.argmax(other, axis=1)
+                is_loc = (cls_iou[rows, best_cls] >= background) & (cls_iou[rows, best_cls] <= foreground)
+                is_cls = other[rows, best_other] >= foreground
+                is_dup = (cls_iou * used[None, :]).max(axis=1) >= foreground
+                is_bkg = iou.max(axis=1) <= background
+                error = np.select(
+                    [is_loc, is_cls, is_dup, is_bkg],
+                    [_CODE["localization"], _CODE["classification"], _CODE["duplicate"], _CODE["background"]],
+                    _CODE["both"],
+                )
+                target = np.where(is_loc, best_cls, np.where(~is_loc & is_cls, best_other, -1))
+            wrong = matched_to < 0
+            error = np.where(wrong, error, -1)
+            target = np.where(wrong, target, -1)
+            # BestGTMatch: the first (highest-scoring) error pointing at a ground truth no one matched
+            pointing = np.flatnonzero((target >= 0) & ~used[np.maximum(target, 0)]) if g else target[:0]
+            if pointing.size:
+                tg, first = np.unique(target[pointing], return_index=True)
+                usable[tg] = True
+                best[tg] = n_pred + pointing[first]
+            p_parts["image"].append(np.full(n, iid, dtype=np.int64))
+            p_parts["cls"].append(p_cls)
+            p_parts["score"].append(score)
+            p_parts["index"].append(np.array(order, dtype=np.int64))
+            p_parts["code"].append(np.where(~wrong, TP, np.where(hidden, IGNORED, error)))
+            p_parts["error"].append(error)
+            p_parts["target"].append(np.where(target >= 0, n_gt + target, -1))
+            p_parts["gt"].append(np.where(matched_to >= 0, n_gt + matched_to, -1))
+            n_pred += n
+        g_parts["image"].append(np.full(g, iid, dtype=np.int64))
+        g_parts["cls"].append(g_cls)
+        g_parts["index"].append(np.array(real, dtype=np.int64))
+        g_parts["matched"].append(used)
+        g_parts["usable"].append(usable)
+        g_parts["best"].append(best)
+        n_gt += g
+
+    def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+
     return MatchTable(
-        pred_image=np.array(rows["image"], dtype=np.int64),
-        pred_class=np.array(rows["cls"], dtype=np.int64),
-        pred_score=np.array(rows["score"], dtype=np.float64),
-        pred_index=np.array(rows["index"], dtype=np.int64),
-        pred_code=np.array(rows["code"], dtype=np.int64),
-        pred_error=np.array(rows["error"], dtype=np.int64),
-        pred_target=np.array(rows["target"], dtype=np.int64),
-        pred_gt=np.array(rows["gt"], dtype=np.int64),
-        gt_image=np.array(g_rows["image"], dtype=np.int64),
-        gt_class=np.array(g_rows["cls"], dtype=np.int64),
-        gt_index=np.array(g_rows["index"], dtype=np.int64),
-        gt_matched=np.array(g_rows["matched"], dtype=bool),
-        gt_usable=np.array(g_rows["usable"], dtype=bool),
-        gt_best=np.array(g_rows["best"], dtype=np.int64),
+        pred_image=cat(p_parts["image"], np.int64),
+        pred_class=cat(p_parts["cls"], np.int64),
+        pred_score=cat(p_parts["score"], np.float64),
+        pred_index=cat(p_parts["index"], np.int64),
+        pred_code=cat(p_parts["code"], np.int64),
+        pred_error=cat(p_parts["error"], np.int64),
+        pred_target=cat(p_parts["target"], np.int64),
+        pred_gt=cat(p_parts["gt"], np.int64),
+        gt_image=cat(g_parts["image"], np.int64),
+        gt_class=cat(g_parts["cls"], np.int64),
+        gt_index=cat(g_parts["index"], np.int64),
+        gt_matched=cat(g_parts["matched"], bool),
+        gt_usable=cat(g_parts["usable"], bool),
+        gt_best=cat(g_parts["best"], np.int64),
     )
 
 
-def ap101(scores: np.ndarray, true: np.ndarray, positives: int) -> float:
-    """COCO's 101-point interpolated AP of one class (0 without positives)."""
-    if positives <= 0 or not len(scores):
-        return 0.0
-    order = np.argsort(-scores, kind="stable")
-    tp = np.cumsum(true[order])
-    n = np.arange(1, len(order) + 1)
-    precision = tp / n
-    recall = tp / positives
-    precision = np.maximum.accumulate(precision[::-1])[::-1]
-    # TIDE's recall points are k / 100; COCOeval's np.linspace(0, 1, 101) differs in the last bit at
-    # some of them (0.35000000000000003), which moves the step where a recall is exactly one (14/40)
-    at = np.searchsorted(recall, np.arange(101) / 100, side="left")
-    curve = np.where(at < len(precision), precision[np.minimum(at, len(precision) - 1)], 0.0)
-    return float(curve.mean())
+#: TIDE's recall points are k / 100; COCOeval's np.linspace(0, 1, 101) differs in the last bit at
+#: some of them (0.35000000000000003), which moves the step where a recall is exactly one (14/40)
+_RECALLS = np.arange(101) / 100
 
 
 def _class_aps(
     cls: np.ndarray, score: np.ndarray, true: np.ndarray, positives: dict[int, int]
 ) -> dict[int, float]:
-    out = {}
-    for c in sorted(set(cls.tolist()) | {k for k, v in positives.items()}):
-        sel = cls == c
-        n = positives.get(c, 0)
-        if not sel.any() and n == 0:
-            continue  # nothing of this class: left out of the mean
-        out[c] = ap101(score[sel], true[sel], n)
+    """TIDE's AP of every class at once (COCO's 101-point interpolation at one IoU; 0 for a class
+    without positives), the classes as segments of one score-sorted array: at each recall point,
+    the envelope precision at the first row reaching it; a row is that first row for the points
+    its recall passes that the row before did not."""
+    classes = sorted(set(cls.tolist()) | set(positives))
+    present = [c for c in classes if positives.get(c, 0) > 0 or bool((cls == c).any())]
+    out = {c: 0.0 for c in present}  # nothing of a class: left out of the mean (not in ``present``)
+    if not len(cls):
+        return out
+    order = np.lexsort((-score, cls))  # by class, then score descending, ties in table order
+    c_sorted, t_sorted = cls[order], true[order].astype(np.float64)
+    uniq, starts = np.unique(c_sorted, return_index=True)
+    seg = np.repeat(np.arange(len(uniq)), np.diff(np.r_[starts, len(order)]))
+    tp = np.cumsum(t_sorted)
+    tp -= np.r_[0.0, tp][starts][seg]
+    n = np.arange(len(order)) - starts[seg] + 1.0
+    npos = np.array([positives.get(int(c), 0) for c in uniq], dtype=np.float64)
+    precision = tp / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = np.where(npos[seg] > 0, tp / npos[seg], 0.0)
+    off = (len(uniq) - seg) * 2.0
+    env = np.maximum.accumulate((precision + off)[::-1])[::-1] - off
+    k = np.searchsorted(_RECALLS, recall, side="right")  # recall points <= each row's recall
+    prev = np.r_[0, k[:-1]]
+    prev[starts] = 0
+    sums = np.add.reduceat(env * (k - prev), starts)
+    for c, total, count in zip(uniq.tolist(), sums.tolist(), npos.tolist(), strict=True):
+        out[int(c)] = total / len(_RECALLS) if count > 0 else 0.0
     return out
 
 
