@@ -116,30 +116,34 @@ def _best_first(pairs: np.ndarray, iou: np.ndarray) -> list[tuple[int, int]]:
     return [(int(pairs[k, 0]), int(pairs[k, 1])) for k in order.tolist()]
 
 
-def _candidate(
-    kind: str,
-    iid: int,
-    file_name: str,
-    obj: dict[str, Any],
-    j: int,
-    overlap: float,
-    p_score: np.ndarray,
-    p_cat: np.ndarray,
-    p_box: np.ndarray,
-    names: dict[int, str],
-) -> Candidate:
-    return Candidate(
-        kind,
-        iid,
-        file_name,
-        float(p_score[j]),
-        names.get(int(obj["category_id"])),
-        names.get(int(p_cat[j])),
-        obj.get("id"),
-        list(obj["bbox"]),
-        _xywh(p_box[j]),
-        round(overlap, 4),
-    )
+@dataclass
+class _Image:
+    """One image's objects and confident predictions, to phrase a candidate from."""
+
+    image_id: int
+    file_name: str
+    objects: list[dict[str, Any]]
+    score: np.ndarray
+    category: np.ndarray
+    box: np.ndarray  # xyxy
+    iou: np.ndarray  # (objects, predictions)
+    names: dict[int, str]
+
+    def candidate(self, kind: str, g: int, j: int) -> Candidate:
+        """Object ``g`` as labelled against prediction ``j``."""
+        obj = self.objects[g]
+        return Candidate(
+            kind,
+            self.image_id,
+            self.file_name,
+            float(self.score[j]),
+            self.names.get(int(obj["category_id"])),
+            self.names.get(int(self.category[j])),
+            obj.get("id"),
+            list(obj["bbox"]),
+            _xywh(self.box[j]),
+            round(float(self.iou[g, j]), 4),
+        )
 
 
 def detection_candidates(
@@ -179,6 +183,8 @@ def detection_candidates(
         p_score = np.array([q["score"] for q in ps], dtype=np.float64)
         iou = box_iou(g_box, p_box)  # (G, P)
         same = g_cat[:, None] == p_cat[None, :]
+
+        image = _Image(iid, files[iid], objs, p_score, p_cat, p_box, iou, names)
         # found as labelled: one-to-one, same class, IoU >= loose_iou, the best pairs first
         matched_g: dict[int, int] = {}
         used: set[int] = set()
@@ -195,20 +201,7 @@ def detection_candidates(
                 j = int(np.flatnonzero(other)[np.argmax(iou[g][other])])
                 used.add(j)
                 matched_g[g] = j
-                out.append(
-                    _candidate(
-                        "wrong_class",
-                        iid,
-                        files[iid],
-                        objs[g],
-                        j,
-                        float(iou[g, j]),
-                        p_score,
-                        p_cat,
-                        p_box,
-                        names,
-                    )
-                )
+                out.append(image.candidate("wrong_class", g, j))
         # loose: an unmatched ground truth whose free prediction of its class overlaps it 0.1 to loose_iou
         free = [g for g in unmatched if g not in matched_g]
         near = np.argwhere(same & (iou >= BACKGROUND) & (iou < loose_iou))
@@ -216,20 +209,7 @@ def detection_candidates(
             if g not in matched_g and j not in used:
                 matched_g[g] = j
                 used.add(j)
-                out.append(
-                    _candidate(
-                        "loose_box",
-                        iid,
-                        files[iid],
-                        objs[g],
-                        j,
-                        float(iou[g, j]),
-                        p_score,
-                        p_cat,
-                        p_box,
-                        names,
-                    )
-                )
+                out.append(image.candidate("loose_box", g, j))
         # missing: a free prediction overlapping no ground truth by 0.5, and each one it touches
         # (IoU >= 0.1) accounted for by another prediction
         explained = np.zeros(len(objs), dtype=bool)
