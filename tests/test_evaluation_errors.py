@@ -128,3 +128,43 @@ def test_a_perfect_detector_has_no_errors_and_ap_one() -> None:
     ours, _t = breakdown(gt, perfect)
     assert ours["ap"] == 1.0 and all(v == 0 for v in ours["counts"].values())
     assert all(v == 0 for v in ours["dAP"].values())
+
+
+def test_masks_equal_tidecv_in_mask_mode() -> None:
+    """--iou-type segm: the same breakdown by mask IoU (the generated boxes as polygon masks,
+    predictions as RLEs, as instance segmenters write them), against tidecv's mask mode."""
+    from pycocotools import mask as mask_utils
+    from tidecv import TIDE, Data
+
+    gt, preds = problem(8, n_images=30)
+    for a in gt["annotations"]:
+        x, y, w, h = a["bbox"]
+        a["segmentation"] = [[x, y, x + w, y, x + w, y + h, x, y + h]]
+    rles = []
+    for p in preds:
+        x, y, w, h = p["bbox"]
+        rle = mask_utils.frPyObjects([[x, y, x + w, y, x + w, y + h * 0.7, x, y + h]], 150, 200)[0]
+        rles.append({**p, "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()}})
+    ours, _t = breakdown(gt, rles, iou_type="segm")
+    g, d = Data("gt"), Data("preds")
+    for img in gt["images"]:
+        g.add_image(img["id"], img["file_name"])
+    for a in gt["annotations"]:
+        m = mask_utils.frPyObjects(a["segmentation"], 150, 200)[0]
+        add = g.add_ignore_region if a["iscrowd"] else g.add_ground_truth
+        add(a["image_id"], a["category_id"], box=a["bbox"], mask=m)
+    for p in rles:
+        d.add_detection(p["image_id"], p["category_id"], p["score"], box=p["bbox"], mask=p["segmentation"])
+    run = TIDE().evaluate(g, d, mode=TIDE.MASK)
+    assert ours["ap"] == pytest.approx(run.ap / 100, abs=1e-12)
+    theirs = {type_.short_name: v / 100 for type_, v in run.fix_main_errors().items()}
+    names = {
+        "Cls": "classification",
+        "Loc": "localization",
+        "Both": "both",
+        "Dupe": "duplicate",
+        "Bkg": "background",
+        "Miss": "missed",
+    }
+    for short, value in theirs.items():
+        assert ours["dAP"][names[short]] == pytest.approx(value, abs=1e-12), short
