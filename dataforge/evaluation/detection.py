@@ -119,6 +119,102 @@ def run_cocoeval(
     return ev
 
 
+#: from this many predictions on, COCOeval's categories are split over two worker processes that
+#: run beside the rest of the report (COCOeval evaluates each category on its own, so the merged
+#: arrays are the same numbers); below it, forking costs more than it saves
+PARALLEL_FROM = 50_000
+_SHARED: dict[str, Any] = {}  # what the forked workers read (inherited, not pickled)
+
+
+def _coco_part(cats: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    gt, preds = _SHARED["gt"], _SHARED["preds"]
+    keep = set(cats)
+    part = {**gt, "annotations": [a for a in gt["annotations"] if a["category_id"] in keep]}
+    ev = run_cocoeval(part, [p for p in preds if p["category_id"] in keep], cat_ids=cats)
+    return np.asarray(ev.eval["precision"]), np.asarray(ev.eval["recall"])
+
+
+def summarize(precision: np.ndarray, recall: np.ndarray) -> list[float]:
+    """COCOeval.summarize()'s 12 box numbers from its precision [T, R, K, A, M] and recall
+    [T, K, A, M] arrays (areas all, small, medium, large; maxDets 1, 10, 100)."""
+
+    def mean(x: np.ndarray) -> float:
+        v = x[x > -1]
+        return float(np.mean(v)) if v.size else -1.0
+
+    p, r = precision, recall
+    return [
+        mean(p[:, :, :, 0, 2]),
+        mean(p[0, :, :, 0, 2]),
+        mean(p[5, :, :, 0, 2]),
+        mean(p[:, :, :, 1, 2]),
+        mean(p[:, :, :, 2, 2]),
+        mean(p[:, :, :, 3, 2]),
+        mean(r[:, :, 0, 0]),
+        mean(r[:, :, 0, 1]),
+        mean(r[:, :, 0, 2]),
+        mean(r[:, :, 1, 2]),
+        mean(r[:, :, 2, 2]),
+        mean(r[:, :, 3, 2]),
+    ]
+
+
+class CocoJob:
+    """COCOeval of boxes, started now and collected by :meth:`result`: on a large problem with
+    two cores, its categories split in two forked processes (balanced by predictions) that run
+    while the caller computes the rest of the report; otherwise run in :meth:`result`."""
+
+    def __init__(self, gt: dict[str, Any], predictions: list[dict[str, Any]]) -> None:
+        import multiprocessing as mp
+
+        from dataforge.runtime import usable_cores
+
+        self.gt, self.predictions = gt, predictions
+        self.cats = sorted(int(c["id"]) for c in gt["categories"])
+        self.futures: list[Any] = []
+        self.pool: Any = None
+        if (
+            len(predictions) >= PARALLEL_FROM
+            and len(self.cats) >= 2
+            and usable_cores() >= 2
+            and "fork" in mp.get_all_start_methods()
+        ):
+            from concurrent.futures import ProcessPoolExecutor
+
+            counts = dict.fromkeys(self.cats, 0)
+            for p in predictions:
+                counts[int(p["category_id"])] = counts.get(int(p["category_id"]), 0) + 1
+            groups: list[list[int]] = [[], []]
+            load = [0, 0]
+            for c in sorted(self.cats, key=lambda c: -counts[c]):
+                k = 0 if load[0] <= load[1] else 1
+                groups[k].append(c)
+                load[k] += counts[c]
+            _SHARED.update(gt=gt, preds=predictions)
+            self.pool = ProcessPoolExecutor(2, mp_context=mp.get_context("fork"))
+            self.futures = [self.pool.submit(_coco_part, sorted(g)) for g in groups if g]
+            self.groups = [sorted(g) for g in groups if g]
+
+    def result(self) -> Any:
+        """An object with COCOeval's ``eval`` (precision, recall) and ``stats`` (12 numbers)."""
+        from types import SimpleNamespace
+
+        if not self.futures:
+            return run_cocoeval(self.gt, self.predictions)
+        try:
+            parts = [f.result() for f in self.futures]
+        finally:
+            self.pool.shutdown()
+            _SHARED.clear()
+        cats = [c for g in self.groups for c in g]
+        order = np.argsort(cats, kind="stable")  # back to ascending category ids, as COCOeval
+        precision = np.concatenate([p for p, _r in parts], axis=2)[:, :, order]
+        recall = np.concatenate([r for _p, r in parts], axis=1)[:, order]
+        return SimpleNamespace(
+            eval={"precision": precision, "recall": recall}, stats=summarize(precision, recall)
+        )
+
+
 def per_class_ap(
     ev: Any, gt: dict[str, Any], cat_ids: list[int], max_dets: int = -1
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, list[float]]]]:
@@ -163,17 +259,20 @@ def evaluate_detections(
     *,
     iou_threshold: float = 0.5,
     score_threshold: float = 0.0,
+    coco: CocoJob | None = None,
 ) -> DetectionResult:
-    """Every detection number for ``predictions`` (COCO results) against ``gt`` (a COCO dict)."""
-    ev = run_cocoeval(gt, predictions)
-    stats = [float(s) for s in ev.stats[:12]]
-    per_class, curves = per_class_ap(ev, gt, [c["id"] for c in gt["categories"]])
+    """Every detection number for ``predictions`` (COCO results) against ``gt`` (a COCO dict);
+    ``coco``: its COCOeval, already started (:class:`CocoJob`)."""
+    job = coco or CocoJob(gt, predictions)
     voc, ious, matched = voc_and_matches(gt, predictions, iou_threshold)
-    worst = ious.pop("worst_images")
-    metrics = compute("detection", matched)
     confusion = detection_confusion(
         gt, predictions, iou_threshold=iou_threshold, score_threshold=score_threshold
     )
+    ev = job.result()
+    stats = [float(s) for s in ev.stats[:12]]
+    per_class, curves = per_class_ap(ev, gt, [c["id"] for c in gt["categories"]])
+    worst = ious.pop("worst_images")
+    metrics = compute("detection", matched)
     return DetectionResult(
         coco_stats=stats,
         per_class=per_class,
