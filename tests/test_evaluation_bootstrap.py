@@ -141,6 +141,7 @@ def test_cocoeval_split_over_two_processes_gives_the_same_report(monkeypatch: py
     serial = evaluate_detections(gt, [dict(p) for p in preds]).to_dict()
     monkeypatch.setattr(detection, "PARALLEL_FROM", 0)
     monkeypatch.setattr("dataforge.runtime.usable_cores", lambda: 2)
+    monkeypatch.setattr(detection, "_single_threaded", lambda: True)  # pytest-xdist runs threads
     job = CocoJob(gt, [dict(p) for p in preds])
     assert len(job.futures) == 2
     split = evaluate_detections(gt, [dict(p) for p in preds], coco=job).to_dict()

@@ -159,6 +159,15 @@ def summarize(precision: np.ndarray, recall: np.ndarray) -> list[float]:
     ]
 
 
+def _single_threaded() -> bool:
+    """Forking is safe only from a process with no other thread (one could hold a lock the child
+    would wait on forever): a caller with threads (FiftyOne's database client, a thread pool)
+    gets the one-process run."""
+    import threading
+
+    return threading.active_count() == 1
+
+
 class CocoJob:
     """COCOeval of boxes, started now and collected by :meth:`result`: on a large problem with
     two cores, its categories split in two forked processes (balanced by predictions) that run
@@ -178,6 +187,7 @@ class CocoJob:
             and len(self.cats) >= 2
             and usable_cores() >= 2
             and "fork" in mp.get_all_start_methods()
+            and _single_threaded()
         ):
             from concurrent.futures import ProcessPoolExecutor
 
