@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from dataforge.errors import DataError, UsageError
+from dataforge.evaluation.predictions import category_of
 from dataforge.metrics import box_iou
 
 KINDS = ("wrong_class", "missing_box", "loose_box", "label")
@@ -273,7 +274,7 @@ def _pred_probs(
             raise DataError(f"{source}: prediction {i}: a second prediction for image {iid}", source=source)
         row = np.zeros(len(cats), dtype=np.float64)
         for key, s in scores.items():
-            cid = by_name.get(key, int(key) if str(key).lstrip("-").isdigit() else None)
+            cid = category_of(key, by_name)
             if cid not in col:
                 raise DataError(f"{source}: prediction {i}: unknown category {key!r}", source=source)
             if not isinstance(s, (int, float)) or isinstance(s, bool) or not np.isfinite(s) or s < 0:

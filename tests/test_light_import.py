@@ -31,6 +31,14 @@ def test_import_dataforge_loads_no_heavy_library() -> None:
     assert out.strip() == "[]"
 
 
+def test_building_the_command_line_imports_no_numpy() -> None:
+    """Every command's parser is built at start-up (`dataforge --help`, `dataforge info`): numpy
+    and what imports it wait until a command needs them."""
+    code = "import sys; from dataforge.cli import build_parser; build_parser(); print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 @pytest.mark.slow
 def test_dataforge_and_fiftyone_import_after_dask() -> None:
     # importlib_metadata >= 8 breaks this order (KeyError: 'author'); the pins must keep it working.

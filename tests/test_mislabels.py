@@ -308,3 +308,13 @@ def test_confident_learning_finds_flipped_digit_labels(digits_flipped: tuple[Pat
     wide = mislabels(store, preds, method="predicted_neq_given")
     recall, precision = _found(wide, flipped)
     assert recall >= 0.98 and precision >= 0.78, (recall, precision)
+
+
+def test_the_command_line_offers_every_kind_and_method() -> None:
+    """The CLI writes the lists out (to start without numpy); they must stay the module's."""
+    from dataforge.cli import build_parser
+    from dataforge.mislabels import KINDS, METHODS
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    actions = {a.dest: a for a in sub.choices["mislabels"]._actions}  # type: ignore[index]
+    assert tuple(actions["kind"].choices) == KINDS and tuple(actions["method"].choices) == METHODS

@@ -9,7 +9,6 @@ from pathlib import Path
 from dataforge.cli.args import WHERE_HELP, Commands
 from dataforge.cli.render import out, print_json
 from dataforge.errors import UsageError
-from dataforge.mislabels import KINDS, METHODS
 
 
 def cmd_dedupe(a: argparse.Namespace) -> int:
@@ -214,11 +213,26 @@ def add_quality(add: Commands) -> None:
     sp.add_argument(
         "--method",
         default="prune_by_noise_rate",
-        choices=METHODS,
+        # the lists are dataforge.mislabels' METHODS and KINDS, written out: importing that module
+        # (numpy) would slow every command's start
+        choices=[
+            "prune_by_noise_rate",
+            "prune_by_class",
+            "both",
+            "confident_learning",
+            "predicted_neq_given",
+            "low_normalized_margin",
+            "low_self_confidence",
+        ],
         help="classification: cleanlab's filter_by (default prune_by_noise_rate; "
         "predicted_neq_given finds more, less precisely)",
     )
-    sp.add_argument("--kind", action="append", choices=KINDS, help="only these kinds (repeatable)")
+    sp.add_argument(
+        "--kind",
+        action="append",
+        choices=["wrong_class", "missing_box", "loose_box", "label"],
+        help="only these kinds (repeatable)",
+    )
     sp.add_argument("--top", type=int, help="keep the N most likely candidates")
     sp.add_argument("--tag", help="tag the candidates' images TAG and TAG:<kind>")
     sp.add_argument("--labelstudio", metavar="PROJECT", help="push the candidates' images to this project")

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from dataforge.errors import DataError
+from dataforge.evaluation.predictions import category_of
 from dataforge.evaluation.registry import ClassificationInputs, compute
 
 
@@ -33,7 +34,7 @@ def evaluate_classification(
         if isinstance(p.get("scores"), dict):
             scored = []
             for key, s in p["scores"].items():
-                cid = by_name.get(key, int(key) if str(key).lstrip("-").isdigit() else None)
+                cid = category_of(key, by_name)
                 if cid not in categories:
                     raise DataError(f"{source}: prediction {i}: unknown category {key!r}", source=source)
                 if not isinstance(s, (int, float)) or s != s or s < 0:

@@ -45,15 +45,12 @@ TP, IGNORED = -1, -2  # codes of a matched prediction, and of one a crowd region
 class MatchTable:
     """One row per ranked prediction and per ground truth, with what happened to it."""
 
-    pred_image: np.ndarray  # image id
     pred_class: np.ndarray
     pred_score: np.ndarray
-    pred_index: np.ndarray  # index into the predictions given (-1: none)
+    pred_index: np.ndarray  # index into the predictions given
     pred_code: np.ndarray  # TP, IGNORED (a crowd hides it, not counted in AP), or an error code
     pred_error: np.ndarray  # the error type, even for a hidden one (-1 for a TP)
     pred_target: np.ndarray  # classification / localization: the ground-truth row it points at
-    pred_gt: np.ndarray  # TP: the ground-truth row it matched
-    gt_image: np.ndarray
     gt_class: np.ndarray
     gt_index: np.ndarray  # index into gt["annotations"]
     gt_matched: np.ndarray  # bool
@@ -102,11 +99,9 @@ def match_table(
     for i, a in enumerate(gt["annotations"]):
         gts_by.setdefault(int(a["image_id"]), []).append(i)
     p_parts: dict[str, list[np.ndarray]] = {
-        k: [] for k in ("image", "cls", "score", "index", "code", "error", "target", "gt")
+        k: [] for k in ("cls", "score", "index", "code", "error", "target")
     }
-    g_parts: dict[str, list[np.ndarray]] = {
-        k: [] for k in ("image", "cls", "index", "matched", "usable", "best")
-    }
+    g_parts: dict[str, list[np.ndarray]] = {k: [] for k in ("cls", "index", "matched", "usable", "best")}
     n_gt = n_pred = 0
     for img in gt["images"]:
         iid = int(img["id"])
@@ -166,16 +161,13 @@ def match_table(
                 tg, first = np.unique(target[pointing], return_index=True)
                 usable[tg] = True
                 best[tg] = n_pred + pointing[first]
-            p_parts["image"].append(np.full(n, iid, dtype=np.int64))
             p_parts["cls"].append(p_cls)
             p_parts["score"].append(score)
             p_parts["index"].append(np.array(order, dtype=np.int64))
             p_parts["code"].append(np.where(~wrong, TP, np.where(hidden, IGNORED, error)))
             p_parts["error"].append(error)
             p_parts["target"].append(np.where(target >= 0, n_gt + target, -1))
-            p_parts["gt"].append(np.where(matched_to >= 0, n_gt + matched_to, -1))
             n_pred += n
-        g_parts["image"].append(np.full(g, iid, dtype=np.int64))
         g_parts["cls"].append(g_cls)
         g_parts["index"].append(np.array(real, dtype=np.int64))
         g_parts["matched"].append(used)
@@ -187,15 +179,12 @@ def match_table(
         return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
 
     return MatchTable(
-        pred_image=cat(p_parts["image"], np.int64),
         pred_class=cat(p_parts["cls"], np.int64),
         pred_score=cat(p_parts["score"], np.float64),
         pred_index=cat(p_parts["index"], np.int64),
         pred_code=cat(p_parts["code"], np.int64),
         pred_error=cat(p_parts["error"], np.int64),
         pred_target=cat(p_parts["target"], np.int64),
-        pred_gt=cat(p_parts["gt"], np.int64),
-        gt_image=cat(g_parts["image"], np.int64),
         gt_class=cat(g_parts["cls"], np.int64),
         gt_index=cat(g_parts["index"], np.int64),
         gt_matched=cat(g_parts["matched"], bool),

@@ -27,6 +27,12 @@ def _num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def category_of(key: Any, by_name: dict[str, int]) -> int | None:
+    """The category a classification ``scores`` key names: a category name, or an id written as a
+    number (JSON object keys are strings); None for neither."""
+    return by_name.get(key, int(key) if str(key).lstrip("-").isdigit() else None)
+
+
 def load_predictions(path: Path) -> list[dict[str, Any]]:
     data = load_json(path, what="predictions file")
     if isinstance(data, dict) and isinstance(data.get("annotations"), list):

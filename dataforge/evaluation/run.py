@@ -296,9 +296,7 @@ def _evaluate(
 
         fo_gt, fo_preds = gt, checked
         if report["task"] == "detection" and tide_table is not None:
-            from dataforge.evaluation.errors import ground_truth_errors, prediction_errors
-
-            fo_gt, fo_preds = _with_tide(objects, checked, tide_table, ground_truth_errors, prediction_errors)
+            fo_gt, fo_preds = _with_tide(objects, checked, tide_table)
         fo_result = to_fiftyone(fiftyone, report["task"], fo_gt, fo_preds, store / "images", report)
         if report["task"] == "detection":
             fo_result["dataforge_AP"] = report["detection"]["coco_stats"][0]
@@ -381,11 +379,14 @@ def _at_thresholds(
     d["confusion_at_thresholds"] = detection_confusion(gt, kept, iou_threshold=iou_threshold)
 
 
-def _with_tide(
-    gt: dict[str, Any], preds: list[dict[str, Any]], table: Any, for_gt: Any, for_preds: Any
-) -> Any:
+def _with_tide(gt: dict[str, Any], preds: list[dict[str, Any]], table: Any) -> Any:
     """Copies of the ground truth and predictions carrying TIDE's error type as ``_tide``."""
-    g_types, p_types = for_gt(table, len(gt["annotations"])), for_preds(table, len(preds))
+    from dataforge.evaluation.errors import ground_truth_errors, prediction_errors
+
+    g_types, p_types = (
+        ground_truth_errors(table, len(gt["annotations"])),
+        prediction_errors(table, len(preds)),
+    )
     anns = [{**a, "_tide": t} if t else a for a, t in zip(gt["annotations"], g_types, strict=True)]
     return {**gt, "annotations": anns}, [
         {**p, "_tide": t} if t else p for p, t in zip(preds, p_types, strict=True)

@@ -194,6 +194,8 @@ def _checked_classes(
 ) -> dict[int, list[dict[str, Any]]]:
     """Classification results as one ``{"label", "score"}`` per image: the top class (of
     ``scores``, or ``category_id``), checked against the store's images and categories."""
+    from dataforge.evaluation.predictions import category_of
+
     names = {str(c["name"]): int(c["id"]) for c in store.data["categories"]}
     ids = set(names.values())
     out: dict[int, list[dict[str, Any]]] = {}
@@ -205,7 +207,7 @@ def _checked_classes(
             raise DataError(f"{source}: prediction {i}: a second prediction for image {iid}", source=source)
         if isinstance(p.get("scores"), dict) and p["scores"]:
             key, score = max(p["scores"].items(), key=lambda kv: kv[1])
-            cid = names.get(key, int(key) if str(key).lstrip("-").isdigit() else None)
+            cid = category_of(key, names)
         else:
             cid, score = p.get("category_id"), p.get("score", 1.0)
         if cid not in ids or not isinstance(score, (int, float)):

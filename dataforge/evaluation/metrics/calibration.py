@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from dataforge.evaluation.predictions import category_of
 from dataforge.evaluation.registry import ClassificationInputs, DetectionInputs, metric
 
 BINS = 10
@@ -66,7 +67,7 @@ def classification_calibration(x: ClassificationInputs) -> dict[str, Any]:
             continue
         if isinstance(p.get("scores"), dict) and p["scores"]:
             key, score = max(p["scores"].items(), key=lambda kv: kv[1])
-            cid = by_name.get(key, int(key) if str(key).lstrip("-").isdigit() else None)
+            cid = category_of(key, by_name)
         elif isinstance(p.get("score"), (int, float)):
             cid, score = p.get("category_id"), p["score"]
         else:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from dataforge.evaluation.metrics.best_f1 import thresholds
 from dataforge.evaluation.registry import DetectionInputs, metric
 
 RECALL_LEVELS = (0.5, 0.7, 0.8, 0.9, 0.95)
@@ -33,14 +34,8 @@ def curve(scores: np.ndarray, true: np.ndarray, positives: int) -> dict[str, Any
     }
     if positives == 0 or scores.size == 0 or not true.any():
         return empty
-    order = np.argsort(-scores, kind="mergesort")
-    s = scores[order]
-    tp = np.cumsum(true[order])
-    kept = np.arange(1, s.size + 1)
-    last = np.append(s[1:] != s[:-1], True)  # a threshold keeps every prediction scoring >= it
-    precision, recall = tp / kept, tp / positives
-    f1 = np.where(tp > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
-    at = np.flatnonzero(last)
+    t = thresholds(scores, true, positives)
+    s, precision, recall, f1, kept, at = (t[k] for k in ("s", "precision", "recall", "f1", "kept", "at"))
     best = int(at[np.argmax(f1[at])])
     p_at: dict[str, float | None] = {}
     t_at: dict[str, float | None] = {}
