@@ -568,6 +568,18 @@ class ProjectStatus:
     last_pull: str | None
 
 
+def _document_root(given: PathLike | None) -> Path:
+    """The folder the Label Studio server serves local files from: ``given``, else
+    $LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT."""
+    root = given or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")
+    if not root:
+        raise UsageError(
+            "no document root: pass --document-root or set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT "
+            "(the folder the Label Studio server serves local files from)"
+        )
+    return Path(root)
+
+
 def labelstudio_push(
     store: PathLike,
     project: str,
@@ -586,18 +598,13 @@ def labelstudio_push(
     from dataforge.labelstudio.client import LabelStudio
     from dataforge.labelstudio.sync import push
 
-    root = document_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")
-    if not root:
-        raise UsageError(
-            "no document root: pass --document-root or set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT "
-            "(the folder the Label Studio server serves local files from)"
-        )
+    root = _document_root(document_root)
     preds = load_predictions(Path(predictions)) if predictions else None
     r = push(
         Path(store),
         project,
         LabelStudio(url, api_key),
-        document_root=Path(root),
+        document_root=root,
         where=where,
         predictions=preds,
         with_annotations=with_annotations,
@@ -758,9 +765,11 @@ def mislabels(
     from dataforge.evaluation.predictions import load_predictions
     from dataforge.mislabels import find_mislabels, tag_candidates
 
+    preds = load_predictions(Path(predictions))
     report = find_mislabels(
         Path(store),
-        Path(predictions),
+        preds,
+        source=str(predictions),
         split=split,
         where=where,
         min_score=min_score,
@@ -775,21 +784,15 @@ def mislabels(
         from dataforge.labelstudio.client import LabelStudio
         from dataforge.labelstudio.sync import push
 
-        root = document_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")
-        if not root:
-            raise UsageError(
-                "no document root: pass --document-root or set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"
-            )
         ids = sorted({c.image_id for c in report.candidates})
         wanted = set(ids)
-        preds = [p for p in load_predictions(Path(predictions)) if p.get("image_id") in wanted]
         r = push(
             Path(store),
             labelstudio_project,
             LabelStudio(url, api_key),
-            document_root=Path(root),
+            document_root=_document_root(document_root),
             where=f"id in {ids}",
-            predictions=preds,
+            predictions=[p for p in preds if p.get("image_id") in wanted],
             with_annotations=True,
             predictions_source=Path(predictions).name,
             model_version="dataforge-mislabels",

@@ -350,8 +350,9 @@ def classification_candidates(
 
 def find_mislabels(
     store_path: Path,
-    predictions: Path,
+    preds: list[dict[str, Any]],
     *,
+    source: str = "predictions",
     split: str | None = None,
     where: str | None = None,
     min_score: float = 0.5,
@@ -360,8 +361,9 @@ def find_mislabels(
     kinds: Sequence[str] | None = None,
     top: int | None = None,
 ) -> MislabelReport:
-    """Label-error candidates of the selected images, ranked (most likely first)."""
-    from dataforge.evaluation.predictions import check_detections, is_classification, load_predictions
+    """Label-error candidates of the selected images, ranked (most likely first), from ``preds``
+    (a loaded predictions file; ``source`` names it in errors and the report)."""
+    from dataforge.evaluation.predictions import check_detections, is_classification
     from dataforge.evaluation.run import ground_truth_from_store
     from dataforge.masks import rle_bbox
 
@@ -375,22 +377,22 @@ def find_mislabels(
     if wanted - set(KINDS):
         raise UsageError(f"--kind {sorted(wanted - set(KINDS))}: choose from {', '.join(KINDS)}")
     gt, store_ids = ground_truth_from_store(store_path, split, where)
-    preds = load_predictions(predictions)
+    name = Path(source).name
     selected = {int(img["id"]) for img in gt["images"]}
-    settings: dict[str, Any] = {"predictions": str(predictions), "split": split, "where": where}
+    settings: dict[str, Any] = {"predictions": source, "split": split, "where": where}
     if is_classification(preds):
         unknown = [p.get("image_id") for p in preds if p.get("image_id") not in store_ids]
         if unknown:
             raise DataError(
-                f"{predictions.name}: {len(unknown)} predictions for images not in the store "
+                f"{name}: {len(unknown)} predictions for images not in the store "
                 f"(first: {unknown[0]!r}); is it a predictions file for another store?"
             )
         inside = [p for p in preds if p["image_id"] in selected]
-        found, skipped, notes = classification_candidates(gt, inside, predictions.name, method)
+        found, skipped, notes = classification_candidates(gt, inside, name, method)
         settings.update(notes)
         task, looked = "classification", notes["scored_images"]
     else:
-        checked = check_detections(preds, gt, predictions.name, store_ids)
+        checked = check_detections(preds, gt, name, store_ids)
         boxed = [p if "bbox" in p else {**p, "bbox": rle_bbox(p["segmentation"])} for p in checked]
         found = detection_candidates(gt, boxed, min_score=min_score, loose_iou=loose_iou)
         predicted = {int(p["image_id"]) for p in boxed}
