@@ -28,41 +28,32 @@ RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 
 @dataclass
 class Matched:
-    """COCOeval's matching, flattened: one row per (IoU threshold, prediction), grouped in segments
-    of one class and threshold, in score order."""
+    """COCOeval's matching, reduced to the true positives (the AP envelope is only ever reached at
+    one). Segments are one class and IoU threshold each (class-major); per segment its true
+    positives in score order, and the false positives ranked between each and the one before as
+    a sparse (true positives x images) count matrix. False positives after a segment's last true
+    positive change nothing and are left out."""
 
-    image: np.ndarray  # (R,) image index of each row
-    tp: np.ndarray  # (R,) float: 1 for a true positive
-    fp: np.ndarray  # (R,) float: 1 for a false positive (ignored rows are 0 and 0)
-    seg_start: np.ndarray  # (S,) first row of each segment (S = classes x thresholds, class-major)
-    seg_len: np.ndarray  # (S,)
+    tp_image: np.ndarray  # image index of each true positive
+    tp_seg: np.ndarray  # its segment
+    tp_seg_start: np.ndarray  # (S,) first true positive of each segment
+    tp_seg_len: np.ndarray  # (S,)
+    fp_before: Any  # scipy.sparse CSR (true positives x images)
     positives: np.ndarray  # (C, I): non-crowd ground truth per class and image
     classes: list[int]  # category id of each class row
     n_images: int
-    #: the same, reduced to the true positives (the AP envelope is only ever reached at one): per
-    #: segment its true-positive rows, and the false positives between each and the one before
-    #: as a sparse (true positives x images) count matrix; false positives after a segment's last
-    #: true positive change nothing
-    tp_image: np.ndarray | None = None
-    tp_seg: np.ndarray | None = None
-    tp_seg_start: np.ndarray | None = None
-    tp_seg_len: np.ndarray | None = None
-    fp_before: Any = None
 
 
-def _coco_match(
-    dts: list[dict[str, Any]], gts: list[dict[str, Any]], max_dets: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One image and class: the kept predictions' scores (descending), and per threshold whether
-    each matched (T, D) and is ignored (T, D), as COCOeval.evaluateImg does for area "all"."""
-    dts = sorted(dts, key=lambda d: -d["score"])[:max_dets]  # stable, as COCOeval's mergesort
+def _coco_match(dts: list[dict[str, Any]], gts: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """One image and class, its predictions in COCOeval's order (score descending, the first
+    100): per threshold whether each matched (T, D) and is ignored (T, D), as
+    COCOeval.evaluateImg does for area "all"."""
     gts = sorted(gts, key=lambda g: bool(g.get("iscrowd")))  # non-crowd first
     t, d = len(IOU_THRESHOLDS), len(dts)
     matched = np.zeros((t, d), dtype=bool)
     ignored = np.zeros((t, d), dtype=bool)
-    scores = np.array([x["score"] for x in dts], dtype=np.float64)
     if not d or not gts:
-        return scores, matched, ignored
+        return matched, ignored
     crowd = np.array([bool(g.get("iscrowd")) for g in gts])
     db = np.array([x["bbox"] for x in dts], dtype=np.float64)
     gb = np.array([g["bbox"] for g in gts], dtype=np.float64)
@@ -95,7 +86,7 @@ def _coco_match(
             matched[ti, di] = True
             ignored[ti, di] = crowd[m]
             taken[m] = True
-    return scores, matched, ignored
+    return matched, ignored
 
 
 def match(gt: dict[str, Any], predictions: list[dict[str, Any]], max_dets: int = 100) -> Matched:
@@ -139,11 +130,13 @@ def match(gt: dict[str, Any], predictions: list[dict[str, Any]], max_dets: int =
             group = gts.get(int(key[s0]))
             if group:
                 dts = [predictions[j] for j in order[s0:e0].tolist()]
-                _scores, mt, ig = _coco_match(dts, group, max_dets)
+                mt, ig = _coco_match(dts, group)
                 matched[:, s0:e0], ignored[:, s0:e0] = mt, ig
     cls_of = p_cls[order]
-    rows_image, rows_tp, rows_fp, seg_start, seg_len = [], [], [], [], []
-    total = 0
+    rows_image: list[np.ndarray] = []
+    rows_tp: list[np.ndarray] = []
+    rows_fp: list[np.ndarray] = []
+    seg_len: list[int] = []
     bounds = np.searchsorted(cls_of, np.arange(len(classes) + 1))
     for c in range(len(classes)):
         sel = np.arange(bounds[c], bounds[c + 1])
@@ -151,59 +144,65 @@ def match(gt: dict[str, Any], predictions: list[dict[str, Any]], max_dets: int =
         for ti in range(t):
             keep = by_score[~ignored[ti, by_score]]  # ignored rows drop out (neither TP nor FP)
             rows_image.append(p_img[order[keep]])
-            rows_tp.append(matched[ti, keep].astype(np.float64))
-            rows_fp.append((~matched[ti, keep]).astype(np.float64))
-            seg_start.append(total)
+            rows_tp.append(matched[ti, keep])
+            rows_fp.append(~matched[ti, keep])
             seg_len.append(len(keep))
-            total += len(keep)
     return _reduced(
-        Matched(
-            image=np.concatenate(rows_image) if rows_image else np.zeros(0, dtype=np.int64),
-            tp=np.concatenate(rows_tp) if rows_tp else np.zeros(0),
-            fp=np.concatenate(rows_fp) if rows_fp else np.zeros(0),
-            seg_start=np.array(seg_start, dtype=np.int64),
-            seg_len=np.array(seg_len, dtype=np.int64),
-            positives=positives,
-            classes=classes,
-            n_images=n_img,
-        )
+        np.concatenate(rows_image) if rows_image else np.zeros(0, dtype=np.int64),
+        np.concatenate(rows_tp) if rows_tp else np.zeros(0, dtype=bool),
+        np.concatenate(rows_fp) if rows_fp else np.zeros(0, dtype=bool),
+        np.array(seg_len, dtype=np.int64),
+        positives,
+        classes,
     )
 
 
-def _reduced(m: Matched) -> Matched:
+def _reduced(
+    image: np.ndarray,
+    tp: np.ndarray,
+    fp: np.ndarray,
+    seg_len: np.ndarray,
+    positives: np.ndarray,
+    classes: list[int],
+) -> Matched:
+    """The reduced table (:class:`Matched`) of the full one: one row per (threshold, prediction)
+    kept, by segment in score order, with its image, and whether it is a true or false positive
+    (ignored rows are neither)."""
     from scipy.sparse import csr_matrix
 
-    n_seg = len(m.seg_len)
-    seg = np.repeat(np.arange(n_seg), m.seg_len)
-    is_tp = m.tp > 0
-    tp_rows = np.flatnonzero(is_tp)
+    n_seg = len(seg_len)
+    seg = np.repeat(np.arange(n_seg), seg_len)
+    tp_rows = np.flatnonzero(tp)
     # for every false positive, the index (among the true positives) of the next true positive:
     # the number of true positives before it
-    before = np.cumsum(is_tp, dtype=np.int64) - is_tp
-    fp_rows = np.flatnonzero((m.fp > 0) & (before < len(tp_rows)))
+    before = np.cumsum(tp, dtype=np.int64) - tp
+    fp_rows = np.flatnonzero(fp & (before < len(tp_rows)))
     if len(tp_rows):
         fp_rows = fp_rows[seg[fp_rows] == seg[tp_rows[before[fp_rows]]]]  # the next one is its segment's
     k = before[fp_rows]  # non-decreasing: the CSR rows come in order (duplicates are summed by @)
     indptr = np.concatenate([[0], np.cumsum(np.bincount(k, minlength=len(tp_rows)))]).astype(np.int64)
+    n_images = positives.shape[1]
     counts = csr_matrix(
-        (np.ones(len(fp_rows)), m.image[fp_rows].astype(np.int64), indptr), shape=(len(tp_rows), m.n_images)
+        (np.ones(len(fp_rows)), image[fp_rows].astype(np.int64), indptr), shape=(len(tp_rows), n_images)
     )
     tp_seg = seg[tp_rows]
     tp_len = np.bincount(tp_seg, minlength=n_seg)
-    m.tp_image = m.image[tp_rows]
-    m.tp_seg = tp_seg
-    m.tp_seg_len = tp_len
-    m.tp_seg_start = np.concatenate([[0], np.cumsum(tp_len)[:-1]]).astype(np.int64)
-    m.fp_before = counts
-    return m
+    return Matched(
+        tp_image=image[tp_rows],
+        tp_seg=tp_seg,
+        tp_seg_start=np.concatenate([[0], np.cumsum(tp_len)[:-1]]).astype(np.int64),
+        tp_seg_len=tp_len,
+        fp_before=counts,
+        positives=positives,
+        classes=classes,
+        n_images=n_images,
+    )
 
 
 def class_ap_many(m: Matched, weights: np.ndarray) -> np.ndarray:
     """(R, C, T) AP per class and IoU threshold for each row of image ``weights`` (R, I), from the
-    reduced table; equal to :func:`class_ap` row by row."""
-    assert m.tp_image is not None and m.tp_seg is not None and m.tp_seg_start is not None
-    assert m.tp_seg_len is not None
-    n_seg, t = len(m.seg_len), len(IOU_THRESHOLDS)
+    reduced table."""
+    n_seg, t = len(m.tp_seg_len), len(IOU_THRESHOLDS)
     r = weights.shape[0]
     wt = weights.T  # (I, R)
     npos = np.repeat(m.positives @ wt, t, axis=0)  # (S, R)
@@ -253,25 +252,6 @@ def _segment_ap(
     return out / len(RECALL_POINTS)
 
 
-def class_ap(m: Matched, weights: np.ndarray) -> np.ndarray:
-    """(C, T) AP per class and IoU threshold for image ``weights`` (I,), NaN where a class has no
-    ground truth (COCOeval's -1), from the full table."""
-    n_seg = len(m.seg_len)
-    t = len(IOU_THRESHOLDS)
-    npos = np.repeat(m.positives @ weights, t)[:, None]  # (S, 1)
-    out = np.zeros((n_seg, 1))
-    if len(m.tp):
-        w = weights[m.image]
-        seg = np.repeat(np.arange(n_seg), m.seg_len)
-        tp = np.cumsum(m.tp * w)
-        fp = np.cumsum(m.fp * w)
-        tp = tp - np.concatenate([[0.0], tp])[m.seg_start][seg]
-        fp = fp - np.concatenate([[0.0], fp])[m.seg_start][seg]
-        out = _segment_ap(tp[:, None], fp[:, None], npos, seg, m.seg_start[m.seg_len > 0], n_seg)
-    result: np.ndarray = np.where(npos > 0, out, np.nan)[:, 0]
-    return result.reshape(len(m.classes), t)
-
-
 def _mean(x: np.ndarray, axis: int | None = None) -> Any:
     """Mean of the finite entries (NaN where there are none), without numpy's empty-slice warning."""
     ok = np.isfinite(x)
@@ -313,7 +293,7 @@ def bootstrap(
 ) -> dict[str, Any]:
     """95% percentile intervals of AP, AP50 and per-class AP over ``n`` image resamples."""
     m = match(gt, predictions)
-    ap, ap50, per = summary(class_ap(m, np.ones(m.n_images)))
+    ap, ap50, per = summary(class_ap_many(m, np.ones((1, m.n_images)))[0])
     stats = _resampled(m, resample_weights(m.n_images, n, seed))
     names = {int(c["id"]): str(c["name"]) for c in gt["categories"]}
     return {
@@ -334,7 +314,7 @@ def bootstrap(
     }
 
 
-def _resampled(m: Matched, draws: np.ndarray, chunk: int = 16) -> np.ndarray:
+def _resampled(m: Matched, draws: np.ndarray, chunk: int = 8) -> np.ndarray:
     """(R, 2 + C): AP, AP50 and per-class AP of each resample."""
     rows = []
     for i in range(0, len(draws), chunk):
@@ -342,11 +322,6 @@ def _resampled(m: Matched, draws: np.ndarray, chunk: int = 16) -> np.ndarray:
             overall, ap50, per = summary(ap)
             rows.append(np.concatenate([[overall, ap50], per]))
     return np.array(rows).reshape(len(draws), -1)
-
-
-def _stats(m: Matched, w: np.ndarray) -> np.ndarray:
-    ap, ap50, per = summary(class_ap(m, w))
-    return np.concatenate([[ap, ap50], per])
 
 
 def compare(
@@ -360,8 +335,8 @@ def compare(
     """B against A on the same resamples: the difference of AP, AP50 and per-class AP with its 95%
     interval, and the share of resamples where B scores higher."""
     ma, mb = match(gt, a), match(gt, b)
-    ones = np.ones(ma.n_images)
-    sa, sb = _stats(ma, ones), _stats(mb, ones)
+    ones = np.ones((1, ma.n_images))
+    sa, sb = _resampled(ma, ones)[0], _resampled(mb, ones)[0]
     draws = resample_weights(ma.n_images, n, seed)
     diffs = _resampled(mb, draws) - _resampled(ma, draws)
     names = {int(c["id"]): str(c["name"]) for c in gt["categories"]}
