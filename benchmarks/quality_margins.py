@@ -11,7 +11,7 @@ without and with its own confident errors. Classification: scikit-learn's digits
 labels flipped, an SVM's 5-fold out-of-sample probabilities, each cleanlab method.
 
     .venv/bin/python benchmarks/quality_margins.py --case mislabels [--seeds 10] [--digit-seeds 3]
-    .venv/bin/python benchmarks/quality_margins.py --case semantic [--seeds 3]
+    .venv/bin/python benchmarks/quality_margins.py --case semantic [--seeds 3] [--threads 1 2]
 """
 
 from __future__ import annotations
@@ -28,22 +28,30 @@ from tests.test_dedupe import classified_shapes, semantic_scores
 from tests.test_mislabels import _found, flipped_digits, planted_detection, scores
 
 
-def semantic(seeds: int) -> None:
+def semantic(seeds: int, threads: list[int]) -> None:
+    import torch
+
     from dataforge.api import dedupe
 
-    for seed in range(seeds):
-        with tempfile.TemporaryDirectory() as d:
-            p = classified_shapes(Path(d), seed)
-            hashed = semantic_scores(dedupe(p["store"]), p["pairs"])
-            print(f"seed {seed}: hashes alone " + ", ".join(f"{k} {v:.2f}" for k, v in hashed.items()))
-            for similarity in (0.9, 0.95, 0.99):
-                res = dedupe(p["store"], embeddings=p["run"], similarity=similarity)
-                got = semantic_scores(res, p["pairs"])
+    for n_threads in threads:
+        torch.set_num_threads(n_threads)
+        for seed in range(seeds):
+            with tempfile.TemporaryDirectory() as d:
+                p = classified_shapes(Path(d), seed)
+                hashed = semantic_scores(dedupe(p["store"]), p["pairs"])
                 print(
-                    f"  --embeddings --similarity {similarity}: "
-                    + ", ".join(f"{k} {v:.2f}" for k, v in got.items())
-                    + f"; largest cluster {max(len(c.image_ids) for c in res.clusters)}"
+                    f"seed {seed}, {n_threads} threads: hashes alone "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in hashed.items())
                 )
+                for similarity in (0.9, 0.95, 0.99):
+                    res = dedupe(p["store"], embeddings=p["run"], similarity=similarity)
+                    got = semantic_scores(res, p["pairs"])
+                    print(
+                        f"  --embeddings --similarity {similarity}: "
+                        + ", ".join(f"{k} {v:.2f}" for k, v in got.items())
+                        + f"; largest cluster {max(len(c.image_ids) for c in res.clusters)}",
+                        flush=True,
+                    )
 
 
 def main() -> None:
@@ -51,9 +59,10 @@ def main() -> None:
     ap.add_argument("--case", choices=["mislabels", "semantic"], default="mislabels")
     ap.add_argument("--seeds", type=int, default=None, help="default: 10 (mislabels), 3 (semantic)")
     ap.add_argument("--digit-seeds", type=int, default=3)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="semantic: torch threads (1 2)")
     a = ap.parse_args()
     if a.case == "semantic":
-        semantic(a.seeds or 3)
+        semantic(a.seeds or 3, a.threads)
         return
     a.seeds = a.seeds or 10
     for confident in (False, True):

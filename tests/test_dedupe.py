@@ -306,10 +306,10 @@ def semantic_scores(res: object, pairs: dict) -> dict[str, float]:
 
 def test_a_classifiers_embeddings_find_the_copies_hashes_cannot(tmp_path: Path) -> None:
     """`dedupe --embeddings RUN`: mirrored, re-framed and shifted copies, which the perceptual
-    hashes miss entirely. Measured (benchmarks/quality_margins.py --case semantic, seeds 0-2,
-    resnet18 trained 3 epochs on 200 scenes): mirrored 1.0 found, re-framed 0.6-0.8, shifted 0.5-0.7; precision
-    0.59-0.64 (scenes of one background colour and class sit as close as a copy). A review aid
-    on such data, not a filter."""
+    hashes miss entirely. Measured (benchmarks/quality_margins.py --case semantic, seeds 0-2 x
+    1 and 2 torch threads, resnet18 trained 3 epochs on 200 scenes): mirrored 1.0 found,
+    re-framed 0.6-0.8, shifted 0.5-0.7; precision 0.57-0.64 (scenes of one background colour
+    and class sit as close as a copy). A review aid on such data, not a filter."""
     p = classified_shapes(tmp_path, 0)
     hashes_only = semantic_scores(dedupe(p["store"]), p["pairs"])
     assert hashes_only["mirror"] == hashes_only["reframe"] == hashes_only["shift"] == 0.0
