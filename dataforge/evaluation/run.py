@@ -255,7 +255,6 @@ def _evaluate(
                 objects, boxed, iou_threshold=iou_threshold, score_threshold=score_threshold, coco=job
             ).to_dict()
             report["detection"]["errors"] = errors
-        if "bbox" in kinds:
             _at_thresholds(report["detection"], objects, boxed, iou_threshold)
             if bootstrap:
                 from dataforge.evaluation.bootstrap import bootstrap as resample
