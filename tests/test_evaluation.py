@@ -300,3 +300,22 @@ def test_best_f1_equals_matching_again_at_every_threshold() -> None:
     top = max(f for f, _ in f1s)
     assert best["value"] == pytest.approx(top, abs=1e-12)
     assert best["score_threshold"] in {t for f, t in f1s if f == pytest.approx(top, abs=1e-12)}
+
+
+def test_worst_images_count_false_positives_and_misses_of_every_image() -> None:
+    """Image 3: two confident false positives and a miss; image 1: one miss, its prediction
+    scored below 0.5 (not counted as a false positive); image 2: found. Images without errors are
+    left out; the order is most errors first. (Before one shared table, only images without any
+    prediction were listed.)"""
+    from dataforge.evaluation.detection import evaluate_detections
+
+    gt = _gt({1: [[0, 0, 20, 20]], 2: [[10, 10, 30, 30]], 3: [[40, 40, 20, 20]]})
+    preds = [
+        {"image_id": 1, "category_id": 1, "bbox": [70, 70, 10, 10], "score": 0.3},
+        {"image_id": 2, "category_id": 1, "bbox": [10, 10, 30, 30], "score": 0.9},
+        {"image_id": 3, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9},
+        {"image_id": 3, "category_id": 1, "bbox": [80, 0, 10, 10], "score": 0.6},
+    ]
+    worst = evaluate_detections(gt, preds).worst_images
+    assert [(w["image_id"], w["false_positives"], w["missed"]) for w in worst] == [(3, 2, 1), (1, 0, 1)]
+    assert worst[0]["file_name"] == "3.jpg"

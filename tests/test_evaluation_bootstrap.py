@@ -118,21 +118,3 @@ def test_cli_intervals_comparison_and_html(tmp_path) -> None:  # type: ignore[no
         tmp_path / "cls.json",
     )
     assert r.returncode != 0 and "not detection results" in r.stderr
-
-
-def test_cocoeval_split_over_two_processes_gives_the_same_report(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A large problem's COCOeval runs as two forked halves of the categories beside the rest of
-    the report: forced here on a small one, every number equals the one-process run."""
-    import dataforge.evaluation.detection as detection
-    from dataforge.evaluation.detection import CocoJob
-
-    gt, preds = problem(9, n_images=80, n_classes=6)
-    serial = evaluate_detections(gt, [dict(p) for p in preds]).to_dict()
-    monkeypatch.setattr(detection, "PARALLEL_FROM", 0)
-    monkeypatch.setattr("dataforge.runtime.usable_cores", lambda: 2)
-    monkeypatch.setattr(detection, "_single_threaded", lambda: True)  # pytest-xdist runs threads
-    job = CocoJob(gt, [dict(p) for p in preds])
-    assert len(job.futures) == 2
-    split = evaluate_detections(gt, [dict(p) for p in preds], coco=job).to_dict()
-    assert split["coco_stats"] == pytest.approx(serial["coco_stats"], abs=1e-12)
-    assert split["per_class"] == serial["per_class"] and split["pr_curves"] == serial["pr_curves"]

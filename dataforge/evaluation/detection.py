@@ -1,9 +1,11 @@
 """Detection evaluation with COCOeval's exact semantics, plus VOC AP50 and a confusion matrix.
 
-The COCO numbers come from faster-coco-eval (a C++ port of COCOeval whose results equal
-pycocotools'); the tests hold every number to pycocotools within 1e-9. Before the engine sees the
-data, ground-truth annotation ids are re-numbered 1..N (both engines read id 0 as "no match"), and
-an empty prediction list is evaluated as "no detections" (pycocotools' ``loadRes`` crashes on it).
+Boxes: every number comes from one table of overlaps (:mod:`dataforge.evaluation.overlaps`):
+COCOeval's matching and accumulation, vectorized, whose arrays equal pycocotools' (the tests hold
+them to it), VOC AP50, the confusion matrices and TIDE's breakdown. Masks and keypoints:
+faster-coco-eval (a C++ port of COCOeval), through :func:`run_cocoeval`; before it sees the data,
+ground-truth annotation ids are re-numbered 1..N (it reads id 0 as "no match"), and an empty
+prediction list is evaluated as "no detections" (pycocotools' ``loadRes`` crashes on it).
 
 Conventions (also written into every report):
 
@@ -22,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from dataforge.evaluation.overlaps import Overlaps, coco_boxes, greedy, index_of, overlaps
 from dataforge.evaluation.registry import DetectionInputs, compute
-from dataforge.metrics import box_iou, greedy_match, voc_ap
+from dataforge.metrics import voc_ap
 
 STAT_NAMES = (
     "AP",
@@ -119,21 +122,6 @@ def run_cocoeval(
     return ev
 
 
-#: from this many predictions on, COCOeval's categories are split over two worker processes that
-#: run beside the rest of the report (COCOeval evaluates each category on its own, so the merged
-#: arrays are the same numbers); below it, forking costs more than it saves
-PARALLEL_FROM = 50_000
-_SHARED: dict[str, Any] = {}  # what the forked workers read (inherited, not pickled)
-
-
-def _coco_part(cats: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    gt, preds = _SHARED["gt"], _SHARED["preds"]
-    keep = set(cats)
-    part = {**gt, "annotations": [a for a in gt["annotations"] if a["category_id"] in keep]}
-    ev = run_cocoeval(part, [p for p in preds if p["category_id"] in keep], cat_ids=cats)
-    return np.asarray(ev.eval["precision"]), np.asarray(ev.eval["recall"])
-
-
 def summarize(precision: np.ndarray, recall: np.ndarray) -> list[float]:
     """COCOeval.summarize()'s 12 box numbers from its precision [T, R, K, A, M] and recall
     [T, K, A, M] arrays (areas all, small, medium, large; maxDets 1, 10, 100)."""
@@ -157,72 +145,6 @@ def summarize(precision: np.ndarray, recall: np.ndarray) -> list[float]:
         mean(r[:, :, 2, 2]),
         mean(r[:, :, 3, 2]),
     ]
-
-
-def _single_threaded() -> bool:
-    """Forking is safe only from a process with no other thread (one could hold a lock the child
-    would wait on forever): a caller with threads (FiftyOne's database client, a thread pool)
-    gets the one-process run."""
-    import threading
-
-    return threading.active_count() == 1
-
-
-class CocoJob:
-    """COCOeval of boxes, started now and collected by :meth:`result`: on a large problem with
-    two cores, its categories split in two forked processes (balanced by predictions) that run
-    while the caller computes the rest of the report; otherwise run in :meth:`result`."""
-
-    def __init__(self, gt: dict[str, Any], predictions: list[dict[str, Any]]) -> None:
-        import multiprocessing as mp
-
-        from dataforge.runtime import usable_cores
-
-        self.gt, self.predictions = gt, predictions
-        self.cats = sorted(int(c["id"]) for c in gt["categories"])
-        self.futures: list[Any] = []
-        self.pool: Any = None
-        if (
-            len(predictions) >= PARALLEL_FROM
-            and len(self.cats) >= 2
-            and usable_cores() >= 2
-            and "fork" in mp.get_all_start_methods()
-            and _single_threaded()
-        ):
-            from concurrent.futures import ProcessPoolExecutor
-
-            counts = dict.fromkeys(self.cats, 0)
-            for p in predictions:
-                counts[int(p["category_id"])] = counts.get(int(p["category_id"]), 0) + 1
-            groups: list[list[int]] = [[], []]
-            load = [0, 0]
-            for c in sorted(self.cats, key=lambda c: -counts[c]):
-                k = 0 if load[0] <= load[1] else 1
-                groups[k].append(c)
-                load[k] += counts[c]
-            _SHARED.update(gt=gt, preds=predictions)
-            self.pool = ProcessPoolExecutor(2, mp_context=mp.get_context("fork"))
-            self.futures = [self.pool.submit(_coco_part, sorted(g)) for g in groups if g]
-            self.groups = [sorted(g) for g in groups if g]
-
-    def result(self) -> Any:
-        """An object with COCOeval's ``eval`` (precision, recall) and ``stats`` (12 numbers)."""
-        from types import SimpleNamespace
-
-        if not self.futures:
-            return run_cocoeval(self.gt, self.predictions)
-        try:
-            parts = [f.result() for f in self.futures]
-        finally:
-            self.pool.shutdown()
-            _SHARED.clear()
-        cats = [c for g in self.groups for c in g]
-        order = np.argsort(cats, kind="stable")  # back to ascending category ids, as COCOeval
-        precision = np.concatenate([p for p, _r in parts], axis=2)[:, :, order]
-        recall = np.concatenate([r for _p, r in parts], axis=1)[:, order]
-        return SimpleNamespace(
-            eval={"precision": precision, "recall": recall}, stats=summarize(precision, recall)
-        )
 
 
 def per_class_ap(
@@ -269,18 +191,19 @@ def evaluate_detections(
     *,
     iou_threshold: float = 0.5,
     score_threshold: float = 0.0,
-    coco: CocoJob | None = None,
+    table: Overlaps | None = None,
 ) -> DetectionResult:
     """Every detection number for ``predictions`` (COCO results) against ``gt`` (a COCO dict);
-    ``coco``: its COCOeval, already started (:class:`CocoJob`)."""
-    job = coco or CocoJob(gt, predictions)
-    voc, ious, matched = voc_and_matches(gt, predictions, iou_threshold)
+    ``table``: their overlaps, when the caller has them."""
+    o = table if table is not None else overlaps(gt, predictions)
+    cat_ids = [c["id"] for c in gt["categories"]]
+    ev = coco_boxes(o, cat_ids)
+    voc, ious, matched = voc_and_matches(gt, predictions, iou_threshold, table=o)
     confusion = detection_confusion(
-        gt, predictions, iou_threshold=iou_threshold, score_threshold=score_threshold
+        gt, predictions, iou_threshold=iou_threshold, score_threshold=score_threshold, table=o
     )
-    ev = job.result()
     stats = [float(s) for s in ev.stats[:12]]
-    per_class, curves = per_class_ap(ev, gt, [c["id"] for c in gt["categories"]])
+    per_class, curves = per_class_ap(ev, gt, cat_ids)
     worst = ious.pop("worst_images")
     metrics = compute("detection", matched)
     return DetectionResult(
@@ -293,7 +216,7 @@ def evaluate_detections(
         worst_images=worst,
         metrics=metrics,
         conventions={
-            "engine": "faster-coco-eval (COCOeval semantics; tests hold it to pycocotools within 1e-9)",
+            "engine": "dataforge's vectorized COCOeval (tests hold its arrays to pycocotools')",
             "box_format": "COCO xywh, absolute pixels, no +1",
             "area": "ground truth 'area' field decides small/medium/large",
             "max_dets": [1, 10, 100],
@@ -304,90 +227,55 @@ def evaluate_detections(
     )
 
 
-def _arrays(anns: list[dict[str, Any]], with_score: bool) -> dict[str, np.ndarray]:
-    """Columns of a list of COCO dicts: image, category, xyxy boxes, score or crowd flag."""
-    box = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
-    box[:, 2:] = box[:, 2:] + box[:, :2]  # xywh -> xyxy
-    out: dict[str, np.ndarray] = {
-        "image": np.fromiter((a["image_id"] for a in anns), dtype=np.int64, count=len(anns)),
-        "cat": np.fromiter((a["category_id"] for a in anns), dtype=np.int64, count=len(anns)),
-        "box": box,
-    }
-    if with_score:
-        out["score"] = np.fromiter((a["score"] for a in anns), dtype=np.float64, count=len(anns))
-    else:
-        out["crowd"] = np.fromiter((bool(a.get("iscrowd")) for a in anns), dtype=bool, count=len(anns))
-    return out
-
-
-def _groups(image_ids: np.ndarray) -> dict[int, np.ndarray]:
-    """Row indices per image id (each group in original order)."""
-    if image_ids.size == 0:
-        return {}
-    order = np.argsort(image_ids, kind="mergesort")
-    ids, starts = np.unique(image_ids[order], return_index=True)
-    return dict(zip(ids.tolist(), np.split(order, starts[1:]), strict=True))
-
-
-def _greedy(iou: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """greedy_match restricted to predictions that overlap some ground truth enough (the rest miss)."""
-    n_gt, n_pred = iou.shape
-    matched = np.full(n_pred, -1, dtype=np.int64)
-    match_iou = np.zeros(n_pred, dtype=np.float64)
-    if n_gt == 0 or n_pred == 0:
-        return matched, match_iou
-    cand = np.flatnonzero(iou.max(axis=0) >= threshold)
-    if cand.size:
-        sub_m, sub_iou = greedy_match(iou[:, cand], scores[cand], threshold)
-        matched[cand], match_iou[cand] = sub_m, sub_iou
-    return matched, match_iou
+def _matches(o: Overlaps, rank: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Greedy matching by score within each image over ``pairs`` (all valid), ties to the earlier
+    annotation: per prediction, its pair (-1: none)."""
+    dets, took = greedy(rank, pairs, o, np.ones((1, len(pairs)), dtype=bool), ties="first")
+    pair_of = np.full(len(o.d_cls), -1, dtype=np.int64)
+    pair_of[dets] = took[0]
+    return pair_of
 
 
 def voc_and_matches(
-    gt: dict[str, Any], predictions: list[dict[str, Any]], iou_threshold: float
+    gt: dict[str, Any],
+    predictions: list[dict[str, Any]],
+    iou_threshold: float,
+    *,
+    table: Overlaps | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], DetectionInputs]:
-    """VOC-style AP (11-point and all-point) per class at one IoU, the IoU of matched pairs, and
-    the matching itself (the inputs of the registered extra metrics).
+    """VOC-style AP (11-point and all-point) per class at one IoU, the IoU of matched pairs, the
+    images with the most errors, and the matching itself (the inputs of the registered extra
+    metrics).
 
     Per image, a prediction may match only ground truth of its own class (greedy by score); a
     prediction that misses but overlaps a crowd region of its class enough is neither TP nor FP.
     """
+    o = table if table is not None else overlaps(gt, predictions)
     names = {c["id"]: c["name"] for c in gt["categories"]}
-    g = _arrays(gt.get("annotations", []), with_score=False)
-    d = _arrays(predictions, with_score=True)
-    g_by, d_by = _groups(g["image"]), _groups(d["image"])
-    is_tp = np.zeros(len(predictions), dtype=np.int8)
-    counted = np.zeros(len(predictions), dtype=bool)  # False: on a crowd region, not scored
-    matched_ious: list[np.ndarray] = []
-    errors: dict[int, tuple[int, int]] = {}  # image -> (false positives with score >= 0.5, missed objects)
-    for img, gi in g_by.items():
-        if img not in d_by:
-            errors[img] = (0, int((~g["crowd"][gi]).sum()))
-    for img, di in d_by.items():
-        gi = g_by.get(img, np.zeros(0, dtype=np.int64))
-        regular, crowd = gi[~g["crowd"][gi]], gi[g["crowd"][gi]]
-        same = g["cat"][regular][:, None] == d["cat"][di][None, :]
-        iou = box_iou(g["box"][regular], d["box"][di]) * same
-        m, m_iou = _greedy(iou, d["score"][di], iou_threshold)
-        is_tp[di] = m >= 0
-        matched_ious.append(m_iou[m >= 0])
-        counted[di] = True
-        if crowd.size:
-            c_iou = box_iou(g["box"][crowd], d["box"][di]) * (
-                g["cat"][crowd][:, None] == d["cat"][di][None, :]
-            )
-            counted[di[(m < 0) & (c_iou.max(axis=0) >= iou_threshold)]] = False
-    n_pos = np.bincount(g["cat"][~g["crowd"]], minlength=max(names, default=0) + 1) if len(g["cat"]) else None
+    rank = o.image_rank()
+    same = o.d_cls[o.p_det] == o.g_cls[o.p_gt]
+    crowd = o.g_crowd[o.p_gt]
+    pair_of = _matches(
+        o, rank, np.flatnonzero(same & ~crowd & (o.p_iou >= iou_threshold) & (rank[o.p_det] >= 0))
+    )
+    is_tp = pair_of >= 0
+    counted = o.d_img >= 0  # False: on a crowd region, not scored
+    on_crowd = o.p_det[same & crowd & (o.p_plain >= iou_threshold)]
+    counted[on_crowd[~is_tp[on_crowd]]] = False
+    regular = ~o.g_crowd
     per_class = {}
+    scored = np.flatnonzero(counted)
+    order = scored[np.lexsort((-o.d_score[scored], o.d_cls[scored]))]
+    cls_sorted = o.d_cls[order]
+    positives_of = dict(zip(*np.unique(o.g_cls[regular], return_counts=True), strict=True))
     for cid in sorted(names):
-        positives = int(n_pos[cid]) if n_pos is not None and cid < len(n_pos) else 0
+        positives = int(positives_of.get(cid, 0))
         if positives == 0:
             per_class[names[cid]] = {"AP50_all_point": -1.0, "AP50_11_point": -1.0, "ground_truth": 0}
             continue
-        sel = np.flatnonzero((d["cat"] == cid) & counted)
-        order = sel[np.argsort(-d["score"][sel], kind="mergesort")]
-        tp = np.cumsum(is_tp[order])
-        fp = np.cumsum(1 - is_tp[order])
+        rows = order[np.searchsorted(cls_sorted, cid) : np.searchsorted(cls_sorted, cid, side="right")]
+        tp = np.cumsum(is_tp[rows])
+        fp = np.cumsum(~is_tp[rows])
         rec = tp / positives
         prec = tp / np.maximum(tp + fp, 1e-12)
         per_class[names[cid]] = {
@@ -402,7 +290,7 @@ def voc_and_matches(
         "mAP50_11_point": float(np.mean([v["AP50_11_point"] for v in valid])) if valid else -1.0,
         "per_class": per_class,
     }
-    arr = np.concatenate(matched_ious) if matched_ious else np.zeros(0)
+    arr = o.p_iou[pair_of[is_tp]]
     ious = {
         "iou_threshold": iou_threshold,
         "count": int(arr.size),
@@ -410,21 +298,32 @@ def voc_and_matches(
         "histogram": np.histogram(arr, bins=10, range=(iou_threshold, 1.0))[0].tolist() if arr.size else [],
         "bin_edges": np.linspace(iou_threshold, 1.0, 11).tolist(),
     }
-    files = {img["id"]: img.get("file_name") for img in gt.get("images", [])}
-    worst = sorted(errors.items(), key=lambda kv: (-(kv[1][0] + kv[1][1]), kv[0]))[:20]
+    # per image: false positives scored >= 0.5, and objects no prediction matched
+    n_img = o.n_images
+    false_pos = np.bincount(o.d_img[counted & ~is_tp & (o.d_score >= 0.5)], minlength=n_img)
+    found = np.zeros(len(o.g_cls), dtype=bool)
+    found[o.p_gt[pair_of[is_tp]]] = True
+    missed = np.bincount(o.g_img[regular & ~found & (o.g_img >= 0)], minlength=n_img)
+    total = false_pos + missed
+    worst = [int(k) for k in np.lexsort((o.image_ids, -total))[:20] if total[k]]
+    files = [img.get("file_name") for img in gt.get("images", [])]
     ious["worst_images"] = [
-        {"image_id": i, "file_name": files.get(i), "false_positives": fp, "missed": fn}
-        for i, (fp, fn) in worst
-        if fp + fn
+        {
+            "image_id": int(o.image_ids[k]),
+            "file_name": files[k],
+            "false_positives": int(false_pos[k]),
+            "missed": int(missed[k]),
+        }
+        for k in worst
     ]
     matched = DetectionInputs(
         gt=gt,
         predictions=predictions,
         iou_threshold=iou_threshold,
-        true_positive=is_tp.astype(bool),
+        true_positive=is_tp,
         scored=counted,
-        scores=d["score"],
-        positives=int((~g["crowd"]).sum()) if len(g["cat"]) else 0,
+        scores=o.d_score,
+        positives=int(regular.sum()),
     )
     return voc, ious, matched
 
@@ -435,37 +334,43 @@ def detection_confusion(
     *,
     iou_threshold: float = 0.5,
     score_threshold: float = 0.0,
+    table: Overlaps | None = None,
+    keep: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Class-agnostic matching per image, so cross-class confusions show.
 
     Rows are ground truth, columns are predictions (FiftyOne's layout; Ultralytics transposes it),
     each with a last ``background`` entry: ``[gt, background]`` counts missed objects (FN),
     ``[background, pred]`` counts detections of nothing (FP). Predictions below
-    ``score_threshold`` are dropped first; crowd ground truth is left out. Per image, predictions
-    (highest score first) take the unmatched ground truth with the highest IoU >= ``iou_threshold``.
+    ``score_threshold`` (or outside ``keep``, a mask) are dropped first; crowd ground truth is left
+    out. Per image, predictions (highest score first) take the unmatched ground truth with the
+    highest IoU >= ``iou_threshold``.
     """
+    o = table if table is not None else overlaps(gt, predictions)
     cats = sorted(c["id"] for c in gt["categories"])
     names = {c["id"]: c["name"] for c in gt["categories"]}
-    lookup = np.full(max(cats, default=0) + 1 - min(min(cats, default=0), 0), -1, dtype=np.int64)
-    offset = -min(min(cats, default=0), 0)
-    for i, cid in enumerate(cats):
-        lookup[cid + offset] = i
     bg = len(cats)
-    matrix = np.zeros((bg + 1, bg + 1), dtype=np.int64)
-    g = _arrays([a for a in gt.get("annotations", []) if not a.get("iscrowd")], with_score=False)
-    d = _arrays([p for p in predictions if p["score"] >= score_threshold], with_score=True)
-    g_cls, d_cls = lookup[g["cat"] + offset], lookup[d["cat"] + offset]
-    g_by, d_by = _groups(g["image"]), _groups(d["image"])
-    empty = np.zeros(0, dtype=np.int64)
-    for img in set(g_by) | set(d_by):
-        gi, di = g_by.get(img, empty), d_by.get(img, empty)
-        m, _ = _greedy(box_iou(g["box"][gi], d["box"][di]), d["score"][di], iou_threshold)
-        hit = m >= 0
-        np.add.at(matrix, (g_cls[gi[m[hit]]], d_cls[di[hit]]), 1)
-        np.add.at(matrix, (np.full((~hit).sum(), bg), d_cls[di[~hit]]), 1)
-        missed = np.ones(gi.size, dtype=bool)
-        missed[m[hit]] = False
-        np.add.at(matrix, (g_cls[gi[missed]], np.full(missed.sum(), bg)), 1)
+    kept = o.d_score >= score_threshold
+    if keep is not None:
+        kept &= keep
+    rank = o.image_rank(kept)
+    pair_of = _matches(
+        o, rank, np.flatnonzero(~o.g_crowd[o.p_gt] & (o.p_iou >= iou_threshold) & (rank[o.p_det] >= 0))
+    )
+    lookup = np.array(cats, dtype=np.int64)
+    g_cls, d_cls = index_of(o.g_cls, lookup), index_of(o.d_cls, lookup)
+    g_cls[g_cls < 0], d_cls[d_cls < 0] = bg, bg  # a class gt does not list: background's row
+    hit = np.flatnonzero(pair_of >= 0)
+    found = np.zeros(len(o.g_cls), dtype=bool)
+    found[o.p_gt[pair_of[hit]]] = True
+    pred_row = np.full(len(o.d_cls), bg, dtype=np.int64)  # background: a detection of nothing
+    pred_row[hit] = g_cls[o.p_gt[pair_of[hit]]]
+    size = bg + 1
+    cells = np.r_[
+        pred_row[kept] * size + d_cls[kept],
+        g_cls[~o.g_crowd & ~found] * size + bg,
+    ]
+    matrix = np.bincount(cells, minlength=size * size).reshape(size, size).astype(np.int64)
     labels = [names[c] for c in cats] + ["background"]
     per_class = []
     for i, cid in enumerate(cats):

@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from dataforge.evaluation.overlaps import Overlaps, greedy, overlaps
+
 ERROR_TYPES = ("classification", "localization", "both", "duplicate", "background", "missed")
 SPECIAL = ("false_positives", "false_negatives")
 _CODE = {name: k for k, name in enumerate(ERROR_TYPES)}
@@ -58,14 +60,6 @@ class MatchTable:
     gt_best: np.ndarray  # prediction row fixing it (the top-scoring error pointing at it), or -1
 
 
-def _iou(dt: list[Any], gt: list[Any], crowd: list[bool]) -> np.ndarray:
-    from pycocotools import mask as mask_utils
-
-    if not dt or not gt:
-        return np.zeros((len(dt), len(gt)))
-    return np.asarray(mask_utils.iou(dt, gt, crowd), dtype=np.float64).reshape(len(dt), len(gt))
-
-
 def match_table(
     gt: dict[str, Any],
     predictions: list[dict[str, Any]],
@@ -74,123 +68,93 @@ def match_table(
     background: float = 0.1,
     max_dets: int = 100,
     iou_type: str = "bbox",
+    table: Overlaps | None = None,
 ) -> MatchTable:
-    """TIDE's matching and error types (module docstring) for every image of ``gt``; per image,
-    only the matching itself loops (over the predictions that can match), the rest is array work."""
-    key = "bbox" if iou_type == "bbox" else "segmentation"
-    if iou_type == "segm":
-        from dataforge.masks import to_rle
-
-        size = {int(img["id"]): (int(img["height"]), int(img["width"])) for img in gt["images"]}
-        gt = {
-            **gt,
-            "annotations": [
-                {**a, "segmentation": to_rle(a["segmentation"], *size[int(a["image_id"])])}
-                for a in gt["annotations"]
-            ],
-        }
-        predictions = [
-            {**q, "segmentation": to_rle(q["segmentation"], *size[int(q["image_id"])])} for q in predictions
-        ]
-    preds_by: dict[int, list[int]] = {}
-    for i, pred in enumerate(predictions):
-        preds_by.setdefault(int(pred["image_id"]), []).append(i)
-    gts_by: dict[int, list[int]] = {}
-    for i, a in enumerate(gt["annotations"]):
-        gts_by.setdefault(int(a["image_id"]), []).append(i)
-    p_parts: dict[str, list[np.ndarray]] = {
-        k: [] for k in ("cls", "score", "index", "code", "error", "target")
-    }
-    g_parts: dict[str, list[np.ndarray]] = {k: [] for k in ("cls", "index", "matched", "usable", "best")}
-    n_gt = n_pred = 0
-    for img in gt["images"]:
-        iid = int(img["id"])
-        idx = gts_by.get(iid, [])
-        real = [i for i in idx if not gt["annotations"][i].get("iscrowd")]
-        crowds = [gt["annotations"][i] for i in idx if gt["annotations"][i].get("iscrowd")]
-        g = len(real)
-        g_cls = np.array([int(gt["annotations"][i]["category_id"]) for i in real], dtype=np.int64)
-        usable = np.zeros(g, dtype=bool)
-        best = np.full(g, -1, dtype=np.int64)
-        used = np.zeros(g, dtype=bool)
-        mine = preds_by.get(iid, [])
-        order = sorted(mine, key=lambda i: -predictions[i]["score"])[:max_dets]
-        if order:
-            n = len(order)
-            p_cls = np.array([int(predictions[i]["category_id"]) for i in order], dtype=np.int64)
-            score = np.array([float(predictions[i]["score"]) for i in order], dtype=np.float64)
-            dets = [predictions[i][key] for i in order]
-            iou = _iou(dets, [gt["annotations"][i][key] for i in real], [False] * g)
-            same = p_cls[:, None] == g_cls[None, :]
-            cls_iou = iou * same
-            matched_to = np.full(n, -1, dtype=np.int64)
-            if g:
-                for p in np.flatnonzero(cls_iou.max(axis=1) >= foreground).tolist():  # only these can match
-                    row = np.where(used, 0.0, cls_iou[p])
-                    k = int(np.argmax(row))
-                    if row[k] >= foreground:
-                        used[k] = True
-                        matched_to[p] = k
-            hidden = np.zeros(n, dtype=bool)
-            for c in crowds:
-                c_iou = _iou(dets, [c[key]], [True])[:, 0]
-                hidden |= (matched_to < 0) & (c_iou > foreground) & (p_cls == int(c["category_id"]))
-            error: np.ndarray = np.full(n, _CODE["background"], dtype=np.int64)
-            target: np.ndarray = np.full(n, -1, dtype=np.int64)
-            if g:
-                rows = np.arange(n)
-                best_cls = np.argmax(cls_iou, axis=1)
-                other = iou * ~same
-                best_other = np.argmax(other, axis=1)
-                is_loc = (cls_iou[rows, best_cls] >= background) & (cls_iou[rows, best_cls] <= foreground)
-                is_cls = other[rows, best_other] >= foreground
-                is_dup = (cls_iou * used[None, :]).max(axis=1) >= foreground
-                is_bkg = iou.max(axis=1) <= background
-                error = np.select(
-                    [is_loc, is_cls, is_dup, is_bkg],
-                    [_CODE["localization"], _CODE["classification"], _CODE["duplicate"], _CODE["background"]],
-                    _CODE["both"],
-                )
-                target = np.where(is_loc, best_cls, np.where(~is_loc & is_cls, best_other, -1))
-            wrong = matched_to < 0
-            error = np.where(wrong, error, -1)
-            target = np.where(wrong, target, -1)
-            # BestGTMatch: the first (highest-scoring) error pointing at a ground truth no one matched
-            pointing = np.flatnonzero((target >= 0) & ~used[np.maximum(target, 0)]) if g else target[:0]
-            if pointing.size:
-                tg, first = np.unique(target[pointing], return_index=True)
-                usable[tg] = True
-                best[tg] = n_pred + pointing[first]
-            p_parts["cls"].append(p_cls)
-            p_parts["score"].append(score)
-            p_parts["index"].append(np.array(order, dtype=np.int64))
-            p_parts["code"].append(np.where(~wrong, TP, np.where(hidden, IGNORED, error)))
-            p_parts["error"].append(error)
-            p_parts["target"].append(np.where(target >= 0, n_gt + target, -1))
-            n_pred += n
-        g_parts["cls"].append(g_cls)
-        g_parts["index"].append(np.array(real, dtype=np.int64))
-        g_parts["matched"].append(used)
-        g_parts["usable"].append(usable)
-        g_parts["best"].append(best)
-        n_gt += g
-
-    def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
-        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
-
-    return MatchTable(
-        pred_class=cat(p_parts["cls"], np.int64),
-        pred_score=cat(p_parts["score"], np.float64),
-        pred_index=cat(p_parts["index"], np.int64),
-        pred_code=cat(p_parts["code"], np.int64),
-        pred_error=cat(p_parts["error"], np.int64),
-        pred_target=cat(p_parts["target"], np.int64),
-        gt_class=cat(g_parts["cls"], np.int64),
-        gt_index=cat(g_parts["index"], np.int64),
-        gt_matched=cat(g_parts["matched"], bool),
-        gt_usable=cat(g_parts["usable"], bool),
-        gt_best=cat(g_parts["best"], np.int64),
+    """TIDE's matching and error types (module docstring) for every image of ``gt``, as array
+    work on the overlaps of each image (``table``, computed when not given): rows are images in
+    ``gt``'s order, each its predictions by score."""
+    o = table if table is not None else overlaps(gt, predictions, iou_type)
+    rank = o.image_rank()
+    rank[rank >= max_dets] = -1
+    rows = np.flatnonzero(rank >= 0)
+    rows = rows[np.lexsort((rank[rows], o.d_img[rows]))]
+    n = len(rows)
+    row_of = np.full(len(o.d_cls), -1, dtype=np.int64)
+    row_of[rows] = np.arange(n)
+    real = np.flatnonzero(~o.g_crowd & (o.g_img >= 0))
+    real = real[np.argsort(o.g_img[real], kind="stable")]  # by image, in annotation order
+    g_row = np.full(len(o.g_cls), -1, dtype=np.int64)
+    g_row[real] = np.arange(len(real))
+    in_table = np.flatnonzero(row_of[o.p_det] >= 0)
+    crowd = o.g_crowd[o.p_gt[in_table]]
+    pairs, crowd_pairs = in_table[~crowd], in_table[crowd]
+    same = o.d_cls[o.p_det[pairs]] == o.g_cls[o.p_gt[pairs]]
+    iou, p_row, p_g = o.p_iou[pairs], row_of[o.p_det[pairs]], g_row[o.p_gt[pairs]]
+    # matching: each prediction in turn takes the free ground truth of its class it overlaps most
+    cand = pairs[same & (iou >= foreground)]
+    dets, took = greedy(rank, cand, o, np.ones((1, len(cand)), dtype=bool), ties="first")
+    hit = took[0] >= 0
+    matched_to = np.full(n, -1, dtype=np.int64)
+    matched_to[row_of[dets[hit]]] = g_row[o.p_gt[took[0][hit]]]
+    used = np.zeros(len(real), dtype=bool)
+    used[matched_to[matched_to >= 0]] = True
+    best_cls_iou, best_cls = _first_best(p_row[same], iou[same], p_g[same], n)
+    best_other_iou, best_other = _first_best(p_row[~same], iou[~same], p_g[~same], n)
+    is_loc = (best_cls_iou >= background) & (best_cls_iou <= foreground)
+    is_cls = best_other_iou >= foreground
+    is_dup = np.zeros(n, dtype=bool)
+    is_dup[p_row[same & used[np.maximum(p_g, 0)] & (iou >= foreground)]] = True
+    is_bkg = np.ones(n, dtype=bool)
+    is_bkg[p_row[iou > background]] = False
+    wrong = matched_to < 0
+    hidden = np.zeros(n, dtype=bool)  # a crowd region of its class covers it
+    c_hit = crowd_pairs[
+        (o.d_cls[o.p_det[crowd_pairs]] == o.g_cls[o.p_gt[crowd_pairs]]) & (o.p_iou[crowd_pairs] > foreground)
+    ]
+    hidden[row_of[o.p_det[c_hit]]] = True
+    hidden &= wrong
+    error = np.select(
+        [is_loc, is_cls, is_dup, is_bkg],
+        [_CODE["localization"], _CODE["classification"], _CODE["duplicate"], _CODE["background"]],
+        _CODE["both"],
     )
+    target = np.where(is_loc, best_cls, np.where(is_cls, best_other, -1))
+    error = np.where(wrong, error, -1)
+    target = np.where(wrong, target, -1)
+    # BestGTMatch: the first (highest-scoring) error pointing at a ground truth no one matched
+    usable = np.zeros(len(real), dtype=bool)
+    best = np.full(len(real), -1, dtype=np.int64)
+    pointing = np.flatnonzero((target >= 0) & ~used[np.maximum(target, 0)]) if len(real) else target[:0]
+    if pointing.size:
+        tg, first = np.unique(target[pointing], return_index=True)
+        usable[tg] = True
+        best[tg] = pointing[first]
+    return MatchTable(
+        pred_class=o.d_cls[rows],
+        pred_score=o.d_score[rows],
+        pred_index=rows,
+        pred_code=np.where(~wrong, TP, np.where(hidden, IGNORED, error)),
+        pred_error=error,
+        pred_target=target,
+        gt_class=o.g_cls[real],
+        gt_index=real,
+        gt_matched=used,
+        gt_usable=usable,
+        gt_best=best,
+    )
+
+
+def _first_best(row: np.ndarray, iou: np.ndarray, g: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``n``, the highest IoU of its pairs and its ground truth (the first of equal
+    ones, as ``argmax``); 0 and -1 for a row without pairs."""
+    best_iou = np.zeros(n, dtype=np.float64)
+    best_g = np.full(n, -1, dtype=np.int64)
+    if len(row):
+        order = np.lexsort((g, -iou, row))
+        r = row[order]
+        top = order[np.r_[True, r[1:] != r[:-1]]]
+        best_iou[row[top]], best_g[row[top]] = iou[top], g[top]
+    return best_iou, best_g
 
 
 #: TIDE's recall points are k / 100; COCOeval's np.linspace(0, 1, 101) differs in the last bit at
@@ -273,10 +237,18 @@ def breakdown(
     background: float = 0.1,
     max_dets: int = 100,
     iou_type: str = "bbox",
+    table: Overlaps | None = None,
 ) -> tuple[dict[str, Any], MatchTable]:
-    """The error breakdown as the report keeps it, and the table it came from."""
+    """The error breakdown as the report keeps it, and the table it came from (``table``: the
+    overlaps, when the caller has them)."""
     t = match_table(
-        gt, predictions, foreground=foreground, background=background, max_dets=max_dets, iou_type=iou_type
+        gt,
+        predictions,
+        foreground=foreground,
+        background=background,
+        max_dets=max_dets,
+        iou_type=iou_type,
+        table=table,
     )
     names = {int(c["id"]): str(c["name"]) for c in gt["categories"]}
     base = _class_aps(*_fixed(t, None))

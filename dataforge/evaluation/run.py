@@ -246,16 +246,16 @@ def _evaluate(
         report["iou_types"] = kinds
         objects = instance_ground_truth(gt)
         if "bbox" in kinds:
-            from dataforge.evaluation.detection import CocoJob
+            from dataforge.evaluation.overlaps import overlaps
 
             boxed = [p if "bbox" in p else {**p, "bbox": rle_bbox(p["segmentation"])} for p in checked]
-            job = CocoJob(objects, boxed)  # on a large problem it runs beside what follows
-            errors, tide_table = breakdown(objects, boxed)
+            table = overlaps(objects, boxed)  # one table of overlaps for every number below
+            errors, tide_table = breakdown(objects, boxed, table=table)
             report["detection"] = evaluate_detections(
-                objects, boxed, iou_threshold=iou_threshold, score_threshold=score_threshold, coco=job
+                objects, boxed, iou_threshold=iou_threshold, score_threshold=score_threshold, table=table
             ).to_dict()
             report["detection"]["errors"] = errors
-            _at_thresholds(report["detection"], objects, boxed, iou_threshold)
+            _at_thresholds(report["detection"], objects, boxed, iou_threshold, table)
             if bootstrap:
                 from dataforge.evaluation.bootstrap import bootstrap as resample
 
@@ -347,12 +347,15 @@ def _compare(
 
 
 def _at_thresholds(
-    d: dict[str, Any], gt: dict[str, Any], preds: list[dict[str, Any]], iou_threshold: float
+    d: dict[str, Any], gt: dict[str, Any], preds: list[dict[str, Any]], iou_threshold: float, table: Any
 ) -> None:
     """The recommended score threshold per class (operating points: best F1; the overall one for a
     class the model never finds) as ``deployment_thresholds``, and the confusion matrix of the
     predictions they keep as ``confusion_at_thresholds``."""
+    import numpy as np
+
     from dataforge.evaluation.detection import detection_confusion
+    from dataforge.evaluation.overlaps import index_of
 
     ops = d.get("metrics", {}).get("operating_points")
     if not isinstance(ops, dict):
@@ -370,12 +373,14 @@ def _at_thresholds(
         "thresholds": {c["name"]: chosen[int(c["category_id"])] for c in ops["per_class"]},
         "by_category_id": {str(k): v for k, v in chosen.items()},
     }
-    kept = [
-        p
-        for p in preds
-        if chosen.get(int(p["category_id"])) is not None and p["score"] >= chosen[int(p["category_id"])]
-    ]
-    d["confusion_at_thresholds"] = detection_confusion(gt, kept, iou_threshold=iou_threshold)
+    lowest = {c: t for c, t in chosen.items() if t is not None}
+    ids = np.array(sorted(lowest), dtype=np.int64)
+    bar = np.array([lowest[c] for c in sorted(lowest)], dtype=np.float64)
+    k = index_of(table.d_cls, ids)
+    keep = (k >= 0) & (table.d_score >= np.where(k >= 0, bar[np.maximum(k, 0)] if len(bar) else 0.0, np.inf))
+    d["confusion_at_thresholds"] = detection_confusion(
+        gt, preds, iou_threshold=iou_threshold, table=table, keep=keep
+    )
 
 
 def _with_tide(gt: dict[str, Any], preds: list[dict[str, Any]], table: Any) -> Any:
