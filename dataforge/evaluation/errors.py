@@ -163,25 +163,40 @@ _RECALLS = np.arange(101) / 100
 
 
 def _class_aps(
-    cls: np.ndarray, score: np.ndarray, true: np.ndarray, positives: dict[int, int]
-) -> dict[int, float]:
-    """TIDE's AP of every class at once (COCO's 101-point interpolation at one IoU; 0 for a class
-    without positives), the classes as segments of one score-sorted array: at each recall point,
-    the envelope precision at the first row reaching it; a row is that first row for the points
-    its recall passes that the row before did not."""
-    classes = sorted(set(cls.tolist()) | set(positives))
-    present = [c for c in classes if positives.get(c, 0) > 0 or bool((cls == c).any())]
-    out = {c: 0.0 for c in present}  # nothing of a class: left out of the mean (not in ``present``)
-    if not len(cls):
-        return out
-    order = np.lexsort((-score, cls))  # by class, then score descending, ties in table order
-    c_sorted, t_sorted = cls[order], true[order].astype(np.float64)
-    uniq, starts = np.unique(c_sorted, return_index=True)
-    seg = np.repeat(np.arange(len(uniq)), np.diff(np.r_[starts, len(order)]))
+    cls: np.ndarray,
+    score: np.ndarray,
+    true: np.ndarray,
+    keep: np.ndarray,
+    positives: np.ndarray,
+    order: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """TIDE's AP of every class row at once (COCO's 101-point interpolation at one IoU; 0 for a
+    class without positives) over the ``keep`` rows, and which classes count in the mean (those
+    with positives or predictions). The classes are segments of one array sorted by class, then
+    score descending (ties in table order; ``order``: that sort of all rows, when the classes and
+    scores are the table's): at each recall point, the envelope precision at the first row
+    reaching it; a row is that first row for the points its recall passes that the row before
+    did not."""
+    n_cls = len(positives)
+    if order is None:
+        rows = np.flatnonzero(keep)
+        rows = rows[np.argsort(-score[rows], kind="stable")]
+        rows = rows[np.argsort(cls[rows], kind="stable")]
+    else:
+        rows = order[keep[order]]
+    c_sorted = cls[rows]
+    present = (positives > 0) | (np.bincount(c_sorted, minlength=n_cls) > 0)
+    out = np.zeros(n_cls)
+    if not len(rows):
+        return out, present
+    t_sorted = true[rows].astype(np.float64)
+    starts = np.flatnonzero(np.r_[True, c_sorted[1:] != c_sorted[:-1]])
+    uniq = c_sorted[starts]
+    seg = np.repeat(np.arange(len(uniq)), np.diff(np.r_[starts, len(rows)]))
     tp = np.cumsum(t_sorted)
     tp -= np.r_[0.0, tp][starts][seg]
-    n = np.arange(len(order)) - starts[seg] + 1.0
-    npos = np.array([positives.get(int(c), 0) for c in uniq], dtype=np.float64)
+    n = np.arange(len(rows)) - starts[seg] + 1.0
+    npos = positives[uniq].astype(np.float64)
     precision = tp / n
     with np.errstate(divide="ignore", invalid="ignore"):
         recall = np.where(npos[seg] > 0, tp / npos[seg], 0.0)
@@ -191,42 +206,53 @@ def _class_aps(
     prev = np.r_[0, k[:-1]]
     prev[starts] = 0
     sums = np.add.reduceat(env * (k - prev), starts)
-    for c, total, count in zip(uniq.tolist(), sums.tolist(), npos.tolist(), strict=True):
-        out[int(c)] = total / len(_RECALLS) if count > 0 else 0.0
-    return out
+    out[uniq] = np.where(npos > 0, sums / len(_RECALLS), 0.0)
+    return out, present
 
 
-def _fixed(t: MatchTable, fix: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, int]]:
-    """The AP inputs (class, score, true positive) and the positives per class, with ``fix``'s
-    errors fixed (None: as is)."""
-    positives: dict[int, int] = {}
-    for c in t.gt_class.tolist():
-        positives[c] = positives.get(c, 0) + 1
-    for c in t.pred_class.tolist():
-        positives.setdefault(c, 0)
-    cls = t.pred_class.copy()
-    true = t.pred_code == TP
-    keep = t.pred_code != IGNORED
-    if fix in ("classification", "localization"):
-        rows = np.flatnonzero(t.pred_error == _CODE[fix])
-        for r in rows.tolist():
-            g = int(t.pred_target[r])
-            if g >= 0 and t.gt_usable[g] and int(t.gt_best[g]) == r:
-                cls[r], true[r], keep[r] = t.gt_class[g], True, True
-            else:
-                keep[r] = False
-    elif fix in ("both", "duplicate", "background"):
-        keep &= t.pred_error != _CODE[fix]
-    elif fix == "missed":
-        for g in np.flatnonzero(~t.gt_matched & ~t.gt_usable).tolist():
-            positives[int(t.gt_class[g])] -= 1
-    elif fix == "false_negatives":
-        for g in np.flatnonzero(~t.gt_matched).tolist():
-            positives[int(t.gt_class[g])] -= 1
-    score = t.pred_score.copy()
-    if fix == "false_positives":
-        score = np.where(true, 1.0, 0.0)
-    return cls[keep], score[keep], true[keep], positives
+class _Fixes:
+    """TIDE's per-class AP of a table as is and with each error type fixed; classes are rows of
+    ``classes`` (every class of a ground truth or prediction)."""
+
+    def __init__(self, t: MatchTable) -> None:
+        from dataforge.evaluation.overlaps import index_of
+
+        self.t = t
+        self.classes = np.union1d(t.gt_class, t.pred_class).astype(np.int64)
+        self.cls = index_of(t.pred_class, self.classes)
+        self.g_cls = index_of(t.gt_class, self.classes)
+        self.positives = np.bincount(self.g_cls, minlength=len(self.classes))
+        by_score = np.argsort(-t.pred_score, kind="stable")
+        self.order = by_score[np.argsort(self.cls[by_score], kind="stable")]
+
+    def aps(self, fix: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """AP per class row with ``fix``'s errors fixed (None: as is), and which rows count."""
+        t, n_cls = self.t, len(self.classes)
+        cls, positives = self.cls, self.positives
+        order: np.ndarray | None = self.order
+        true = t.pred_code == TP
+        keep = t.pred_code != IGNORED
+        if fix in ("classification", "localization"):
+            rows = np.flatnonzero(t.pred_error == _CODE[fix])
+            g = t.pred_target[rows]
+            safe = np.maximum(g, 0)
+            ok = (g >= 0) & t.gt_usable[safe] & (t.gt_best[safe] == rows)
+            cls = cls.copy()
+            cls[rows[ok]] = self.g_cls[g[ok]]
+            true[rows[ok]] = True
+            keep[rows] = ok
+            order = None
+        elif fix in ("both", "duplicate", "background"):
+            keep &= t.pred_error != _CODE[fix]
+        elif fix == "missed":
+            positives = positives - np.bincount(self.g_cls[~t.gt_matched & ~t.gt_usable], minlength=n_cls)
+        elif fix == "false_negatives":
+            positives = positives - np.bincount(self.g_cls[~t.gt_matched], minlength=n_cls)
+        score = t.pred_score
+        if fix == "false_positives":
+            score = np.where(true, 1.0, 0.0)
+            order = None
+        return _class_aps(cls, score, true, keep, positives, order)
 
 
 def breakdown(
@@ -251,30 +277,32 @@ def breakdown(
         table=table,
     )
     names = {int(c["id"]): str(c["name"]) for c in gt["categories"]}
-    base = _class_aps(*_fixed(t, None))
-    ap = float(np.mean(list(base.values()))) if base else 0.0
+    fixes = _Fixes(t)
+    base, counted = fixes.aps(None)
+    ap = float(base[counted].mean()) if counted.any() else 0.0
     dap: dict[str, float] = {}
-    per_class_dap: dict[int, dict[str, float]] = {c: {} for c in base}
+    gains: dict[str, np.ndarray] = {}
     for fix in (*ERROR_TYPES, *SPECIAL):
-        aps = _class_aps(*_fixed(t, fix))
-        dap[fix] = max(float(np.mean(list(aps.values()))) - ap, 0.0) if aps else 0.0
-        for c in base:
-            per_class_dap[c][fix] = max(aps.get(c, 0.0) - base[c], 0.0)
-    counts = {name: int((t.pred_error[t.pred_code != TP] == k).sum()) for name, k in _CODE.items()}
-    counts["missed"] = int((~t.gt_matched & ~t.gt_usable).sum())
+        aps, present = fixes.aps(fix)
+        dap[fix] = max(float(aps[present].mean()) - ap, 0.0) if present.any() else 0.0
+        gains[fix] = np.maximum(np.where(present, aps, 0.0) - base, 0.0)
+    wrong = t.pred_code != TP
+    n_cls, n_err = len(fixes.classes), len(ERROR_TYPES)
+    by_class = np.bincount(fixes.cls[wrong] * n_err + t.pred_error[wrong], minlength=n_cls * n_err)
+    by_class = by_class.reshape(n_cls, n_err)
+    missed = np.bincount(fixes.g_cls[~t.gt_matched & ~t.gt_usable], minlength=n_cls)
+    by_class[:, _CODE["missed"]] = missed
+    counts = {name: int(by_class[:, k].sum()) for name, k in _CODE.items()}
     per_class = []
-    for c in sorted(base):
-        mine = t.pred_class == c
-        wrong = t.pred_code != TP
-        row_counts = {name: int((t.pred_error[mine & wrong] == k).sum()) for name, k in _CODE.items()}
-        row_counts["missed"] = int((~t.gt_matched & ~t.gt_usable & (t.gt_class == c)).sum())
+    for k in np.flatnonzero(counted).tolist():
+        c = int(fixes.classes[k])
         per_class.append(
             {
                 "category_id": c,
                 "name": names.get(c, str(c)),
-                "ap": base[c],
-                "dAP": per_class_dap[c],
-                "counts": row_counts,
+                "ap": float(base[k]),
+                "dAP": {fix: float(gains[fix][k]) for fix in (*ERROR_TYPES, *SPECIAL)},
+                "counts": {name: int(by_class[k, j]) for name, j in _CODE.items()},
             }
         )
     report = {

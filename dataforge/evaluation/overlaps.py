@@ -20,7 +20,7 @@ numbers are pycocotools' (tests/test_evaluation_coco.py holds the whole arrays t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -53,23 +53,25 @@ class Overlaps:
     p_gt: np.ndarray  # ground-truth row
     p_iou: np.ndarray  # COCOeval's IoU: over the union, or over the prediction's area for a crowd
     p_plain: np.ndarray  # over the union, crowd or not
+    _rank: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_images(self) -> int:
         return len(self.image_ids)
 
     def image_rank(self, keep: np.ndarray | None = None) -> np.ndarray:
-        """Per prediction, its place on its image by score (descending, ties in the given order);
-        -1 for one not kept (``keep``) or of an unknown image."""
-        return _ranks(self.d_img, self.d_score, keep)
+        """Per prediction, its place among its image's predictions by score (descending, ties in
+        the given order), the order greedy matching takes them in; -1 for one of an unknown image
+        or not in ``keep`` (the others keep their places: only the order counts)."""
+        if self._rank is None:
+            self._rank = _ranks(self.d_img, self.d_score)
+        return self._rank.copy() if keep is None else np.where(keep, self._rank, -1)
 
 
-def _ranks(group: np.ndarray, score: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
-    """Per row, its place in its group by score descending (stable); -1 where ``group`` < 0 or
-    not ``keep``."""
+def _ranks(group: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Per row, its place in its group by score descending (stable); -1 where ``group`` < 0."""
     rank = np.full(len(group), -1, dtype=np.int64)
-    ok = group >= 0 if keep is None else (group >= 0) & keep
-    rows = np.flatnonzero(ok)
+    rows = np.flatnonzero(group >= 0)
     if not len(rows):
         return rank
     order = rows[np.lexsort((rows, -score[rows], group[rows]))]
