@@ -2,7 +2,8 @@
 
 COCOeval's matching (area range "all", at most 100 predictions per image and class, the 10 IoU
 thresholds 0.50:0.05:0.95, crowd regions matched many times and ignored) is done once, per
-prediction and threshold: true positive, false positive or ignored. A resample draws the images
+prediction and threshold: true positive, false positive or ignored; it is the report's own
+(:func:`dataforge.evaluation.overlaps.coco_matches`, on the same table of overlaps). A resample draws the images
 with replacement; an image drawn k times counts k times, so AP of a resample needs no matching
 again: per class and threshold, the predictions stay in score order and their true and false
 positives are summed with the image weights (one vectorized pass over every class and threshold,
@@ -20,10 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dataforge.metrics import box_iou
-
-IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
-RECALL_POINTS = np.linspace(0.0, 1.0, 101)
+from dataforge.evaluation.overlaps import IOU_THRESHOLDS, RECALL_POINTS, Overlaps, coco_matches, overlaps
 
 
 @dataclass
@@ -44,108 +42,40 @@ class Matched:
     n_images: int
 
 
-def _coco_match(dts: list[dict[str, Any]], gts: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-    """One image and class, its predictions in COCOeval's order (score descending, the first
-    100): per threshold whether each matched (T, D) and is ignored (T, D), as
-    COCOeval.evaluateImg does for area "all"."""
-    gts = sorted(gts, key=lambda g: bool(g.get("iscrowd")))  # non-crowd first
-    t, d = len(IOU_THRESHOLDS), len(dts)
-    matched = np.zeros((t, d), dtype=bool)
-    ignored = np.zeros((t, d), dtype=bool)
-    if not d or not gts:
-        return matched, ignored
-    crowd = np.array([bool(g.get("iscrowd")) for g in gts])
-    db = np.array([x["bbox"] for x in dts], dtype=np.float64)
-    gb = np.array([g["bbox"] for g in gts], dtype=np.float64)
-    dxy, gxy = db.copy(), gb.copy()
-    dxy[:, 2:] += dxy[:, :2]
-    gxy[:, 2:] += gxy[:, :2]
-    iou = box_iou(dxy, gxy)  # (D, G)
-    if crowd.any():  # a crowd region: intersection over the prediction's area
-        lt = np.maximum(dxy[:, None, :2], gxy[None, crowd, :2])
-        rb = np.minimum(dxy[:, None, 2:], gxy[None, crowd, 2:])
-        inter = np.clip(rb - lt, 0, None).prod(axis=2)
-        area = (db[:, 2] * db[:, 3])[:, None]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            iou[:, crowd] = np.where(area > 0, inter / area, 0.0)
-    for ti, thr in enumerate(IOU_THRESHOLDS):
-        taken = np.zeros(len(gts), dtype=bool)
-        for di in range(d):
-            best = min(thr, 1 - 1e-10)
-            m = -1
-            for gi in range(len(gts)):
-                if taken[gi] and not crowd[gi]:
-                    continue
-                if m > -1 and not crowd[m] and crowd[gi]:
-                    break
-                if iou[di, gi] < best:
-                    continue
-                best, m = iou[di, gi], gi
-            if m == -1:
-                continue
-            matched[ti, di] = True
-            ignored[ti, di] = crowd[m]
-            taken[m] = True
-    return matched, ignored
+def match(gt: dict[str, Any], predictions: list[dict[str, Any]], *, table: Overlaps | None = None) -> Matched:
+    """COCOeval's matching of boxes (area "all") for every image and class of ``gt``, from the
+    table of overlaps the report shares (``table``, computed when not given), reduced."""
+    from dataforge.evaluation.instances import instance_ground_truth
 
-
-def match(gt: dict[str, Any], predictions: list[dict[str, Any]], max_dets: int = 100) -> Matched:
-    """COCOeval's matching of boxes (area "all") for every image and class of ``gt``. Predictions
-    of a class an image has no ground truth of (most of them) are false positives at every
-    threshold without any matching; the rest go through :func:`_coco_match` group by group."""
-    images = [int(img["id"]) for img in gt["images"]]
-    index = {iid: k for k, iid in enumerate(images)}
+    gt = instance_ground_truth(gt)
+    o = table if table is not None else overlaps(gt, predictions)
     classes = sorted(int(c["id"]) for c in gt["categories"])
-    crow = {c: k for k, c in enumerate(classes)}
-    n_img, t = len(images), len(IOU_THRESHOLDS)
-    gts: dict[int, list[Any]] = {}  # key: class row * images + image index
-    positives = np.zeros((len(classes), n_img), dtype=np.float64)
-    for a in gt["annotations"]:
-        if a.get("semantic"):
-            continue
-        c, i = crow[int(a["category_id"])], index[int(a["image_id"])]
-        gts.setdefault(c * n_img + i, []).append(a)
-        if not a.get("iscrowd"):
-            positives[c, i] += 1
-    n = len(predictions)
-    p_cls = np.fromiter((crow.get(int(p["category_id"]), -1) for p in predictions), dtype=np.int64, count=n)
-    p_img = np.fromiter((index.get(int(p["image_id"]), -1) for p in predictions), dtype=np.int64, count=n)
-    p_score = np.fromiter((p["score"] for p in predictions), dtype=np.float64, count=n)
-    p_id = np.array(images, dtype=np.int64)[np.maximum(p_img, 0)] if n else np.zeros(0, dtype=np.int64)
-    valid = np.flatnonzero((p_cls >= 0) & (p_img >= 0))
-    # class, then image id ascending (COCOeval concatenates a class's images so), then score
-    # descending, ties in the given order (its mergesort)
-    order = valid[np.lexsort((-p_score[valid], p_id[valid], p_cls[valid]))]
-    key = p_cls[order] * n_img + p_img[order]
-    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(order) else np.zeros(0, dtype=np.int64)
-    rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
-    kept = rank < max_dets
-    order, key = order[kept], key[kept]
-    matched = np.zeros((t, len(order)), dtype=bool)
-    ignored = np.zeros((t, len(order)), dtype=bool)
-    if len(order):
-        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-        ends = np.r_[starts[1:], len(order)]
-        for s0, e0 in zip(starts.tolist(), ends.tolist(), strict=True):
-            group = gts.get(int(key[s0]))
-            if group:
-                dts = [predictions[j] for j in order[s0:e0].tolist()]
-                mt, ig = _coco_match(dts, group)
-                matched[:, s0:e0], ignored[:, s0:e0] = mt, ig
-    cls_of = p_cls[order]
+    cm = coco_matches(o, classes)
+    t, n_img, n_cls = len(IOU_THRESHOLDS), o.n_images, len(classes)
+    hit = np.zeros((t, len(o.d_cls)), dtype=bool)
+    ignored = np.zeros((t, len(o.d_cls)), dtype=bool)
+    hit[:, cm.dets] = cm.hit[:t]  # area "all" comes first
+    ignored[:, cm.dets] = cm.hit_ignored[:t]
+    ignored |= ~hit & cm.d_outside[0][None, :]
+    counts = (cm.g_k >= 0) & ~cm.g_ignored[0]
+    positives = (
+        np.bincount(cm.g_k[counts] * n_img + o.g_img[counts], minlength=n_cls * n_img)
+        .reshape(n_cls, n_img)
+        .astype(np.float64)
+    )
+    order = cm.order  # class-major, each class in score order
+    bounds = np.searchsorted(cm.d_k[order], np.arange(n_cls + 1))
     rows_image: list[np.ndarray] = []
     rows_tp: list[np.ndarray] = []
     rows_fp: list[np.ndarray] = []
     seg_len: list[int] = []
-    bounds = np.searchsorted(cls_of, np.arange(len(classes) + 1))
-    for c in range(len(classes)):
-        sel = np.arange(bounds[c], bounds[c + 1])
-        by_score = sel[np.argsort(-p_score[order[sel]], kind="mergesort")]
+    for c in range(n_cls):
+        by_score = order[bounds[c] : bounds[c + 1]]
         for ti in range(t):
             keep = by_score[~ignored[ti, by_score]]  # ignored rows drop out (neither TP nor FP)
-            rows_image.append(p_img[order[keep]])
-            rows_tp.append(matched[ti, keep])
-            rows_fp.append(~matched[ti, keep])
+            rows_image.append(o.d_img[keep])
+            rows_tp.append(hit[ti, keep])
+            rows_fp.append(~hit[ti, keep])
             seg_len.append(len(keep))
     return _reduced(
         np.concatenate(rows_image) if rows_image else np.zeros(0, dtype=np.int64),
@@ -289,10 +219,16 @@ def _interval(values: np.ndarray) -> list[float] | None:
 
 
 def bootstrap(
-    gt: dict[str, Any], predictions: list[dict[str, Any]], *, n: int = 1000, seed: int = 0
+    gt: dict[str, Any],
+    predictions: list[dict[str, Any]],
+    *,
+    n: int = 1000,
+    seed: int = 0,
+    table: Overlaps | None = None,
 ) -> dict[str, Any]:
-    """95% percentile intervals of AP, AP50 and per-class AP over ``n`` image resamples."""
-    m = match(gt, predictions)
+    """95% percentile intervals of AP, AP50 and per-class AP over ``n`` image resamples
+    (``table``: the predictions' overlaps, when the caller has them)."""
+    m = match(gt, predictions, table=table)
     ap, ap50, per = summary(class_ap_many(m, np.ones((1, m.n_images)))[0])
     stats = _resampled(m, resample_weights(m.n_images, n, seed))
     names = {int(c["id"]): str(c["name"]) for c in gt["categories"]}

@@ -283,75 +283,111 @@ def index_of(values: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
     return np.where(sorted_ids[k_ok] == values, k_ok, -1).astype(np.int64)
 
 
-def coco_boxes(o: Overlaps, cat_ids: list[int]) -> SimpleNamespace:
-    """COCOeval (``bbox``, its default parameters) on the table: an object with ``eval``
-    (``precision`` [T, R, K, A, M], ``recall`` [T, K, A, M]) and ``stats`` (its 12 numbers)."""
-    from dataforge.evaluation.detection import summarize
+@dataclass
+class CocoMatches:
+    """COCOeval's ``evaluate`` for boxes on a table: per prediction, its class row and place, and
+    how each matched, per area range and IoU threshold."""
 
+    cats: np.ndarray  # category ids, ascending (class rows)
+    d_k: np.ndarray  # class row of each prediction (-1: a class gt does not list)
+    rank: np.ndarray  # place in its image and class by score, -1 beyond maxDets[-1] (not evaluated)
+    order: np.ndarray  # evaluated predictions in accumulate's order: class, score, image id, place
+    dets: np.ndarray  # the predictions that had a candidate (all others match nothing anywhere)
+    hit: np.ndarray  # (A*T, len(dets)), area-major: matched
+    hit_ignored: np.ndarray  # (A*T, len(dets)): matched a crowd region or a ground truth outside the range
+    d_outside: np.ndarray  # (A, D): the prediction's own area is outside the range
+    positives: np.ndarray  # (K, A): ground truth that counts (not crowd, inside the range)
+    g_k: np.ndarray  # class row of each annotation (-1: not evaluated)
+    g_ignored: np.ndarray  # (A, G): crowd, or outside the range
+
+
+def coco_matches(o: Overlaps, cat_ids: list[int]) -> CocoMatches:
+    """COCOeval's matching (``bbox``, default parameters) of every image and class at once: per
+    image and class, its first 100 predictions by score take, in turn, the free ground truth of the
+    highest IoU >= each threshold (of equal IoUs the later annotation), one inside the area range
+    over one outside it; crowd regions match any number and are ignored."""
     cats = np.array(sorted(cat_ids), dtype=np.int64)
-    n_t, n_r, n_k, n_a, n_m = (
-        len(IOU_THRESHOLDS),
-        len(RECALL_POINTS),
-        len(cats),
-        len(AREA_RANGES),
-        len(MAX_DETS),
-    )
-    precision = -np.ones((n_t, n_r, n_k, n_a, n_m))
-    recall = -np.ones((n_t, n_k, n_a, n_m))
-    # a prediction's class row (-1: a class gt does not have) and place in its image and class
+    n_t, n_k, n_a = len(IOU_THRESHOLDS), len(cats), len(AREA_RANGES)
     d_k = index_of(o.d_cls, cats)
     group = np.where((d_k >= 0) & (o.d_img >= 0), o.d_img * max(n_k, 1) + d_k, -1)
     rank = _ranks(group, o.d_score)
     rank[rank >= MAX_DETS[-1]] = -1
     g_k = index_of(o.g_cls, cats)
-    g_known = (g_k >= 0) & (o.g_img >= 0)
+    g_k[o.g_img < 0] = -1
     lo = np.array([a[0] for a in AREA_RANGES])[:, None]
     hi = np.array([a[1] for a in AREA_RANGES])[:, None]
     g_ignored = o.g_crowd[None, :] | (o.g_area[None, :] < lo) | (o.g_area[None, :] > hi)  # (A, G)
-    d_outside = (o.d_area[None, :] < lo) | (o.d_area[None, :] > hi)  # (A, D)
-    # matching: pairs of one image and class, COCOeval's IoU >= the lowest threshold
+    # candidates: pairs of one image and class, COCOeval's IoU >= the lowest threshold
     cand = np.flatnonzero(
         (o.p_iou >= IOU_THRESHOLDS[0]) & (rank[o.p_det] >= 0) & (o.d_cls[o.p_det] == o.g_cls[o.p_gt])
     )
-    valid = o.p_iou[cand][None, :] >= IOU_THRESHOLDS[:, None]  # (T, P)
-    valid = np.tile(valid, (n_a, 1))  # (A*T, P), area-major
+    valid = np.tile(o.p_iou[cand][None, :] >= IOU_THRESHOLDS[:, None], (n_a, 1))  # (A*T, P)
     prefer = np.repeat(~g_ignored[:, o.p_gt[cand]], n_t, axis=0)
     dets, took = greedy(rank, cand, o, valid, ties="last", prefer=prefer, reusable=o.g_crowd)
-    n_d = len(o.d_cls)
     hit = took >= 0
-    hit_ignored = np.zeros_like(hit)  # matched a ground truth outside the range, or a crowd region
+    hit_ignored = np.zeros_like(hit)
     for a in range(n_a):
         rows = slice(a * n_t, (a + 1) * n_t)
         hit_ignored[rows] = hit[rows] & g_ignored[a][o.p_gt[np.maximum(took[rows], 0)]]
-    # accumulate: per class, the predictions of every image in score order (ties: image id, then
-    # place), the first maxDet of each image and class
     in_eval = np.flatnonzero(rank >= 0)
     img_order = np.argsort(np.argsort(o.image_ids, kind="stable"), kind="stable")  # image id rank
     order = in_eval[
         np.lexsort((rank[in_eval], img_order[o.d_img[in_eval]], -o.d_score[in_eval], d_k[in_eval]))
     ]
-    g_rows = np.flatnonzero(g_known)
+    g_rows = np.flatnonzero(g_k >= 0)
     positives = np.zeros((n_k, n_a), dtype=np.int64)
     for a in range(n_a):
         positives[:, a] = np.bincount(g_k[g_rows][~g_ignored[a, g_rows]], minlength=n_k)[:n_k]
+    return CocoMatches(
+        cats=cats,
+        d_k=d_k,
+        rank=rank,
+        order=order,
+        dets=dets,
+        hit=hit,
+        hit_ignored=hit_ignored,
+        d_outside=(o.d_area[None, :] < lo) | (o.d_area[None, :] > hi),
+        positives=positives,
+        g_k=g_k,
+        g_ignored=g_ignored,
+    )
+
+
+def coco_boxes(o: Overlaps, cat_ids: list[int]) -> SimpleNamespace:
+    """COCOeval (``bbox``, its default parameters) on the table: an object with ``eval``
+    (``precision`` [T, R, K, A, M], ``recall`` [T, K, A, M]) and ``stats`` (its 12 numbers)."""
+    from dataforge.evaluation.detection import summarize
+
+    m = coco_matches(o, cat_ids)
+    n_t, n_r, n_k, n_a, n_m = (
+        len(IOU_THRESHOLDS),
+        len(RECALL_POINTS),
+        len(m.cats),
+        len(AREA_RANGES),
+        len(MAX_DETS),
+    )
+    precision = -np.ones((n_t, n_r, n_k, n_a, n_m))
+    recall = -np.ones((n_t, n_k, n_a, n_m))
+    where = np.full(len(o.d_cls), -1, dtype=np.int64)
     for m_i, max_det in enumerate(MAX_DETS):
-        sel = order[rank[order] < max_det]
-        where = np.full(n_d, -1, dtype=np.int64)
+        # per class, the predictions of every image in score order, the first maxDet of each
+        sel = m.order[m.rank[m.order] < max_det]
+        where[:] = -1
         where[sel] = np.arange(len(sel))
-        at = where[dets]
+        at = where[m.dets]
         touched = np.flatnonzero(at >= 0)
-        touched = touched[np.argsort(at[touched], kind="stable")]  # predictions that matched somewhere
+        touched = touched[np.argsort(at[touched], kind="stable")]
         for a in range(n_a):
             rows = slice(a * n_t, (a + 1) * n_t)
             _accumulate(
                 precision[:, :, :, a, m_i],
                 recall[:, :, a, m_i],
-                positives[:, a],
-                d_k[sel],
-                ~d_outside[a, sel],
+                m.positives[:, a],
+                m.d_k[sel],
+                ~m.d_outside[a, sel],
                 at[touched],
-                hit[rows][:, touched],
-                hit_ignored[rows][:, touched],
+                m.hit[rows][:, touched],
+                m.hit_ignored[rows][:, touched],
             )
     return SimpleNamespace(
         eval={"precision": precision, "recall": recall}, stats=summarize(precision, recall)

@@ -259,7 +259,9 @@ def _evaluate(
             if bootstrap:
                 from dataforge.evaluation.bootstrap import bootstrap as resample
 
-                report["detection"]["bootstrap"] = resample(objects, boxed, n=bootstrap, seed=bootstrap_seed)
+                report["detection"]["bootstrap"] = resample(
+                    objects, boxed, n=bootstrap, seed=bootstrap_seed, table=table
+                )
             if explain:
                 from dataforge.evaluation.explain import explain as explained
 
