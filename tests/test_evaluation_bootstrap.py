@@ -118,3 +118,26 @@ def test_cli_intervals_comparison_and_html(tmp_path) -> None:  # type: ignore[no
         tmp_path / "cls.json",
     )
     assert r.returncode != 0 and "not detection results" in r.stderr
+
+
+def test_resamples_split_over_two_forked_processes_give_the_same_numbers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Many resamples run as two halves in forked processes (forced here: pytest-xdist runs
+    threads, where dataforge does not fork); each resample is computed alone, so every number
+    equals the one-process run's, bit for bit."""
+    import os
+
+    import dataforge.evaluation.bootstrap as b
+    from dataforge.runtime import forked_map
+
+    monkeypatch.setattr("dataforge.runtime.fork_safe", lambda: True)
+    pids = forked_map(lambda _: os.getpid(), [0, 1])
+    assert len(set(pids)) == 2 and os.getpid() not in pids  # two children did the work
+    gt, preds = problem(9, n_images=80, n_classes=6)
+    m = b.match(gt, preds)
+    draws = b.resample_weights(m.n_images, 120, 5)
+    monkeypatch.setattr(b, "PARALLEL_FROM", 10**9)
+    serial = b._resampled(m, draws)
+    monkeypatch.setattr(b, "PARALLEL_FROM", 100)
+    np.testing.assert_array_equal(b._resampled(m, draws), serial)

@@ -73,6 +73,8 @@ def match(gt: dict[str, Any], predictions: list[dict[str, Any]], *, table: Overl
         by_score = order[bounds[c] : bounds[c + 1]]
         for ti in range(t):
             keep = by_score[~ignored[ti, by_score]]  # ignored rows drop out (neither TP nor FP)
+            tps = np.flatnonzero(hit[ti, keep])
+            keep = keep[: tps[-1] + 1] if len(tps) else keep[:0]  # what follows the last TP changes nothing
             rows_image.append(o.d_img[keep])
             rows_tp.append(hit[ti, keep])
             rows_fp.append(~hit[ti, keep])
@@ -250,14 +252,28 @@ def bootstrap(
     }
 
 
+#: from this many resamples on, they are split over two forked processes (each resample is
+#: computed alone, so the numbers do not depend on the split)
+PARALLEL_FROM = 100
+
+
 def _resampled(m: Matched, draws: np.ndarray, chunk: int = 8) -> np.ndarray:
-    """(R, 2 + C): AP, AP50 and per-class AP of each resample."""
-    rows = []
-    for i in range(0, len(draws), chunk):
-        for ap in class_ap_many(m, draws[i : i + chunk]):
-            overall, ap50, per = summary(ap)
-            rows.append(np.concatenate([[overall, ap50], per]))
-    return np.array(rows).reshape(len(draws), -1)
+    """(R, 2 + C): AP, AP50 and per-class AP of each resample; many resamples run as two halves
+    in forked processes where that is safe (:func:`dataforge.runtime.forked_map`)."""
+    from dataforge.runtime import forked_map
+
+    def part(rows_of: np.ndarray) -> np.ndarray:
+        rows = []
+        for i in range(0, len(rows_of), chunk):
+            for ap in class_ap_many(m, rows_of[i : i + chunk]):
+                overall, ap50, per = summary(ap)
+                rows.append(np.concatenate([[overall, ap50], per]))
+        return np.array(rows).reshape(len(rows_of), -1)
+
+    if len(draws) < PARALLEL_FROM:
+        return part(draws)
+    half = (len(draws) + 1) // 2
+    return np.concatenate(forked_map(part, [draws[:half], draws[half:]]))
 
 
 def compare(
