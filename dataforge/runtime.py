@@ -114,20 +114,26 @@ def fork_safe() -> bool:
     return usable_cores() >= 2 and "fork" in mp.get_all_start_methods() and threading.active_count() == 1
 
 
-def _run_forked(i: int) -> Any:
-    try:  # one BLAS thread per child: the children are the parallelism (two children each
-        # running two BLAS threads on two cores took 10.3 s where one each took 6.8 s)
+def _one_blas_thread() -> Any:
+    """One BLAS thread while the processes are the parallelism (two children each running two
+    BLAS threads on two cores took 10.3 s where one each took 6.8 s)."""
+    try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn ("all")
-        return _FORKED["fn"](_FORKED["parts"][i])
-    with threadpool_limits(1):
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
+
+
+def _run_forked(i: int) -> Any:
+    with _one_blas_thread():
         return _FORKED["fn"](_FORKED["parts"][i])
 
 
 def forked_map(fn: Callable[[Any], Any], parts: list[Any]) -> list[Any]:
-    """``[fn(p) for p in parts]``, one forked process per part when :func:`fork_safe` (else in
-    this process). The children inherit ``fn`` and ``parts`` as they are (a closure, large arrays:
-    nothing is pickled but each part's index and result)."""
+    """``[fn(p) for p in parts]``: the last part in this process, each other in a forked one, side
+    by side, when :func:`fork_safe` (else all in this process, in turn). The children inherit
+    ``fn`` and ``parts`` as they are (a closure, large arrays: nothing is pickled but each part's
+    index and result)."""
     if len(parts) < 2 or not fork_safe():
         return [fn(p) for p in parts]
     import multiprocessing as mp
@@ -135,7 +141,10 @@ def forked_map(fn: Callable[[Any], Any], parts: list[Any]) -> list[Any]:
 
     _FORKED.update(fn=fn, parts=parts)
     try:
-        with ProcessPoolExecutor(min(len(parts), usable_cores()), mp_context=mp.get_context("fork")) as pool:
-            return list(pool.map(_run_forked, range(len(parts))))
+        with ProcessPoolExecutor(len(parts) - 1, mp_context=mp.get_context("fork")) as pool:
+            futures = [pool.submit(_run_forked, i) for i in range(len(parts) - 1)]
+            with _one_blas_thread():
+                last = fn(parts[-1])
+            return [f.result() for f in futures] + [last]
     finally:
         _FORKED.clear()
