@@ -283,10 +283,12 @@ def compare(
     *,
     n: int = 1000,
     seed: int = 0,
+    table_a: Overlaps | None = None,
 ) -> dict[str, Any]:
     """B against A on the same resamples: the difference of AP, AP50 and per-class AP with its 95%
-    interval, and the share of resamples where B scores higher."""
-    ma, mb = match(gt, a), match(gt, b)
+    interval, and the share of resamples where B scores higher (``table_a``: A's overlaps, when
+    the caller has them)."""
+    ma, mb = match(gt, a, table=table_a), match(gt, b)
     ones = np.ones((1, ma.n_images))
     sa, sb = _resampled(ma, ones)[0], _resampled(mb, ones)[0]
     draws = resample_weights(ma.n_images, n, seed)
@@ -316,13 +318,15 @@ def compare(
     }
 
 
-def image_errors(gt: dict[str, Any], predictions: list[dict[str, Any]], iou: float = 0.5) -> dict[int, int]:
+def image_errors(
+    gt: dict[str, Any], predictions: list[dict[str, Any]], iou: float = 0.5, table: Overlaps | None = None
+) -> dict[int, int]:
     """Per image: its false positives plus missed objects, keeping the predictions that score at
     least the set's best-F1 threshold (VOC matching at ``iou``): what a deployment would see."""
     from dataforge.evaluation.detection import voc_and_matches
     from dataforge.evaluation.metrics.best_f1 import best_f1
 
-    _voc, _ious, x = voc_and_matches(gt, predictions, iou)
+    _voc, _ious, x = voc_and_matches(gt, predictions, iou, table=table)
     threshold = best_f1(x)["score_threshold"]
     kept = x.scored & (x.scores >= (threshold if threshold is not None else np.inf))
     out = {int(img["id"]): 0 for img in gt["images"]}
@@ -336,10 +340,14 @@ def image_errors(gt: dict[str, Any], predictions: list[dict[str, Any]], iou: flo
 
 
 def image_changes(
-    gt: dict[str, Any], a: list[dict[str, Any]], b: list[dict[str, Any]], top: int = 8
+    gt: dict[str, Any],
+    a: list[dict[str, Any]],
+    b: list[dict[str, Any]],
+    top: int = 8,
+    table_a: Overlaps | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """The images where B made the most fewer (``gained``) and more (``lost``) errors than A."""
-    ea, eb = image_errors(gt, a), image_errors(gt, b)
+    ea, eb = image_errors(gt, a, table=table_a), image_errors(gt, b)
     files = {int(img["id"]): img.get("file_name") for img in gt["images"]}
     rows = [
         {"image_id": i, "file_name": files[i], "errors_A": ea[i], "errors_B": eb[i], "change": ea[i] - eb[i]}

@@ -268,7 +268,7 @@ def _evaluate(
                 report["explain"] = explained(report, objects, boxed)
             if compare is not None:
                 report["comparison"] = _compare(
-                    objects, boxed, compare, gt, store_ids, max(bootstrap, 200), bootstrap_seed
+                    objects, boxed, compare, gt, store_ids, max(bootstrap, 200), bootstrap_seed, table
                 )
         if "segm" in kinds:
             report["segmentation"] = evaluate_masks(objects, checked)
@@ -331,8 +331,10 @@ def _compare(
     store_ids: set[int] | None,
     n: int,
     seed: int,
+    table: Any,
 ) -> dict[str, Any]:
-    """Predictions B (``path``) against A (``a``, checked) on the same image resamples."""
+    """Predictions B (``path``) against A (``a``, checked; ``table``: its overlaps) on the same
+    image resamples."""
     from dataforge.evaluation.bootstrap import compare, image_changes
     from dataforge.masks import rle_bbox
 
@@ -341,9 +343,9 @@ def _compare(
         raise UsageError(f"--compare {path.name}: not detection results (boxes)")
     b = check_detections(other, full_gt, path.name, store_ids)
     b = [p if "bbox" in p else {**p, "bbox": rle_bbox(p["segmentation"])} for p in b]
-    res = compare(gt, a, b, n=n, seed=seed)
+    res = compare(gt, a, b, n=n, seed=seed, table_a=table)
     res["A"], res["B"] = "predictions", str(path)
-    res["images"] = image_changes(gt, a, b)
+    res["images"] = image_changes(gt, a, b, table_a=table)
     res["_b"] = b  # for the HTML report's drawings; dropped before the JSON is written
     return res
 
