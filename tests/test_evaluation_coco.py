@@ -282,3 +282,39 @@ def test_real_coco_files_equal_pycocotools(path) -> None:
     reindexed = {**gt, "annotations": [{**a, "id": i + 1} for i, a in enumerate(gt["annotations"])]}
     ref = pycocotools_stats(reindexed, preds)
     assert evaluate_detections(gt, preds).coco_stats == pytest.approx(list(ref), abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_confusion_matrix_equals_matching_each_image_on_its_own(seed: int) -> None:
+    """The confusion matrix comes from the shared table, all images matched at once, rank by rank;
+    on crowded images (competing predictions, tied scores and IoUs) it equals matching each image
+    alone with ``greedy_match`` (highest score first, the free ground truth of highest IoU)."""
+    from dataforge.evaluation.detection import detection_confusion
+    from dataforge.metrics import box_iou, greedy_match
+
+    gt, preds = crowded(seed)
+    cats = [1, 2]
+    expected = np.zeros((3, 3), dtype=np.int64)
+
+    def xyxy(b: list[float]) -> list[float]:
+        return [b[0], b[1], b[0] + b[2], b[1] + b[3]]
+
+    for img in gt["images"]:
+        g = [a for a in gt["annotations"] if a["image_id"] == img["id"] and not a["iscrowd"]]
+        d = [p for p in preds if p["image_id"] == img["id"] and p["score"] >= 0.25]
+        if g and d:
+            m, _ = greedy_match(
+                box_iou([xyxy(a["bbox"]) for a in g], [xyxy(p["bbox"]) for p in d]),
+                [p["score"] for p in d],
+                0.5,
+            )
+        else:
+            m = np.full(len(d), -1)
+        for p, k in zip(d, m.tolist(), strict=True):
+            row = cats.index(g[k]["category_id"]) if k >= 0 else 2
+            expected[row, cats.index(p["category_id"])] += 1
+        for j, a in enumerate(g):
+            if j not in set(m.tolist()):
+                expected[cats.index(a["category_id"]), 2] += 1
+    got = detection_confusion(gt, preds, iou_threshold=0.5, score_threshold=0.25)
+    np.testing.assert_array_equal(np.array(got["matrix"]), expected)

@@ -44,7 +44,7 @@ class Overlaps:
     g_img: np.ndarray  # image index (-1: an image gt does not list)
     g_cls: np.ndarray  # category id
     g_crowd: np.ndarray  # bool
-    g_area: np.ndarray  # the 'area' field (COCOeval's area ranges read it)
+    g_area: np.ndarray  # the 'area' field (COCOeval's area ranges read it; the box's w * h without one)
     d_img: np.ndarray  # image index (-1: an image gt does not list)
     d_cls: np.ndarray
     d_score: np.ndarray
@@ -99,9 +99,11 @@ def overlaps(gt: dict[str, Any], predictions: list[dict[str, Any]], iou_type: st
     g_img = np.fromiter((place.get(int(a["image_id"]), -1) for a in anns), dtype=np.int64, count=n_g)
     d_img = np.fromiter((place.get(int(p["image_id"]), -1) for p in predictions), dtype=np.int64, count=n_d)
     g_crowd = np.fromiter((bool(a.get("iscrowd")) for a in anns), dtype=bool, count=n_g)
+    g_area = np.fromiter((float(a.get("area", np.nan)) for a in anns), dtype=np.float64, count=n_g)
     if iou_type == "bbox":
         g_box, d_box = _boxes(anns), _boxes(predictions)
         d_area = d_box[:, 2] * d_box[:, 3]
+        g_area = np.where(np.isnan(g_area), g_box[:, 2] * g_box[:, 3], g_area)  # no 'area': the box's
         p_det, p_gt, p_iou, p_plain = _box_pairs(g_img, g_box, g_crowd, d_img, d_box, len(images))
     else:  # masks: what TIDE reads (COCOeval of masks stays faster-coco-eval's)
         d_area = np.full(n_d, np.nan)
@@ -112,7 +114,7 @@ def overlaps(gt: dict[str, Any], predictions: list[dict[str, Any]], iou_type: st
         g_img=g_img,
         g_cls=_column(anns, "category_id", np.int64),
         g_crowd=g_crowd,
-        g_area=np.fromiter((float(a.get("area", 0.0)) for a in anns), dtype=np.float64, count=n_g),
+        g_area=g_area,
         d_img=d_img,
         d_cls=_column(predictions, "category_id", np.int64),
         d_score=_column(predictions, "score", np.float64),
