@@ -164,11 +164,11 @@ ARRAY_CASES = {
 def test_precision_and_recall_arrays_equal_pycocotools_bit_for_bit(name: str) -> None:
     """The vectorized engine computes each number with pycocotools' own operations, so its whole
     precision [T, R, K, A, M] and recall [T, K, A, M] arrays are pycocotools', not just close."""
-    from dataforge.evaluation.overlaps import coco_boxes, overlaps
+    from dataforge.evaluation.overlaps import coco_eval, overlaps
 
     gt, preds = ARRAY_CASES[name]
     ref = pycocotools_eval(gt, preds)
-    ours = coco_boxes(overlaps(gt, preds), [c["id"] for c in gt["categories"]])
+    ours = coco_eval(overlaps(gt, preds), [c["id"] for c in gt["categories"]])
     np.testing.assert_array_equal(ours.eval["precision"], ref.eval["precision"])
     np.testing.assert_array_equal(ours.eval["recall"], ref.eval["recall"])
     assert ours.stats == list(ref.stats)

@@ -22,6 +22,10 @@ from dataforge.masks import encode
 def pycocotools_stats(
     gt: dict, preds: list[dict], iou_type: str, sigmas: list[float] | None = None
 ) -> np.ndarray:
+    return np.asarray(pycocotools_eval(gt, preds, iou_type, sigmas).stats)
+
+
+def pycocotools_eval(gt: dict, preds: list[dict], iou_type: str, sigmas: list[float] | None = None):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -38,7 +42,7 @@ def pycocotools_stats(
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return np.asarray(ev.stats)
+    return ev
 
 
 def blob(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
@@ -110,6 +114,21 @@ def test_segm_stats_equal_pycocotools(seed: int, with_boxes: bool) -> None:
     assert len(ours) == 12
     assert np.allclose(ours, ref, atol=1e-9, rtol=0), (ours, ref)
     assert len({round(v, 6) for v in ours}) > 4  # a problem with spread, not all -1 or 1
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("with_boxes", [False, True])
+def test_segm_arrays_equal_pycocotools_bit_for_bit(seed: int, with_boxes: bool) -> None:
+    """Masks run on the box engine's matching and accumulation, over pycocotools' mask IoUs: the
+    whole precision and recall arrays are pycocotools'. With boxes in the predictions, a
+    prediction's area (small, medium, large) is its box's, as pycocotools' loadRes makes it."""
+    from dataforge.evaluation.overlaps import coco_eval, overlaps
+
+    gt, preds = mask_problem(seed, with_boxes=with_boxes)
+    ref = pycocotools_eval(gt, preds, "segm")
+    ours = coco_eval(overlaps(gt, preds, "segm"), [c["id"] for c in gt["categories"]])
+    np.testing.assert_array_equal(ours.eval["precision"], ref.eval["precision"])
+    np.testing.assert_array_equal(ours.eval["recall"], ref.eval["recall"])
 
 
 def keypoint_problem(seed: int, k: int) -> tuple[dict, list[dict]]:

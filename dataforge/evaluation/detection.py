@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from dataforge.evaluation.overlaps import Overlaps, coco_boxes, greedy, index_of, overlaps
+from dataforge.evaluation.overlaps import Overlaps, coco_eval, greedy, index_of, overlaps
 from dataforge.evaluation.registry import DetectionInputs, compute
 from dataforge.metrics import voc_ap
 
@@ -197,7 +197,7 @@ def evaluate_detections(
     ``table``: their overlaps, when the caller has them."""
     o = table if table is not None else overlaps(gt, predictions)
     cat_ids = [c["id"] for c in gt["categories"]]
-    ev = coco_boxes(o, cat_ids)
+    ev = coco_eval(o, cat_ids)
     voc, ious, matched = voc_and_matches(gt, predictions, iou_threshold, table=o)
     confusion = detection_confusion(
         gt, predictions, iou_threshold=iou_threshold, score_threshold=score_threshold, table=o

@@ -12,7 +12,7 @@ is bit for bit COCOeval's.
 every group at once, one rank at a time (the first prediction of every group, then the second,
 ...), and every IoU threshold and area range at once as rows of one boolean matrix.
 
-:func:`coco_boxes` is COCOeval's ``evaluate`` and ``accumulate`` for boxes on that table: the
+:func:`coco_eval` is COCOeval's ``evaluate`` and ``accumulate`` for boxes or masks on that table: the
 same precision [T, R, K, A, M] and recall [T, K, A, M] arrays, computed the way pycocotools
 computes them (its cumulative sums, its division, its envelope, its ``searchsorted``), so the
 numbers are pycocotools' (tests/test_evaluation_coco.py holds the whole arrays to it).
@@ -48,7 +48,8 @@ class Overlaps:
     d_img: np.ndarray  # image index (-1: an image gt does not list)
     d_cls: np.ndarray
     d_score: np.ndarray
-    d_area: np.ndarray  # w * h of the box, as COCOeval's loadRes sets it (boxes only; NaN for masks)
+    d_area: np.ndarray  # as COCOeval's loadRes sets it: w * h of the box (masks: the mask's pixels,
+    # unless the first prediction has a box: then every box's w * h)
     p_det: np.ndarray  # prediction row of each pair
     p_gt: np.ndarray  # ground-truth row
     p_iou: np.ndarray  # COCOeval's IoU: over the union, or over the prediction's area for a crowd
@@ -105,10 +106,13 @@ def overlaps(gt: dict[str, Any], predictions: list[dict[str, Any]], iou_type: st
         d_area = d_box[:, 2] * d_box[:, 3]
         g_area = np.where(np.isnan(g_area), g_box[:, 2] * g_box[:, 3], g_area)  # no 'area': the box's
         p_det, p_gt, p_iou, p_plain = _box_pairs(g_img, g_box, g_crowd, d_img, d_box, len(images))
-    else:  # masks: what TIDE reads (COCOeval of masks stays faster-coco-eval's)
-        d_area = np.full(n_d, np.nan)
-        p_det, p_gt, p_iou = _mask_pairs(gt, predictions, g_img, g_crowd, d_img, len(images))
+    else:  # masks: pycocotools' mask IoU, image by image
+        p_det, p_gt, p_iou, d_area = _mask_pairs(gt, predictions, g_img, g_crowd, d_img, len(images))
         p_plain = p_iou
+        if predictions and predictions[0].get("bbox"):  # COCOeval's loadRes: then areas are boxes'
+            boxed = np.fromiter((bool(q.get("bbox")) for q in predictions), dtype=bool, count=n_d)
+            box_area = np.array([q["bbox"][2] * q["bbox"][3] if q.get("bbox") else 0.0 for q in predictions])
+            d_area = np.where(boxed, box_area, d_area)
     return Overlaps(
         image_ids=np.array(images, dtype=np.int64),
         g_img=g_img,
@@ -181,11 +185,10 @@ def _mask_pairs(
     g_crowd: np.ndarray,
     d_img: np.ndarray,
     n_images: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The pairs of masks (pycocotools' mask IoU, image by image)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs of masks (pycocotools' mask IoU, image by image), and each prediction's mask
+    area (NaN on an image gt does not list)."""
     from pycocotools import mask as mask_utils
-
-    from dataforge.masks import to_rle
 
     sizes = [(int(img["height"]), int(img["width"])) for img in gt["images"]]
     by_img_g = [[] for _ in range(n_images)]  # type: list[list[int]]
@@ -197,14 +200,18 @@ def _mask_pairs(
         if k >= 0:
             by_img_d[k].append(i)
     anns = gt["annotations"]
+    d_area = np.full(len(d_img), np.nan)
     dets_out, gts_out, ious_out = [], [], []
     for k in range(n_images):
         gi, di = by_img_g[k], by_img_d[k]
-        if not gi or not di:
+        if not di:
             continue
         h, w = sizes[k]
-        g_rles = [to_rle(anns[i]["segmentation"], h, w) for i in gi]
-        d_rles = [to_rle(predictions[i]["segmentation"], h, w) for i in di]
+        d_rles = [_as_rle(predictions[i]["segmentation"], h, w) for i in di]
+        d_area[di] = mask_utils.area(d_rles)
+        if not gi:
+            continue
+        g_rles = [_as_rle(anns[i]["segmentation"], h, w) for i in gi]
         crowd = [bool(g_crowd[i]) for i in gi]
         iou = np.asarray(mask_utils.iou(d_rles, g_rles, crowd), dtype=np.float64).reshape(len(di), len(gi))
         r, c = np.nonzero(iou >= MIN_IOU)
@@ -212,8 +219,23 @@ def _mask_pairs(
         gts_out.append(np.asarray(gi, dtype=np.int64)[c])
         ious_out.append(iou[r, c])
     if not dets_out:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-    return np.concatenate(dets_out), np.concatenate(gts_out), np.concatenate(ious_out)
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0, dtype=np.float64), d_area
+    return np.concatenate(dets_out), np.concatenate(gts_out), np.concatenate(ious_out), d_area
+
+
+def _as_rle(segmentation: Any, height: int, width: int) -> Any:
+    """A compressed RLE of the image's size as it is (pycocotools reads string counts); any other
+    segmentation through :func:`dataforge.masks.to_rle`."""
+    if (
+        type(segmentation) is dict
+        and type(segmentation.get("counts")) in (str, bytes)
+        and segmentation.get("size") == [height, width]
+    ):
+        return segmentation
+    from dataforge.masks import to_rle
+
+    return to_rle(segmentation, height, width)
 
 
 def greedy(
@@ -304,7 +326,7 @@ class CocoMatches:
 
 
 def coco_matches(o: Overlaps, cat_ids: list[int]) -> CocoMatches:
-    """COCOeval's matching (``bbox``, default parameters) of every image and class at once: per
+    """COCOeval's matching (``bbox`` or ``segm``, default parameters) of every image and class at once: per
     image and class, its first 100 predictions by score take, in turn, the free ground truth of the
     highest IoU >= each threshold (of equal IoUs the later annotation), one inside the area range
     over one outside it; crowd regions match any number and are ignored."""
@@ -355,8 +377,8 @@ def coco_matches(o: Overlaps, cat_ids: list[int]) -> CocoMatches:
     )
 
 
-def coco_boxes(o: Overlaps, cat_ids: list[int]) -> SimpleNamespace:
-    """COCOeval (``bbox``, its default parameters) on the table: an object with ``eval``
+def coco_eval(o: Overlaps, cat_ids: list[int]) -> SimpleNamespace:
+    """COCOeval (``bbox`` or ``segm``, as the table was made; its default parameters) on the table: an object with ``eval``
     (``precision`` [T, R, K, A, M], ``recall`` [T, K, A, M]) and ``stats`` (its 12 numbers)."""
     from dataforge.evaluation.detection import summarize
 

@@ -236,6 +236,7 @@ def _evaluate(
     else:
         from dataforge.evaluation.errors import breakdown
         from dataforge.evaluation.instances import evaluate_keypoints, evaluate_masks, instance_ground_truth
+        from dataforge.evaluation.overlaps import overlaps
         from dataforge.masks import rle_bbox
 
         checked = check_detections(preds, gt, predictions.name, store_ids)
@@ -246,8 +247,6 @@ def _evaluate(
         report["iou_types"] = kinds
         objects = instance_ground_truth(gt)
         if "bbox" in kinds:
-            from dataforge.evaluation.overlaps import overlaps
-
             boxed = [p if "bbox" in p else {**p, "bbox": rle_bbox(p["segmentation"])} for p in checked]
             table = overlaps(objects, boxed)  # one table of overlaps for every number below
             errors, tide_table = breakdown(objects, boxed, table=table)
@@ -271,8 +270,9 @@ def _evaluate(
                     objects, boxed, compare, gt, store_ids, max(bootstrap, 200), bootstrap_seed, table
                 )
         if "segm" in kinds:
-            report["segmentation"] = evaluate_masks(objects, checked)
-            report["segmentation"]["errors"] = breakdown(objects, checked, iou_type="segm")[0]
+            masks = overlaps(objects, checked, "segm") if _all_masked(objects) else None
+            report["segmentation"] = evaluate_masks(objects, checked, table=masks)
+            report["segmentation"]["errors"] = breakdown(objects, checked, iou_type="segm", table=masks)[0]
         if "keypoints" in kinds:
             # the predictions of categories with points (a keypoint detector's other boxes have none)
             pointed = [p for p in checked if p["category_id"] in point_cats]
@@ -348,6 +348,11 @@ def _compare(
     res["images"] = image_changes(gt, a, b, table_a=table)
     res["_b"] = b  # for the HTML report's drawings; dropped before the JSON is written
     return res
+
+
+def _all_masked(gt: dict[str, Any]) -> bool:
+    """Every object has a mask (else evaluate_masks refuses, naming the first without)."""
+    return all(a.get("segmentation") for a in gt["annotations"])
 
 
 def _at_thresholds(
