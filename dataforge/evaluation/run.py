@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dataforge import __version__
 from dataforge.errors import DataError, UsageError
@@ -21,6 +21,9 @@ from dataforge.evaluation.predictions import (
 from dataforge.evaluation.regression import is_regression
 from dataforge.jsonio import load_json, write_json
 from dataforge.runtime import paused_gc
+
+if TYPE_CHECKING:
+    from dataforge.evaluation.overlaps import Overlaps
 
 
 def ground_truth_from_store(
@@ -331,7 +334,7 @@ def _compare(
     store_ids: set[int] | None,
     n: int,
     seed: int,
-    table: Any,
+    table: Overlaps,
 ) -> dict[str, Any]:
     """Predictions B (``path``) against A (``a``, checked; ``table``: its overlaps) on the same
     image resamples."""
@@ -356,7 +359,11 @@ def _all_masked(gt: dict[str, Any]) -> bool:
 
 
 def _at_thresholds(
-    d: dict[str, Any], gt: dict[str, Any], preds: list[dict[str, Any]], iou_threshold: float, table: Any
+    d: dict[str, Any],
+    gt: dict[str, Any],
+    preds: list[dict[str, Any]],
+    iou_threshold: float,
+    table: Overlaps,
 ) -> None:
     """The recommended score threshold per class (operating points: best F1; the overall one for a
     class the model never finds) as ``deployment_thresholds``, and the confusion matrix of the
@@ -382,11 +389,10 @@ def _at_thresholds(
         "thresholds": {c["name"]: chosen[int(c["category_id"])] for c in ops["per_class"]},
         "by_category_id": {str(k): v for k, v in chosen.items()},
     }
-    lowest = {c: t for c, t in chosen.items() if t is not None}
-    ids = np.array(sorted(lowest), dtype=np.int64)
-    bar = np.array([lowest[c] for c in sorted(lowest)], dtype=np.float64)
-    k = index_of(table.d_cls, ids)
-    keep = (k >= 0) & (table.d_score >= np.where(k >= 0, bar[np.maximum(k, 0)] if len(bar) else 0.0, np.inf))
+    ids = sorted(chosen)
+    bars = np.array([np.inf if chosen[c] is None else chosen[c] for c in ids] + [np.inf])
+    k = index_of(table.d_cls, np.array(ids, dtype=np.int64))  # -1 (no class): the last bar, inf
+    keep = table.d_score >= bars[k]
     d["confusion_at_thresholds"] = detection_confusion(
         gt, preds, iou_threshold=iou_threshold, table=table, keep=keep
     )
