@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -319,3 +320,36 @@ def test_worst_images_count_false_positives_and_misses_of_every_image() -> None:
     worst = evaluate_detections(gt, preds).worst_images
     assert [(w["image_id"], w["false_positives"], w["missed"]) for w in worst] == [(3, 2, 1), (1, 0, 1)]
     assert worst[0]["file_name"] == "3.jpg"
+
+
+def test_ground_truth_file_problems_are_named_and_mask_only_objects_get_their_mask_box(tmp_path) -> None:
+    """A --gt file whose annotation has a malformed box, an unknown image or category is a one-line
+    error naming the annotation (it was a traceback from deep in the matcher); an annotation with
+    a mask and no box (some exporters write masks only) takes its mask's box, so it scores as the
+    same object given with that box."""
+    from dataforge.evaluation.detection import evaluate_detections
+    from dataforge.evaluation.run import ground_truth_from_file
+
+    square = [[10.0, 10.0, 50.0, 10.0, 50.0, 50.0, 10.0, 50.0]]
+    base = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
+        "categories": [{"id": 1, "name": "a"}],
+    }
+    ann = {"id": 7, "image_id": 1, "category_id": 1, "segmentation": square, "area": 1600.0, "iscrowd": 0}
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps({**base, "annotations": [ann]}))
+    gt = ground_truth_from_file(path)
+    assert gt["annotations"][0]["bbox"] == [10.0, 10.0, 40.0, 40.0]
+    preds = [{"image_id": 1, "category_id": 1, "bbox": [10.0, 10.0, 40.0, 40.0], "score": 0.9}]
+    assert evaluate_detections(gt, preds).coco_stats[0] == pytest.approx(1.0)
+    for change, says in [
+        ({"bbox": [10, 10, 40]}, "annotation 0 (id 7): bbox must be [x, y, width, height]"),
+        ({"bbox": [10, 10, -4, 40]}, "width, height >= 0"),
+        ({"bbox": [10, 10, float("nan"), 40]}, "finite"),
+        ({"image_id": 9, "bbox": [1, 1, 2, 2]}, "image_id 9 is not in 'images'"),
+        ({"category_id": 5, "bbox": [1, 1, 2, 2]}, "category_id 5 is not in 'categories'"),
+        ({"segmentation": []}, "bbox must be"),  # neither a box nor a mask
+    ]:
+        path.write_text(json.dumps({**base, "annotations": [{**ann, **change}]}))
+        with pytest.raises(DataError, match=re.escape(says)):
+            ground_truth_from_file(path)

@@ -54,10 +54,76 @@ def ground_truth_from_file(path: Path) -> dict[str, Any]:
             f"{path}: not a COCO annotation file (needs 'images' and 'categories' lists)", source=str(path)
         )
     gt.setdefault("annotations", [])
+    _check_annotations(gt, path)
     for a in gt["annotations"]:
         if "area" not in a and isinstance(a.get("bbox"), list) and len(a["bbox"]) == 4:
             a["area"] = a["bbox"][2] * a["bbox"][3]
     return gt
+
+
+def _check_annotations(gt: dict[str, Any], path: Path) -> None:
+    """Every annotation of a ground-truth file is an object of a listed image and category with a
+    box of 4 finite numbers (w, h >= 0); one without a box but with a mask (some exporters write
+    masks only) gets its mask's box, as COCO defines it. Anything else is a one-line error naming
+    the annotation."""
+    import math
+
+    import numpy as np
+
+    from dataforge.masks import has_mask, rle_bbox, segmentation_problem, to_rle
+
+    sizes = {
+        img.get("id"): (img.get("width"), img.get("height")) for img in gt["images"] if isinstance(img, dict)
+    }
+    cats = {c.get("id") for c in gt["categories"] if isinstance(c, dict)}
+    anns = gt["annotations"]
+    try:  # the usual case in one vectorized pass; otherwise each is looked at, to name the first
+        boxes = [a["bbox"] for a in anns if not a.get("semantic")]
+        if (
+            {a["image_id"] for a in anns} <= sizes.keys()
+            and {a["category_id"] for a in anns} <= cats
+            and all(type(b) is list and len(b) == 4 for b in boxes)
+            and not ({type(v) for b in boxes for v in b} - {int, float})
+        ):
+            arr = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+            if np.isfinite(arr).all() and (arr[:, 2:] >= 0).all():
+                return
+    except (KeyError, TypeError, AttributeError):
+        pass
+    for i, a in enumerate(anns):
+        where = f"{path}: annotation {i}" + (f" (id {a.get('id')!r})" if isinstance(a, dict) else "")
+        if not isinstance(a, dict):
+            raise DataError(f"{where} is not an object", source=str(path))
+        if a.get("semantic"):
+            continue  # a semantic region: the semantic evaluation's, with a mask and no box
+        if a.get("image_id") not in sizes:
+            raise DataError(f"{where}: image_id {a.get('image_id')!r} is not in 'images'", source=str(path))
+        if a.get("category_id") not in cats:
+            raise DataError(
+                f"{where}: category_id {a.get('category_id')!r} is not in 'categories'", source=str(path)
+            )
+        box = a.get("bbox")
+        if box is None and has_mask(a.get("segmentation")):
+            w, h = sizes[a["image_id"]]
+            if not (type(w) is int and type(h) is int and w > 0 and h > 0):
+                raise DataError(f"{where}: no bbox, and its image has no width and height", source=str(path))
+            problem = segmentation_problem(a["segmentation"], w, h)
+            if problem:
+                raise DataError(f"{where}: no bbox, and its segmentation: {problem}", source=str(path))
+            a["bbox"] = rle_bbox(to_rle(a["segmentation"], h, w))
+            continue
+        if not (
+            isinstance(box, list)
+            and len(box) == 4
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)
+            and box[2] >= 0
+            and box[3] >= 0
+        ):
+            raise DataError(
+                f"{where}: bbox must be [x, y, width, height] finite numbers with width, height >= 0, "
+                f"found {box!r}",
+                source=str(path),
+            )
 
 
 def evaluate(
