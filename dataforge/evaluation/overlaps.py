@@ -4,9 +4,9 @@ COCOeval (10 IoU thresholds x 4 area ranges), TIDE's error breakdown, VOC AP50 a
 matrices each match predictions to ground truth greedily, highest score first, within an image (or
 an image and class). They share :class:`Overlaps`: the ground truth and predictions as columns, and
 every (prediction, ground truth) pair of one image that overlaps by IoU >= 0.1 (the lowest
-threshold any of them reads), computed once, vectorized, with pycocotools' box arithmetic
-(``bbIou``: intersection over union, over the prediction's area for a crowd region), so each IoU
-is bit for bit COCOeval's.
+threshold any of them reads), computed once: boxes vectorized with pycocotools' arithmetic
+(``bbIou``: intersection over union, over the prediction's area for a crowd region), masks with
+pycocotools' mask IoU image by image, so each IoU is bit for bit COCOeval's.
 
 :func:`greedy` is the matching: sequential within a group, independent across groups, so it runs
 every group at once, one rank at a time (the first prediction of every group, then the second,
@@ -15,7 +15,8 @@ every group at once, one rank at a time (the first prediction of every group, th
 :func:`coco_eval` is COCOeval's ``evaluate`` and ``accumulate`` for boxes or masks on that table: the
 same precision [T, R, K, A, M] and recall [T, K, A, M] arrays, computed the way pycocotools
 computes them (its cumulative sums, its division, its envelope, its ``searchsorted``), so the
-numbers are pycocotools' (tests/test_evaluation_coco.py holds the whole arrays to it).
+numbers are pycocotools' (tests/test_evaluation_coco.py and test_evaluation_masks_keypoints.py
+hold the whole arrays to it). Keypoints (OKS) are not here: faster-coco-eval scores them.
 """
 
 from __future__ import annotations
