@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dataforge.metrics import box_iou
+from dataforge.evaluation.overlaps import Overlaps
 
 IOUS = np.linspace(0.5, 0.95, 10)
 
@@ -35,47 +35,41 @@ def _trapz_ap(recall: np.ndarray, precision: np.ndarray) -> float:
     return float(np.sum((y[1:] + y[:-1]) * np.diff(x) / 2))
 
 
-def ultralytics_style(gt: dict[str, Any], predictions: list[dict[str, Any]]) -> dict[str, float]:
-    """mAP50-95 and mAP50 the way Ultralytics' validator computes them (module docstring)."""
-    objects = [a for a in gt["annotations"] if not a.get("iscrowd") and not a.get("semantic")]
-    by_img: dict[int, tuple[list[Any], list[int]]] = {}
-    for a in objects:
-        by_img.setdefault(int(a["image_id"]), ([], []))[0].append(a)
-    for k, p in enumerate(predictions):
-        by_img.setdefault(int(p["image_id"]), ([], []))[1].append(k)
+def ultralytics_style(
+    gt: dict[str, Any], predictions: list[dict[str, Any]], table: Overlaps | None = None
+) -> dict[str, float]:
+    """mAP50-95 and mAP50 the way Ultralytics' validator computes them (module docstring), from
+    the report's table of overlaps (``table``, computed when not given)."""
+    from dataforge.evaluation.instances import instance_ground_truth
+    from dataforge.evaluation.overlaps import overlaps
+
+    gt = instance_ground_truth(gt)
+    o = table if table is not None else overlaps(gt, predictions)
+    # each prediction's place among all, images apart, by score within its image (its NMS output's order)
+    rank = o.image_rank()
+    place = np.empty(len(rank), dtype=np.int64)
+    place[np.lexsort((rank, o.d_img))] = np.arange(len(rank))
+    cand = np.flatnonzero(
+        ~o.g_crowd[o.p_gt]
+        & (o.d_cls[o.p_det] == o.g_cls[o.p_gt])
+        & (o.p_iou >= IOUS[0])
+        & (rank[o.p_det] >= 0)
+    )
     correct = np.zeros((len(predictions), len(IOUS)), dtype=bool)
-    for anns, idx in by_img.values():
-        if not anns or not idx:
-            continue
-        idx = sorted(idx, key=lambda k: -predictions[k]["score"])  # its NMS output's order
-        g = np.array([a["bbox"] for a in anns], dtype=np.float64)
-        d = np.array([predictions[k]["bbox"] for k in idx], dtype=np.float64)
-        g[:, 2:] += g[:, :2]
-        d[:, 2:] += d[:, :2]
-        same = (
-            np.array([a["category_id"] for a in anns])[:, None]
-            == np.array([predictions[k]["category_id"] for k in idx])[None, :]
-        )
-        iou = box_iou(g, d) * same
-        for t, thr in enumerate(IOUS):
-            pairs = np.argwhere(iou >= thr)
-            if not len(pairs):
-                continue
-            pairs = pairs[np.argsort(-iou[pairs[:, 0], pairs[:, 1]], kind="stable")]
-            # each prediction once (its best-overlapping ground truth), then each ground truth once:
-            # the first in prediction order, i.e. the highest-scoring (as Ultralytics does)
-            pairs = pairs[np.unique(pairs[:, 1], return_index=True)[1]]
-            pairs = pairs[np.unique(pairs[:, 0], return_index=True)[1]]
-            correct[np.array(idx)[pairs[:, 1]], t] = True
-    scores = np.array([p["score"] for p in predictions], dtype=np.float64)
-    classes = np.array([p["category_id"] for p in predictions], dtype=np.int64)
-    order = np.argsort(-scores, kind="stable")
-    counts: dict[int, int] = {}
-    for a in objects:
-        counts[int(a["category_id"])] = counts.get(int(a["category_id"]), 0) + 1
-    ap = np.zeros((len(counts), len(IOUS)))
-    for row, (c, n) in enumerate(sorted(counts.items())):
-        mine = order[classes[order] == c]
+    for t, thr in enumerate(IOUS):
+        pairs = cand[o.p_iou[cand] >= thr]
+        # by IoU, highest first; of equal ones, in (ground truth, prediction) order as np.nonzero gives them
+        pairs = pairs[np.lexsort((place[o.p_det[pairs]], o.p_gt[pairs], -o.p_iou[pairs]))]
+        # each prediction once (its best-overlapping ground truth), then each ground truth once:
+        # the first in prediction order, i.e. the highest-scoring (as Ultralytics does)
+        pairs = pairs[np.unique(place[o.p_det[pairs]], return_index=True)[1]]
+        pairs = pairs[np.unique(o.p_gt[pairs], return_index=True)[1]]
+        correct[o.p_det[pairs], t] = True
+    order = np.argsort(-o.d_score, kind="stable")
+    classes, counts = np.unique(o.g_cls[~o.g_crowd], return_counts=True)
+    ap = np.zeros((len(classes), len(IOUS)))
+    for row, (c, n) in enumerate(zip(classes.tolist(), counts.tolist(), strict=True)):
+        mine = order[o.d_cls[order] == c]
         if not len(mine):
             continue
         tp = np.cumsum(correct[mine], axis=0)
@@ -88,8 +82,14 @@ def ultralytics_style(gt: dict[str, Any], predictions: list[dict[str, Any]]) -> 
     }
 
 
-def explain(report: dict[str, Any], gt: dict[str, Any], predictions: list[dict[str, Any]]) -> dict[str, Any]:
-    """The settings behind the detection numbers, and the same predictions scored by other conventions."""
+def explain(
+    report: dict[str, Any],
+    gt: dict[str, Any],
+    predictions: list[dict[str, Any]],
+    table: Overlaps | None = None,
+) -> dict[str, Any]:
+    """The settings behind the detection numbers, and the same predictions scored by other
+    conventions (``table``: the predictions' overlaps, when the caller has them)."""
     d = report["detection"]
     objects = [a for a in gt["annotations"] if not a.get("semantic")]
     crowd = sum(1 for a in objects if a.get("iscrowd"))
@@ -126,7 +126,7 @@ def explain(report: dict[str, Any], gt: dict[str, Any], predictions: list[dict[s
         "of them without any prediction (their objects count as missed)",
         "box_format": "COCO xywh in absolute pixels, continuous coordinates, no +1",
     }
-    ul = ultralytics_style(gt, predictions)
+    ul = ultralytics_style(gt, predictions, table)
     voc = d["voc"]
     conventions = [
         {

@@ -333,7 +333,7 @@ def _evaluate(
             if explain:
                 from dataforge.evaluation.explain import explain as explained
 
-                report["explain"] = explained(report, objects, boxed)
+                report["explain"] = explained(report, objects, boxed, table)
             if compare is not None:
                 report["comparison"] = _compare(
                     objects, boxed, compare, gt, store_ids, max(bootstrap, 200), bootstrap_seed, table
