@@ -122,31 +122,6 @@ def run_cocoeval(
     return ev
 
 
-def summarize(precision: np.ndarray, recall: np.ndarray) -> list[float]:
-    """COCOeval.summarize()'s 12 box numbers from its precision [T, R, K, A, M] and recall
-    [T, K, A, M] arrays (areas all, small, medium, large; maxDets 1, 10, 100)."""
-
-    def mean(x: np.ndarray) -> float:
-        v = x[x > -1]
-        return float(np.mean(v)) if v.size else -1.0
-
-    p, r = precision, recall
-    return [
-        mean(p[:, :, :, 0, 2]),
-        mean(p[0, :, :, 0, 2]),
-        mean(p[5, :, :, 0, 2]),
-        mean(p[:, :, :, 1, 2]),
-        mean(p[:, :, :, 2, 2]),
-        mean(p[:, :, :, 3, 2]),
-        mean(r[:, :, 0, 0]),
-        mean(r[:, :, 0, 1]),
-        mean(r[:, :, 0, 2]),
-        mean(r[:, :, 1, 2]),
-        mean(r[:, :, 2, 2]),
-        mean(r[:, :, 3, 2]),
-    ]
-
-
 def per_class_ap(
     ev: Any, gt: dict[str, Any], cat_ids: list[int], max_dets: int = -1
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, list[float]]]]:

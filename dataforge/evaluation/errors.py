@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from dataforge.evaluation.overlaps import Overlaps, greedy, overlaps
+from dataforge.evaluation.overlaps import Overlaps, greedy, index_of, overlaps
 
 ERROR_TYPES = ("classification", "localization", "both", "duplicate", "background", "missed")
 SPECIAL = ("false_positives", "false_negatives")
@@ -215,8 +215,6 @@ class _Fixes:
     ``classes`` (every class of a ground truth or prediction)."""
 
     def __init__(self, t: MatchTable) -> None:
-        from dataforge.evaluation.overlaps import index_of
-
         self.t = t
         self.classes = np.union1d(t.gt_class, t.pred_class).astype(np.int64)
         self.cls = index_of(t.pred_class, self.classes)

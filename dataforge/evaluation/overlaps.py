@@ -381,8 +381,6 @@ def coco_matches(o: Overlaps, cat_ids: list[int]) -> CocoMatches:
 def coco_eval(o: Overlaps, cat_ids: list[int]) -> SimpleNamespace:
     """COCOeval (``bbox`` or ``segm``, as the table was made; its default parameters) on the table: an object with ``eval``
     (``precision`` [T, R, K, A, M], ``recall`` [T, K, A, M]) and ``stats`` (its 12 numbers)."""
-    from dataforge.evaluation.detection import summarize
-
     m = coco_matches(o, cat_ids)
     n_t, n_r, n_k, n_a, n_m = (
         len(IOU_THRESHOLDS),
@@ -417,6 +415,31 @@ def coco_eval(o: Overlaps, cat_ids: list[int]) -> SimpleNamespace:
     return SimpleNamespace(
         eval={"precision": precision, "recall": recall}, stats=summarize(precision, recall)
     )
+
+
+def summarize(precision: np.ndarray, recall: np.ndarray) -> list[float]:
+    """COCOeval.summarize()'s 12 box numbers from its precision [T, R, K, A, M] and recall
+    [T, K, A, M] arrays (areas all, small, medium, large; maxDets 1, 10, 100)."""
+
+    def mean(x: np.ndarray) -> float:
+        v = x[x > -1]
+        return float(np.mean(v)) if v.size else -1.0
+
+    p, r = precision, recall
+    return [
+        mean(p[:, :, :, 0, 2]),
+        mean(p[0, :, :, 0, 2]),
+        mean(p[5, :, :, 0, 2]),
+        mean(p[:, :, :, 1, 2]),
+        mean(p[:, :, :, 2, 2]),
+        mean(p[:, :, :, 3, 2]),
+        mean(r[:, :, 0, 0]),
+        mean(r[:, :, 0, 1]),
+        mean(r[:, :, 0, 2]),
+        mean(r[:, :, 1, 2]),
+        mean(r[:, :, 2, 2]),
+        mean(r[:, :, 3, 2]),
+    ]
 
 
 def _accumulate(

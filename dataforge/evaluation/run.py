@@ -66,10 +66,9 @@ def _check_annotations(gt: dict[str, Any], path: Path) -> None:
     box of 4 finite numbers (w, h >= 0); one without a box but with a mask (some exporters write
     masks only) gets its mask's box, as COCO defines it. Anything else is a one-line error naming
     the annotation."""
-    import math
-
     import numpy as np
 
+    from dataforge.ingest.checks import is_number
     from dataforge.masks import has_mask, rle_bbox, segmentation_problem, to_rle
 
     sizes = {
@@ -115,7 +114,7 @@ def _check_annotations(gt: dict[str, Any], path: Path) -> None:
         if not (
             isinstance(box, list)
             and len(box) == 4
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)
+            and all(is_number(v) for v in box)
             and box[2] >= 0
             and box[3] >= 0
         ):
