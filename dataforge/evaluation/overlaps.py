@@ -192,8 +192,8 @@ def _mask_pairs(
     from pycocotools import mask as mask_utils
 
     sizes = [(int(img["height"]), int(img["width"])) for img in gt["images"]]
-    by_img_g = [[] for _ in range(n_images)]  # type: list[list[int]]
-    by_img_d = [[] for _ in range(n_images)]  # type: list[list[int]]
+    by_img_g: list[list[int]] = [[] for _ in range(n_images)]
+    by_img_d: list[list[int]] = [[] for _ in range(n_images)]
     for i, k in enumerate(g_img.tolist()):
         if k >= 0:
             by_img_g[k].append(i)
